@@ -1,0 +1,45 @@
+"""Column names and event vocabulary of the data contract (DESIGN section 3).
+
+Every module refers to these constants instead of string literals, so that a rename is one edit
+and a typo is an ``AttributeError`` instead of a silent empty column.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MEMBER_ID: Final = "member_id"
+ITEM_ID: Final = "item_id"
+EVENT: Final = "event"
+TIMESTAMP: Final = "timestamp"
+QUANTITY: Final = "quantity"
+PRICE: Final = "price"
+ORDER_ID: Final = "order_id"
+VALUE: Final = "value"
+
+#: Item catalog columns (``items.parquet`` / ``--items``).
+TITLE: Final = "title"
+CATEGORY: Final = "category"
+BRAND: Final = "brand"
+TAGS: Final = "tags"
+DESCRIPTION: Final = "description"
+AVAILABLE: Final = "available"
+
+#: Member table columns (``members.parquet`` / ``--members``).
+JOINED_AT: Final = "joined_at"
+TIER: Final = "tier"
+REGION: Final = "region"
+
+#: Bookkeeping columns added by validation; they never come from user files.
+ROW_NUMBER: Final = "_row"
+REASON: Final = "_reason"
+
+#: Interaction events, weakest signal first. The order is meaningful: matrices weight them in
+#: increasing strength and evaluation treats "click or stronger" as a positive.
+EVENTS: Final[tuple[str, ...]] = ("view", "click", "cart", "purchase")
+DEFAULT_EVENT: Final = "purchase"
+
+REQUIRED_INTERACTION_COLUMNS: Final[tuple[str, ...]] = (MEMBER_ID, ITEM_ID, TIMESTAMP)
+OPTIONAL_INTERACTION_COLUMNS: Final[tuple[str, ...]] = (EVENT, QUANTITY, PRICE, ORDER_ID, VALUE)
+#: Catalog fields that may ride along in an interactions file (Online Retail's Description).
+CARRIED_ITEM_COLUMNS: Final[tuple[str, ...]] = (TITLE, CATEGORY, BRAND)
