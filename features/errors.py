@@ -26,7 +26,15 @@ class MissingColumnError(DataError):
 
 
 class TooManyBadRowsError(DataError):
-    """More rows failed validation than the configured cap allows."""
+    """More rows failed validation than the configured cap allows.
+
+    ``report`` is the load's full validation report (a dict), so that a caller asking for JSON
+    still gets the counts of a load that was refused.
+    """
+
+    def __init__(self, message: str, report: dict[str, object]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ConfigError(RecsysError):

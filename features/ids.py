@@ -41,6 +41,9 @@ class IdMap:
         """Build a map from ids in order of first appearance (duplicates are collapsed)."""
         series = values if isinstance(values, pl.Series) else pl.Series(list(values), dtype=pl.Utf8)
         unique = series.cast(pl.Utf8).drop_nulls().unique(maintain_order=True)
+        if unique.str.contains("\x00", literal=True).any():
+            # NumPy's fixed-width strings drop trailing NULs, which would merge distinct ids.
+            raise DataError("ids must not contain NUL characters")
         return cls(unique.to_numpy().astype(np.str_))
 
     @property
@@ -79,7 +82,9 @@ class IdMap:
         """Internal index of one id, or ``None`` when it is not mapped."""
         return self._index.get(external_id)
 
-    def to_internal(self, external_ids: Sequence[str] | pl.Series, *, strict: bool = True) -> np.ndarray:
+    def to_internal(
+        self, external_ids: Sequence[str] | pl.Series, *, strict: bool = True
+    ) -> np.ndarray:
         """Map many external ids to internal indices.
 
         With ``strict=True`` an unknown id raises :class:`UnknownIdError` naming it; otherwise

@@ -1,0 +1,27 @@
+"""Shared fixtures; real data in ../shared/data is optional and tests needing it skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(
+    os.environ.get("RECSYS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+ONLINE_RETAIL = SHARED_DATA / "online-retail" / "online_retail.csv.gz"
+GROCERIES = SHARED_DATA / "groceries" / "groceries.csv"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test's default outputs (quarantine files, stores) inside its tmp dir."""
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def online_retail_path() -> Path:
+    if not ONLINE_RETAIL.exists():
+        pytest.skip(f"UCI Online Retail not found at {ONLINE_RETAIL} (set RECSYS_SHARED_DATA)")
+    return ONLINE_RETAIL
