@@ -1,0 +1,382 @@
+"""Train/test splits of validated interactions, and the CLI spec strings that choose one.
+
+Offline evaluation is only honest when the test rows are ones the model could not have seen, so
+every splitter returns a partition of the input rows (train and test never share a row, and,
+except for :func:`explicit_split`, together they are all rows). Rows keep their original order
+and every column, including ones this module does not know about.
+
+The module also owns the small time and schema helpers that the other ``features`` modules use
+(:func:`as_naive_utc`, :func:`days_before`, :func:`require_columns`), so that "how old is an
+event" and "which column is missing" have exactly one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, get_args
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from features.columns import EVENT, ITEM_ID, MEMBER_ID, TIMESTAMP
+from features.errors import ConfigError, DataError, MissingColumnError
+
+__all__ = [
+    "LastDaysSplitSpec",
+    "LeaveLastOutSpec",
+    "RatioSplitSpec",
+    "Split",
+    "SplitSpec",
+    "TemporalSplitSpec",
+    "as_naive_utc",
+    "days_before",
+    "explicit_split",
+    "leave_last_k_out",
+    "parse_split_spec",
+    "ratio_split",
+    "require_columns",
+    "temporal_split",
+]
+
+SplitGroup = Literal["member", "item"]
+
+_GROUP_COLUMNS: Final[dict[str, str]] = {"member": MEMBER_ID, "item": ITEM_ID}
+_MICROSECONDS_PER_DAY: Final = 86_400_000_000
+#: The columns that identify one event; a train row equal to a test row on these is a leak.
+_EVENT_KEY: Final[tuple[str, ...]] = (MEMBER_ID, ITEM_ID, EVENT, TIMESTAMP)
+_ROW: Final = "__split_row"
+_SIZE: Final = "__split_size"
+_ACCEPTED_FORMS: Final = (
+    "temporal:YYYY-MM-DD (or an ISO datetime), last-days:N, leave-last:K, "
+    "ratio:R[:member|item][:SEED] (for example ratio:0.2:item:7)"
+)
+
+
+# --- shared time and schema helpers -----------------------------------------------------------
+
+
+def as_naive_utc(moment: datetime) -> datetime:
+    """Express a datetime the way interaction timestamps are stored: naive, in UTC.
+
+    Callers may hand in timezone-aware datetimes; comparing those with the naive timestamp
+    column would fail (or, worse, silently shift by the UTC offset), so they are converted once.
+    """
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def days_before(reference: datetime, column: str | pl.Expr) -> pl.Expr:
+    """Fractional days from each timestamp in ``column`` up to ``reference`` (past is positive).
+
+    Fractional days, not calendar days, so that thresholds and half-lives behave the same at
+    any time of day.
+    """
+    timestamps = pl.col(column) if isinstance(column, str) else column
+    elapsed = pl.lit(as_naive_utc(reference), dtype=pl.Datetime("us")) - timestamps
+    return elapsed.dt.total_microseconds() / _MICROSECONDS_PER_DAY
+
+
+def require_columns(frame: pl.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Fail early, naming every missing column, instead of deep inside a polars expression."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise MissingColumnError(
+            f"{what} lack column(s) {missing}; present are {frame.columns}. "
+            "Validate the input first or map the columns with --columns."
+        )
+
+
+# --- the split result -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)  # frames have no single truth value to compare
+class Split:
+    """A train/test partition of interactions.
+
+    ``removed_from_train`` counts train rows dropped because they duplicate a test event (only
+    :func:`explicit_split` removes any), so that a summary shows that nothing vanished silently.
+    """
+
+    train: pl.DataFrame
+    test: pl.DataFrame
+    removed_from_train: int = 0
+
+    def describe(self) -> dict[str, int]:
+        """Row, member and item counts, including test ids never seen in train (cold starts)."""
+        counts = {"train_rows": self.train.height, "test_rows": self.test.height}
+        for column, noun in ((MEMBER_ID, "members"), (ITEM_ID, "items")):
+            train_ids, test_ids = _distinct(self.train, column), _distinct(self.test, column)
+            counts[f"train_{noun}"] = train_ids.len()
+            counts[f"test_{noun}"] = test_ids.len()
+            counts[f"test_{noun}_not_in_train"] = _count_unseen(test_ids, train_ids)
+        counts["removed_from_train"] = self.removed_from_train
+        return counts
+
+
+def _distinct(frame: pl.DataFrame, column: str) -> pl.Series:
+    return frame.get_column(column).unique()
+
+
+def _count_unseen(candidates: pl.Series, seen: pl.Series) -> int:
+    return int((~candidates.is_in(seen.implode())).sum())
+
+
+def _mask_of_rows(height: int, rows: pl.Series) -> pl.Series:
+    """A boolean mask of ``height`` rows that is true at the given row positions."""
+    mask = np.zeros(height, dtype=bool)
+    mask[rows.to_numpy()] = True
+    return pl.Series(mask)
+
+
+def _partition(interactions: pl.DataFrame, in_test: pl.Series) -> Split:
+    """Cut the frame with one boolean mask, which makes disjointness and coverage automatic."""
+    return Split(train=interactions.filter(~in_test), test=interactions.filter(in_test))
+
+
+# --- argument checks shared by the splitters and their spec objects ---------------------------
+
+
+def _check_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _check_test_ratio(value: float) -> float:
+    if not 0.0 < value < 1.0:  # also rejects NaN
+        raise ConfigError(f"test_ratio must lie strictly between 0 and 1, got {value!r}")
+    return value
+
+
+def _group_column(by: str) -> str:
+    try:
+        return _GROUP_COLUMNS[by]
+    except KeyError:
+        raise ConfigError(
+            f"ratio split groups by one of {sorted(_GROUP_COLUMNS)}, got {by!r}"
+        ) from None
+
+
+# --- splitters --------------------------------------------------------------------------------
+
+
+def temporal_split(
+    interactions: pl.DataFrame, cutoff: datetime | None = None, last_days: int | None = None
+) -> Split:
+    """Train on everything strictly before the cutoff, test on everything at or after it.
+
+    This is the split that mirrors production (the model is trained on the past and serves the
+    future). Give exactly one of ``cutoff`` or ``last_days``; ``last_days=N`` puts the last N
+    days (N x 24 hours before the latest timestamp) in test.
+    """
+    require_columns(interactions, (TIMESTAMP,), "interactions")
+    boundary = _resolve_cutoff(interactions, cutoff, last_days)
+    in_test = interactions.get_column(TIMESTAMP) >= boundary
+    return _partition(interactions, in_test)
+
+
+def _resolve_cutoff(
+    interactions: pl.DataFrame, cutoff: datetime | None, last_days: int | None
+) -> datetime:
+    if cutoff is not None and last_days is None:
+        return as_naive_utc(cutoff)
+    if last_days is not None and cutoff is None:
+        days = _check_positive_int(last_days, "last_days")  # config errors before data errors
+        return _latest_timestamp(interactions) - timedelta(days=days)
+    raise ConfigError(
+        "temporal split needs exactly one of cutoff (a datetime) or last_days (a number of "
+        f"days), got cutoff={cutoff!r} and last_days={last_days!r}"
+    )
+
+
+def _latest_timestamp(interactions: pl.DataFrame) -> datetime:
+    latest = interactions.get_column(TIMESTAMP).max()
+    if not isinstance(latest, datetime):
+        raise DataError(
+            "cannot place a last-days cutoff in an empty interactions table; "
+            "check the input file or give an explicit cutoff"
+        )
+    return latest
+
+
+def leave_last_k_out(interactions: pl.DataFrame, k: int = 1) -> Split:
+    """Per member, the k most recent interactions go to test; the rest stay in train.
+
+    Ties in timestamp are broken by row order (a later row counts as later), which makes the
+    split deterministic. Members with k or fewer interactions stay wholly in train: testing them
+    would leave the model nothing to learn them from.
+    """
+    _check_positive_int(k, "k")
+    require_columns(interactions, (MEMBER_ID, TIMESTAMP), "interactions")
+    latest_rows = (
+        interactions.select(MEMBER_ID, TIMESTAMP)
+        .with_row_index(_ROW)
+        .sort(TIMESTAMP, _ROW)
+        .group_by(MEMBER_ID)  # keeps the chronological order within each member
+        .agg(pl.col(_ROW).tail(k), pl.len().alias(_SIZE))
+        .filter(pl.col(_SIZE) > k)
+        .get_column(_ROW)
+        .explode()
+    )
+    return _partition(interactions, _mask_of_rows(interactions.height, latest_rows))
+
+
+def ratio_split(
+    interactions: pl.DataFrame,
+    test_ratio: float,
+    by: SplitGroup = "member",
+    seed: int = 0,
+) -> Split:
+    """Within each member (or item), send ``round(test_ratio * n)`` random rows to test.
+
+    Stratifying by group keeps every member's (item's) share of test equal to the ratio instead
+    of letting heavy users dominate. ``round`` is Python's (halves go to the even number).
+    Groups of one row stay in train; with a ratio above 0.5 a small group can land wholly in
+    test. The same input and seed always give the same split.
+    """
+    _check_test_ratio(test_ratio)
+    group = _group_column(by)
+    require_columns(interactions, (group,), "interactions")
+    shuffled = np.random.default_rng(seed).permutation(interactions.height)
+    group_size = pl.len()
+    test_size = pl.when(group_size > 1).then((group_size * test_ratio).round(0)).otherwise(0)
+    drawn_rows = (
+        interactions.select(group)
+        .with_row_index(_ROW)[shuffled]
+        .group_by(group)  # keeps the shuffled order within each group
+        .agg(pl.col(_ROW).head(test_size.cast(pl.Int64)))
+        .get_column(_ROW)
+        .explode()
+        .drop_nulls()  # exploding a group with nothing drawn yields a null
+    )
+    return _partition(interactions, _mask_of_rows(interactions.height, drawn_rows))
+
+
+def explicit_split(train_interactions: pl.DataFrame, test_interactions: pl.DataFrame) -> Split:
+    """Use a given test file as test; drop train rows that repeat one of its events.
+
+    A row present in both files (same member, item, event and timestamp) would let the model
+    see the answer, so it is removed from train and counted in ``describe()``.
+    """
+    require_columns(train_interactions, _EVENT_KEY, "train interactions")
+    require_columns(test_interactions, _EVENT_KEY, "test interactions")
+    test_events = test_interactions.select(_EVENT_KEY).unique()
+    train = train_interactions.join(
+        test_events, on=list(_EVENT_KEY), how="anti", maintain_order="left"
+    )
+    return Split(
+        train=train,
+        test=test_interactions,
+        removed_from_train=train_interactions.height - train.height,
+    )
+
+
+# --- CLI specs --------------------------------------------------------------------------------
+
+
+class TemporalSplitSpec(BaseModel):
+    """``temporal:YYYY-MM-DD``: a fixed cutoff."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cutoff: datetime
+
+    def split(self, interactions: pl.DataFrame) -> Split:
+        """Apply :func:`temporal_split` with this cutoff."""
+        return temporal_split(interactions, cutoff=self.cutoff)
+
+
+class LastDaysSplitSpec(BaseModel):
+    """``last-days:N``: the last N days are test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    days: int
+
+    @field_validator("days")
+    @classmethod
+    def _days_positive(cls, value: int) -> int:
+        return _check_positive_int(value, "last_days")
+
+    def split(self, interactions: pl.DataFrame) -> Split:
+        """Apply :func:`temporal_split` with ``last_days``."""
+        return temporal_split(interactions, last_days=self.days)
+
+
+class LeaveLastOutSpec(BaseModel):
+    """``leave-last:K``: each member's last K interactions are test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int
+
+    @field_validator("k")
+    @classmethod
+    def _k_positive(cls, value: int) -> int:
+        return _check_positive_int(value, "k")
+
+    def split(self, interactions: pl.DataFrame) -> Split:
+        """Apply :func:`leave_last_k_out`."""
+        return leave_last_k_out(interactions, k=self.k)
+
+
+class RatioSplitSpec(BaseModel):
+    """``ratio:R[:member|item][:SEED]``: a stratified random share per member or item."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    test_ratio: float
+    by: SplitGroup = "member"
+    seed: int = 0
+
+    @field_validator("test_ratio")
+    @classmethod
+    def _ratio_in_range(cls, value: float) -> float:
+        return _check_test_ratio(value)
+
+    def split(self, interactions: pl.DataFrame) -> Split:
+        """Apply :func:`ratio_split`."""
+        return ratio_split(interactions, self.test_ratio, by=self.by, seed=self.seed)
+
+
+SplitSpec = TemporalSplitSpec | LastDaysSplitSpec | LeaveLastOutSpec | RatioSplitSpec
+
+
+def parse_split_spec(spec: str) -> SplitSpec:
+    """Turn a CLI string such as ``temporal:2024-01-01`` or ``ratio:0.2:item:7`` into a spec.
+
+    The result is a frozen config (loggable, comparable) whose ``split(interactions)`` runs it.
+    """
+    kind, _, argument = spec.strip().partition(":")
+    parser = _SPEC_PARSERS.get(kind)
+    if parser is None or not argument:
+        raise ConfigError(f"unknown split spec {spec!r}; accepted forms are {_ACCEPTED_FORMS}")
+    try:
+        return parser(argument)
+    except (ValueError, ConfigError) as error:  # int()/float()/fromisoformat and range checks
+        raise ConfigError(
+            f"bad split spec {spec!r}: {error}; accepted forms are {_ACCEPTED_FORMS}"
+        ) from None
+
+
+def _parse_ratio(argument: str) -> RatioSplitSpec:
+    ratio_text, *options = argument.split(":")
+    by: SplitGroup = "member"
+    if options and options[0] in get_args(SplitGroup):
+        by = options.pop(0)  # type: ignore[assignment]
+    seed = int(options.pop(0)) if options else 0
+    if options:
+        raise ValueError(f"unexpected trailing part(s) {':'.join(options)!r}")
+    return RatioSplitSpec(test_ratio=float(ratio_text), by=by, seed=seed)
+
+
+_SPEC_PARSERS: Final[dict[str, Callable[[str], SplitSpec]]] = {
+    "temporal": lambda argument: TemporalSplitSpec(cutoff=datetime.fromisoformat(argument)),
+    "last-days": lambda argument: LastDaysSplitSpec(days=int(argument)),
+    "leave-last": lambda argument: LeaveLastOutSpec(k=int(argument)),
+    "ratio": _parse_ratio,
+}
