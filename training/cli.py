@@ -8,9 +8,10 @@ as a traceback.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
@@ -24,13 +25,19 @@ from features.generate import StoreConfig, StoreSummary, generate_store
 from features.ingest import parse_column_mapping
 from features.members import compute_member_profiles, segment_summary
 from features.presets import PRESETS, get_preset
+from features.splits import Split, SplitSpec, explicit_split, parse_split_spec
 from features.validate import (
     DEFAULT_MAX_BAD_SHARE,
     ValidatedTable,
     ValidationReport,
     load_interactions,
+    load_items,
     load_members,
 )
+from training.config import DEFAULT_SPLIT, MODEL_NAMES, TuningBudget
+
+if TYPE_CHECKING:
+    from training.bundle import Bundle
 
 app = typer.Typer(
     name="recsys",
@@ -196,6 +203,236 @@ def segments(
     print_segment_summary(summary)
     if out:
         console.print(f"Profiles of {profiles.height:,} members written to {out}")
+
+
+def _split_for_training(
+    frame: pl.DataFrame,
+    split: str | None,
+    test_file: Path | None,
+    load_test: Callable[[Path], pl.DataFrame],
+) -> tuple[Split, SplitSpec | None]:
+    if split and test_file:
+        raise ConfigError("give either --split or --test-file, not both")
+    if test_file:
+        return explicit_split(frame, load_test(test_file)), None
+    spec = parse_split_spec(split or DEFAULT_SPLIT)
+    return spec.split(frame), spec
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+@app.command()
+def train(
+    interactions: InteractionsOption,
+    out: Annotated[Path, typer.Option(help="The bundle directory to write.")],
+    items: Annotated[Path | None, typer.Option(help="Item catalog (CSV or Parquet).")] = None,
+    members: Annotated[Path | None, typer.Option(help="Member table (CSV or Parquet).")] = None,
+    preset: PresetOption = None,
+    columns: ColumnsOption = None,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="temporal:YYYY-MM-DD, last-days:N, leave-last:K or ratio:R[:member|item][:SEED] "
+            f"(default {DEFAULT_SPLIT})."
+        ),
+    ] = None,
+    test_file: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate on this file only; train on --interactions only."),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated models (default all: {', '.join(MODEL_NAMES)})."),
+    ] = None,
+    primary_metric: Annotated[str, typer.Option(help="Picks the model on validation.")] = "ndcg@10",
+    trials: Annotated[
+        int, typer.Option(min=1, help="Tuning trials per model.")
+    ] = TuningBudget().trials,
+    tune_seconds: Annotated[
+        float, typer.Option(min=1, help="Tuning time budget per model, in seconds.")
+    ] = TuningBudget().seconds,
+    max_eval_members: Annotated[
+        int, typer.Option(min=1, help="Evaluate on at most this many members (seeded sample).")
+    ] = 50_000,
+    seed: Annotated[int, typer.Option(help="Seed of tuning and sampling.")] = 42,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log the run and register the bundle.")
+    ] = True,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: SQLite under data/).")
+    ] = None,
+    registered_model: Annotated[
+        str, typer.Option(help="MLflow registered model name.")
+    ] = "member-recsys",
+) -> None:
+    """Tune every model on validation, evaluate on test, and write the model bundle."""
+    from training.publish import write_training_bundle
+    from training.train import TrainConfig, run_training
+
+    mapping = parse_column_mapping(columns, _MAPPABLE)
+    loaded = load_with_options(interactions, preset, columns, max_bad_share)
+    print_validation_report(loaded.report)
+
+    def load_test(path: Path) -> pl.DataFrame:
+        return load_interactions(path, mapping, get_preset(preset), max_bad_share).frame
+
+    split_data, spec = _split_for_training(loaded.frame, split, test_file, load_test)
+    config = TrainConfig(
+        **({"models": _names(models)} if models else {}),
+        primary_metric=primary_metric,
+        budget=TuningBudget(trials=trials, seconds=tune_seconds),
+        max_eval_members=max_eval_members,
+        seed=seed,
+    )
+    item_table = load_items(items).frame if items else None
+    member_table = load_members(members).frame if members else None
+    with console.status("training") as status:
+        outcome = run_training(
+            split_data, spec, config, items=item_table, members=member_table,
+            progress=lambda message: status.update(message),
+        )  # fmt: skip
+        status.update("writing the bundle")
+        write_training_bundle(outcome, out, item_table)
+    print_model_table(outcome.metrics)
+    console.print(f"Bundle, metrics.json and report.html written to {out}")
+    if mlflow:
+        from training.tracking import log_training_run
+
+        result = log_training_run(
+            outcome.metrics, out, tracking_uri=tracking_uri, registered_model=registered_model
+        )
+        verdict = "is now champion" if result.became_champion else "did not beat the champion"
+        console.print(
+            f"MLflow run {result.run_id}: {registered_model} version {result.model_version} "
+            f"{verdict} (champion: version {result.champion_version})"
+        )
+
+
+def print_model_table(metrics: dict[str, Any]) -> None:
+    """Test figures of every model beside the popularity baseline; the chosen one marked."""
+    primary = metrics["primary_metric"]
+    table = Table(title=f"Test metrics; * = chosen on validation by {primary}")
+    table.add_column("model")
+    for label in (*_SHORT_NAMES.values(), f"val {primary}"):
+        table.add_column(label, justify="right")
+    for name, values in metrics["models"].items():
+        label = f"{name} *" if name == metrics["chosen"] else name
+        validation = metrics["validation"][name][primary]
+        table.add_row(label, *(f"{values[m]:.4f}" for m in _SHORT_NAMES), f"{validation:.4f}")
+    console.print(table)
+
+
+#: Metric columns of the CLI tables, with headers short enough for an 80-column terminal.
+_SHORT_NAMES = {
+    "precision@10": "P@10",
+    "recall@10": "R@10",
+    "ndcg@10": "NDCG@10",
+    "map": "MAP",
+    "hit_rate@10": "HR@10",
+    "coverage@10": "cov@10",
+}
+
+
+BundleOption = Annotated[Path, typer.Option("--bundle", help="A bundle written by recsys train.")]
+
+
+def _open_bundle(path: Path) -> Bundle:
+    from training.bundle import load_bundle
+    from training.models import MODEL_CLASSES
+
+    return load_bundle(path, model_classes=MODEL_CLASSES)
+
+
+@app.command()
+def evaluate(
+    bundle: BundleOption,
+    test_file: Annotated[Path, typer.Option(help="Test interactions (any published protocol).")],
+    preset: PresetOption = None,
+    columns: ColumnsOption = None,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models (default all).")
+    ] = None,
+    all_items: Annotated[
+        bool,
+        typer.Option("--all-items", help="Count re-purchases as hits (default: new items only)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Evaluate a bundle's models on a test file, with purchased items excluded."""
+    from training.evaluate_bundle import evaluate_bundle
+
+    test = load_with_options(test_file, preset, columns, max_bad_share).frame
+    results = evaluate_bundle(
+        _open_bundle(bundle), test, models=_names(models), new_items_only=not all_items
+    )
+    if as_json:
+        typer.echo(json.dumps(results))
+        return
+    table = Table(title=f"{bundle} on {test_file}")
+    table.add_column("model")
+    for label in _SHORT_NAMES.values():
+        table.add_column(label, justify="right")
+    for name, values in results.items():
+        table.add_row(name, *(f"{values[m]:.4f}" for m in _SHORT_NAMES))
+    console.print(table)
+
+
+@app.command()
+def recommend(
+    bundle: BundleOption,
+    member: Annotated[list[str], typer.Option(help="Member id; repeat for several.")],
+    n: Annotated[int, typer.Option("--n", "-n", min=1, max=1000, help="List length.")] = 10,
+    model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
+    category: Annotated[str | None, typer.Option(help="Only items of this category.")] = None,
+    include_purchased: Annotated[
+        bool, typer.Option("--include-purchased", help="Allow items the member already bought.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Top-n items for members, from a bundle."""
+    from training.recommend import BundleRecommender
+
+    opened = _open_bundle(bundle)
+    answers = BundleRecommender(opened).recommend(
+        member, n, model=model, category=category, exclude_purchased=not include_purchased
+    )
+    titles = _titles(opened)
+    for answer in answers:
+        if as_json:
+            typer.echo(json.dumps(answer.__dict__))
+            continue
+        note = " (fallback: popularity)" if answer.fallback else ""
+        table = Table(title=f"{answer.member_id}: {answer.model}{note}")
+        for name in ("rank", "item", "title", "score"):
+            table.add_column(name)
+        for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores, strict=True), 1):
+            table.add_row(str(rank), item, titles.get(item, ""), f"{score:.4f}")
+        console.print(table)
+
+
+def _titles(bundle: Bundle) -> dict[str, str]:
+    catalog = bundle.catalog
+    if catalog is None or col.TITLE not in catalog.columns:
+        return {}
+    return dict(catalog.select(col.ITEM_ID, pl.col(col.TITLE).fill_null("")).iter_rows())
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to promote.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    registered_model: Annotated[str, typer.Option(help="Registered model name.")] = "member-recsys",
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+) -> None:
+    """Move a registry alias (default: champion) to a model version by hand."""
+    from training.tracking import promote as move_alias
+
+    move_alias(version, registered_model=registered_model, alias=alias, tracking_uri=tracking_uri)
+    console.print(f"{registered_model}@{alias} -> version {version}")
 
 
 def _generate_with_progress(config: StoreConfig, out: Path) -> StoreSummary:

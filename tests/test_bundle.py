@@ -1,0 +1,265 @@
+"""The bundle: round trip, refusal of tampered or incomplete bundles, atomic replacement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+
+from features import columns as col
+from tests.model_contract import two_group_interactions, two_group_items
+from training.bundle import (
+    FORMAT_VERSION,
+    Bundle,
+    BundleError,
+    UnknownModelError,
+    data_fingerprint,
+    load_bundle,
+    write_bundle,
+)
+from training.dataset import TrainingData, build_training_data
+from training.index import ItemIndex
+from training.models.base import Recommender
+
+
+class TinyModel(Recommender):
+    """Scores = item popularity plus the member's own history: one array to save and load."""
+
+    name: ClassVar[str] = "tiny"
+
+    def fit(self, data: TrainingData) -> Self:
+        self.n_items = data.n_items
+        self.weights = np.asarray(data.matrix.sum(axis=0), dtype=np.float32).ravel()
+        return self
+
+    def score(self, members: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+        return self.weights[None, :] + histories.toarray().astype(np.float32)
+
+    def _save_arrays(self, directory: Path) -> None:
+        np.save(directory / "weights.npy", self.weights, allow_pickle=False)
+
+    def _load_arrays(self, directory: Path, mmap: bool) -> None:
+        mode = "r" if mmap else None
+        self.weights = np.load(directory / "weights.npy", mmap_mode=mode, allow_pickle=False)
+
+
+class BrokenModel(TinyModel):
+    """Fails half-way through saving, like a full disk."""
+
+    name: ClassVar[str] = "broken"
+
+    def _save_arrays(self, directory: Path) -> None:
+        raise OSError("disk full")
+
+
+MODEL_CLASSES: dict[str, type[Recommender]] = {TinyModel.name: TinyModel}
+SEGMENTS = ("active", "sleeping")
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingData:
+    return build_training_data(two_group_interactions(), items=two_group_items())
+
+
+def bundle_inputs(data: TrainingData, **overrides: Any) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float32).ravel()
+    inputs = {
+        "models": {"tiny": TinyModel().fit(data)},
+        "chosen": "tiny",
+        "member_ids": data.member_ids,
+        "item_ids": data.item_ids,
+        "histories": data.matrix,
+        "purchases": (data.matrix > 0).astype(np.float32).tocsr(),
+        "popularity": popularity,
+        "segment_popularity": np.vstack([popularity, popularity[::-1]]),
+        "segment_names": SEGMENTS,
+        "member_segments": rng.integers(-1, len(SEGMENTS), data.n_members),
+        "catalog": two_group_items().reverse(),
+        "indexes": {"tiny": ItemIndex.build(rng.normal(size=(data.n_items, 4)))},
+        "metrics": {"ndcg@10": np.float32(0.25)},
+        "data_fingerprint": data_fingerprint(data.interactions),
+        "params": {"seed": 0},
+    }
+    return {**inputs, **overrides}
+
+
+@pytest.fixture
+def bundle_dir(data: TrainingData, tmp_path: Path) -> Path:
+    return write_bundle(tmp_path / "bundle", **bundle_inputs(data))
+
+
+def load(path: Path, **options: Any) -> Bundle:
+    return load_bundle(path, model_classes=MODEL_CLASSES, **options)
+
+
+def test_loaded_bundle_equals_what_was_written(data: TrainingData, bundle_dir: Path) -> None:
+    inputs = bundle_inputs(data)
+    bundle = load(bundle_dir)
+    assert bundle.member_ids == data.member_ids and bundle.item_ids == data.item_ids
+    assert (bundle.histories != data.matrix).nnz == 0
+    np.testing.assert_array_equal(bundle.popularity, inputs["popularity"])
+    np.testing.assert_array_equal(bundle.segment_popularity, inputs["segment_popularity"])
+    np.testing.assert_array_equal(bundle.member_segments, inputs["member_segments"])
+    assert bundle.segment_names == SEGMENTS
+    members = np.arange(data.n_members)
+    np.testing.assert_array_equal(
+        bundle.default_model.score(members, data.matrix),
+        inputs["models"]["tiny"].score(members, data.matrix),
+    )
+    queries = np.eye(4, dtype=np.float32)
+    got_index, expected_index = bundle.indexes["tiny"], inputs["indexes"]["tiny"]
+    for got, expected in zip(
+        got_index.search(queries, 5), expected_index.search(queries, 5), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_catalog_rows_follow_the_internal_item_order(bundle_dir: Path) -> None:
+    bundle = load(bundle_dir)
+    assert bundle.catalog is not None
+    assert bundle.catalog.get_column(col.ITEM_ID).to_list() == bundle.item_ids.external_ids.tolist()
+    by_item = dict(two_group_items().select(col.ITEM_ID, col.CATEGORY).iter_rows())
+    for item, category in bundle.catalog.select(col.ITEM_ID, col.CATEGORY).iter_rows():
+        assert category == by_item[item]
+
+
+def test_manifest_describes_the_run_and_checksums_every_other_file(bundle_dir: Path) -> None:
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    on_disk = {
+        path.relative_to(bundle_dir).as_posix()
+        for path in bundle_dir.rglob("*")
+        if path.is_file() and path.name != "manifest.json"
+    }
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["chosen"] == "tiny"
+    assert manifest["models"]["tiny"]["class"] == "tiny"
+    assert manifest["metrics"] == {"ndcg@10": 0.25}
+    assert set(manifest["files"]) == on_disk
+    assert {"ids/members.npy", "ids/items.npy", "models/tiny/weights.npy"} <= on_disk
+
+
+def test_extra_files_are_copied_in_and_listed(data: TrainingData, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    report.write_text("<html></html>")
+    out = write_bundle(tmp_path / "b", **bundle_inputs(data, extra_files={"report.html": report}))
+    assert load(out).extra_files["report.html"].read_text() == "<html></html>"
+
+
+def backed_by_memmap(array: np.ndarray) -> bool:
+    """Whether ``array`` is, or views, a memory map (scipy wraps the arrays it is given)."""
+    while array is not None and not isinstance(array, np.memmap):
+        array = getattr(array, "base", None)
+    return array is not None
+
+
+def test_large_arrays_are_memory_mapped(bundle_dir: Path) -> None:
+    bundle = load(bundle_dir, mmap=True)
+    assert isinstance(bundle.popularity, np.memmap)
+    assert isinstance(bundle.segment_popularity, np.memmap)
+    assert isinstance(bundle.default_model.weights, np.memmap)  # type: ignore[attr-defined]
+    histories = bundle.histories
+    assert all(backed_by_memmap(part) for part in (histories.data, histories.indices))
+    assert not backed_by_memmap(load(bundle_dir, mmap=False).histories.indices)
+    assert not isinstance(load(bundle_dir, mmap=False).popularity, np.memmap)
+
+
+def test_a_changed_byte_in_a_model_array_refuses_the_bundle(bundle_dir: Path) -> None:
+    weights = bundle_dir / "models" / "tiny" / "weights.npy"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match=r"checksum mismatch in models/tiny/weights\.npy"):
+        load(bundle_dir)
+    load(bundle_dir, verify=False)  # an operator can still inspect it on purpose
+
+
+def test_a_deleted_file_refuses_the_bundle(bundle_dir: Path) -> None:
+    (bundle_dir / "popularity.npy").unlink()
+    with pytest.raises(BundleError, match=r"popularity\.npy is missing; the bundle is refused"):
+        load(bundle_dir)
+
+
+def test_a_directory_without_manifest_is_refused(bundle_dir: Path) -> None:
+    (bundle_dir / "manifest.json").unlink()
+    with pytest.raises(BundleError, match=r"no manifest\.json; it is not a bundle"):
+        load(bundle_dir)
+
+
+def test_another_format_version_is_refused(bundle_dir: Path) -> None:
+    manifest_path = bundle_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(BundleError, match="format version 2"):
+        load(bundle_dir)
+
+
+def test_a_model_class_missing_from_the_registry_refuses_the_bundle(bundle_dir: Path) -> None:
+    with pytest.raises(BundleError, match=r"'tiny', which this service does not know"):
+        load_bundle(bundle_dir, model_classes={})
+
+
+def test_asking_for_an_unknown_model_lists_the_available_ones(bundle_dir: Path) -> None:
+    with pytest.raises(UnknownModelError, match=r"no model 'als'; available: \['tiny'\]"):
+        load(bundle_dir).model("als")
+
+
+def test_a_failed_write_leaves_the_previous_bundle_intact(
+    data: TrainingData, bundle_dir: Path
+) -> None:
+    before = (bundle_dir / "manifest.json").read_text()
+    models = {"tiny": TinyModel().fit(data), "broken": BrokenModel().fit(data)}
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(bundle_dir, **bundle_inputs(data, models=models))
+    assert (bundle_dir / "manifest.json").read_text() == before
+    assert load(bundle_dir).models.keys() == {"tiny"}
+    assert [path.name for path in bundle_dir.parent.iterdir()] == ["bundle"]
+
+
+def test_rewriting_replaces_the_previous_bundle(data: TrainingData, bundle_dir: Path) -> None:
+    write_bundle(bundle_dir, **bundle_inputs(data, params={"seed": 1}))
+    assert load(bundle_dir).manifest["params"] == {"seed": 1}
+    assert [path.name for path in bundle_dir.parent.iterdir()] == ["bundle"]
+
+
+def test_a_directory_that_is_not_a_bundle_is_never_replaced(
+    data: TrainingData, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(BundleError, match="is not a bundle"):
+        write_bundle(tmp_path, **bundle_inputs(data))
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_inconsistent_inputs_are_refused_before_writing(data: TrainingData, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="popularity is"):
+        write_bundle(tmp_path / "b", **bundle_inputs(data, popularity=np.zeros(3)))
+    with pytest.raises(ValueError, match="chosen model 'als'"):
+        write_bundle(tmp_path / "b", **bundle_inputs(data, chosen="als"))
+    assert not any(tmp_path.iterdir())
+
+
+def test_fingerprint_depends_on_values_not_column_order() -> None:
+    frame = two_group_interactions()
+    fingerprint = data_fingerprint(frame)
+    assert data_fingerprint(frame.select(reversed(frame.columns))) == fingerprint
+    assert data_fingerprint(frame.with_columns(pl.col(col.QUANTITY) * 2)) != fingerprint
+    assert data_fingerprint(frame.head(len(frame) - 1)) != fingerprint
+
+
+def test_fingerprint_tells_apart_text_that_only_differs_in_where_values_split() -> None:
+    first = pl.DataFrame({col.ITEM_ID: ["ab", "c"]})
+    second = pl.DataFrame({col.ITEM_ID: ["a", "bc"]})
+    assert data_fingerprint(first) != data_fingerprint(second)
+
+
+def test_extra_file_may_not_shadow_bundle_data(data: TrainingData, tmp_path: Path) -> None:
+    fake = tmp_path / "popularity.npy"
+    fake.write_text("not an array")
+    with pytest.raises(ValueError, match="would shadow bundle data"):
+        write_bundle(tmp_path / "b", **bundle_inputs(data, extra_files={"popularity.npy": fake}))

@@ -1,0 +1,130 @@
+"""The training protocol end to end on a small generated store (real models, no mocks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from features import columns as col
+from features.generate import StoreConfig, generate_store
+from features.splits import parse_split_spec, temporal_split
+from features.validate import load_interactions, load_items, load_members
+from tests.cli import run_recsys
+from training.config import TuningBudget
+from training.train import TrainConfig, TrainOutcome, carve_validation, run_training
+
+SMALL_STORE = StoreConfig(members=400, items=120, events=20_000, seed=5)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("store")
+    generate_store(SMALL_STORE, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def outcome(store: Path) -> TrainOutcome:
+    interactions = load_interactions(store / "interactions.parquet").frame
+    spec = parse_split_spec("last-days:60")
+    config = TrainConfig(
+        models=("popular", "item_knn", "ease", "als"), budget=TuningBudget(trials=2, seconds=20)
+    )
+    return run_training(
+        spec.split(interactions),
+        spec,
+        config,
+        items=load_items(store / "items.parquet").frame,
+        members=load_members(store / "members.parquet").frame,
+    )
+
+
+def test_validation_is_carved_from_train_only_and_precedes_the_test() -> None:
+    frame = pl.DataFrame(
+        {
+            col.MEMBER_ID: ["a"] * 10,
+            col.ITEM_ID: [f"i{day}" for day in range(10)],
+            col.EVENT: ["purchase"] * 10,
+            col.TIMESTAMP: pl.datetime_range(
+                pl.datetime(2024, 1, 1), pl.datetime(2024, 1, 10), "1d", eager=True
+            ),
+        }
+    )
+    split = temporal_split(frame, last_days=3)
+    validation = carve_validation(split.train, split.test, parse_split_spec("last-days:3"))
+    assert validation.test[col.TIMESTAMP].max() < split.test[col.TIMESTAMP].min()
+    assert validation.train.height + validation.test.height == split.train.height
+
+
+def test_every_model_is_reported_beside_the_baseline(outcome: TrainOutcome) -> None:
+    metrics = outcome.metrics
+    assert set(metrics["models"]) == {"popular", "item_knn", "ease", "als"}
+    for name in metrics["models"]:
+        for key in ("precision@10", "recall@10", "ndcg@10", "map", "hit_rate@10", "coverage@10"):
+            assert 0.0 <= metrics["models"][name][key] <= 1.0
+        assert metrics["primary_metric"] in metrics["validation"][name]
+    best_on_validation = max(
+        metrics["validation"], key=lambda name: metrics["validation"][name]["ndcg@10"]
+    )
+    assert metrics["chosen"] == best_on_validation
+
+
+def test_personalised_models_beat_popularity_on_the_synthetic_store(outcome: TrainOutcome) -> None:
+    models = outcome.metrics["models"]
+    assert (
+        max(models[m]["ndcg@10"] for m in ("item_knn", "ease", "als"))
+        > models["popular"]["ndcg@10"]
+    )
+
+
+def test_segments_long_tail_and_index_are_reported(outcome: TrainOutcome) -> None:
+    metrics = outcome.metrics
+    assert set(metrics["segment_sizes"]) <= {"new", "active", "at-risk", "sleeping", "churned"}
+    assert metrics["segments"]["ease"]
+    assert abs(sum(metrics["long_tail"]["catalog"]) - 1) < 1e-6
+    assert metrics["index"]["als"]["hnsw_recall@10"] >= 0.95
+
+
+def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
+    store: Path, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    result = run_recsys(
+        "train", "-i", store / "interactions.parquet", "--items", store / "items.parquet",
+        "--split", "last-days:60", "--models", "popular,ease", "--trials", 1,
+        "--out", bundle, "--no-mlflow",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("manifest.json", "metrics.json", "report.html"):
+        assert (bundle / name).exists()
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["chosen"] in {"popular", "ease"}
+    assert {"precision@10", "recall@10", "ndcg@10", "map"} <= set(metrics["models"]["ease"])
+
+    member = pl.read_parquet(store / "interactions.parquet")[col.MEMBER_ID][0]
+    answer = run_recsys("recommend", "--bundle", bundle, "--member", member, "-n", 4, "--json")
+    assert answer.returncode == 0, answer.stderr
+    assert len(json.loads(answer.stdout)["item_ids"]) == 4
+
+    test_file = tmp_path / "test.parquet"
+    interactions = pl.read_parquet(store / "interactions.parquet")
+    cutoff = interactions[col.TIMESTAMP].max() - pl.duration(days=60)
+    interactions.filter(pl.col(col.TIMESTAMP) >= cutoff).write_parquet(test_file)
+    evaluated = run_recsys("evaluate", "--bundle", bundle, "--test-file", test_file, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    figures = json.loads(evaluated.stdout)
+    assert figures["ease"]["ndcg@10"] == pytest.approx(
+        metrics["models"]["ease"]["ndcg@10"], rel=1e-6
+    )
+
+
+def test_train_refuses_both_split_and_test_file(store: Path, tmp_path: Path) -> None:
+    result = run_recsys(
+        "train", "-i", store / "interactions.parquet", "--split", "last-days:5",
+        "--test-file", store / "interactions.parquet", "--out", tmp_path / "b", "--no-mlflow",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "either --split or --test-file" in result.stderr

@@ -1,0 +1,23 @@
+"""Light configuration shared by the CLI and the training modules (no heavy imports here, so
+that ``recsys --help`` stays fast)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DEFAULT_SPLIT", "MODEL_NAMES", "TuningBudget"]
+
+#: Every model, in the order they are tuned; ``training.models.MODEL_CLASSES`` follows it.
+MODEL_NAMES: tuple[str, ...] = ("popular", "item_knn", "ease", "als", "lightfm", "content")
+
+#: Split used by ``recsys train`` when neither --split nor --test-file is given.
+DEFAULT_SPLIT = "last-days:30"
+
+
+class TuningBudget(BaseModel):
+    """How much search each model gets: whichever of the two limits is reached first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trials: int = Field(default=8, ge=1)
+    seconds: float = Field(default=60.0, gt=0)

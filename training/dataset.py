@@ -1,0 +1,120 @@
+"""The training view of interactions that every model is fit on.
+
+One :class:`TrainingData` is built per fit, from validated interactions (and optionally the item
+catalog and member profiles). It fixes the id maps, so that every model of a run, the FAISS
+index and the bundle share the same internal indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from features import columns as col
+from features.ids import IdMap
+from features.item_content import ItemContentConfig, ItemFeatures, build_item_features
+from features.matrices import EventWeights, build_interaction_matrix, ids_from_interactions
+
+__all__ = ["TrainingData", "build_training_data", "history_matrix"]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything a model may learn from, indexed by the run's id maps.
+
+    ``matrix`` is members x items, float32, each cell the (weighted, optionally decayed) sum of
+    events. ``member_segments`` holds, per member index, an index into ``segment_names`` (or -1
+    when unknown); popularity per segment and LightFM's member features use it.
+    """
+
+    matrix: sp.csr_matrix
+    member_ids: IdMap
+    item_ids: IdMap
+    interactions: pl.DataFrame
+    #: The time the data is "as of" (the last event); None for a view read back from a bundle,
+    #: which is only evaluated, never fit.
+    reference_time: datetime | None
+    item_features: ItemFeatures | None = None
+    member_segments: np.ndarray | None = None
+    segment_names: tuple[str, ...] = ()
+
+    @property
+    def n_members(self) -> int:
+        return len(self.member_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+def build_training_data(
+    interactions: pl.DataFrame,
+    items: pl.DataFrame | None = None,
+    member_segment_of: pl.DataFrame | None = None,
+    weights: EventWeights | None = None,
+    half_life_days: float | None = None,
+    content: ItemContentConfig | None = None,
+) -> TrainingData:
+    """Build the id maps, the matrix and the side features of one fit.
+
+    Catalog items that never occur in the interactions still get an index (after the
+    interacted ones), so that content-aware models can recommend brand-new items.
+    ``member_segment_of`` has columns ``member_id`` and ``segment``.
+    """
+    member_ids, item_ids = ids_from_interactions(interactions)
+    if items is not None:
+        item_ids = item_ids.extend(items.get_column(col.ITEM_ID))
+    reference = interactions.get_column(col.TIMESTAMP).max()
+    matrix = build_interaction_matrix(
+        interactions,
+        member_ids,
+        item_ids,
+        weights=weights or EventWeights(),
+        half_life_days=half_life_days,
+        reference_time=reference,
+    )
+    item_features = (
+        build_item_features(items, item_ids, content or ItemContentConfig())
+        if items is not None
+        else None
+    )
+    segments, names = _segment_codes(member_segment_of, member_ids)
+    return TrainingData(
+        matrix=matrix,
+        member_ids=member_ids,
+        item_ids=item_ids,
+        interactions=interactions,
+        reference_time=reference,
+        item_features=item_features,
+        member_segments=segments,
+        segment_names=names,
+    )
+
+
+def _segment_codes(
+    member_segment_of: pl.DataFrame | None, member_ids: IdMap
+) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    if member_segment_of is None:
+        return None, ()
+    names = tuple(sorted(member_segment_of.get_column("segment").unique().drop_nulls().to_list()))
+    code_of = {name: code for code, name in enumerate(names)}
+    codes = np.full(len(member_ids), -1, dtype=np.int32)
+    index = member_ids.to_internal(member_segment_of.get_column(col.MEMBER_ID), strict=False)
+    segment = member_segment_of.get_column("segment").to_list()
+    known = index >= 0
+    codes[index[known]] = [code_of.get(s, -1) for s, k in zip(segment, known, strict=True) if k]
+    return codes, names
+
+
+def history_matrix(
+    interactions: pl.DataFrame,
+    member_ids: IdMap,
+    item_ids: IdMap,
+    weights: EventWeights | None = None,
+) -> sp.csr_matrix:
+    """Members x items matrix of the given interactions over fixed maps (unknown ids dropped)."""
+    return build_interaction_matrix(interactions, member_ids, item_ids, weights or EventWeights())

@@ -1,0 +1,38 @@
+"""Every recommender of member-recsys, by name (the name used in the CLI, bundle and API)."""
+
+from __future__ import annotations
+
+from training.config import MODEL_NAMES
+from training.models.als import ALSRecommender
+from training.models.base import ModelFitError, Recommender
+from training.models.content import ContentRecommender
+from training.models.ease import EASERecommender
+from training.models.item_knn import ItemKNNRecommender
+from training.models.lightfm_model import LightFMRecommender
+from training.models.popular import PopularityRecommender
+
+__all__ = ["MODEL_CLASSES", "ModelFitError", "Recommender", "model_class"]
+
+_CLASSES = (
+    PopularityRecommender,
+    ItemKNNRecommender,
+    EASERecommender,
+    ALSRecommender,
+    LightFMRecommender,
+    ContentRecommender,
+)
+MODEL_CLASSES: dict[str, type[Recommender]] = {model.name: model for model in _CLASSES}
+if tuple(MODEL_CLASSES) != MODEL_NAMES:  # the CLI lists models without importing them
+    raise ImportError(f"training.config.MODEL_NAMES {MODEL_NAMES} != {tuple(MODEL_CLASSES)}")
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The class of a model name; unknown names list the known ones."""
+    from features.errors import ConfigError
+
+    try:
+        return MODEL_CLASSES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; known models: {', '.join(MODEL_CLASSES)}"
+        ) from None

@@ -1,0 +1,89 @@
+"""Turn a training outcome into the model bundle that serving and ``recsys export`` load."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from features import columns as col
+from training.bundle import data_fingerprint, write_bundle
+from training.dataset import TrainingData, history_matrix
+from training.models.popular import PopularityRecommender
+from training.report import write_report
+from training.train import TrainOutcome
+
+__all__ = ["METRICS_FILE", "REPORT_FILE", "catalog_for_bundle", "write_training_bundle"]
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+
+
+def catalog_for_bundle(items: pl.DataFrame | None, interactions: pl.DataFrame) -> pl.DataFrame:
+    """The item fields serving filters and shows by.
+
+    With no catalog file, titles and prices carried by the interactions (Online Retail's
+    Description and UnitPrice) stand in: the most frequent title and the median price.
+    """
+    if items is not None:
+        return items
+    carried = [c for c in (col.TITLE, col.CATEGORY, col.BRAND) if c in interactions.columns]
+    aggregations = [pl.col(c).drop_nulls().mode().first().alias(c) for c in carried]
+    return interactions.group_by(col.ITEM_ID, maintain_order=True).agg(
+        *aggregations, pl.col(col.PRICE).median().alias(col.PRICE)
+    )
+
+
+def _purchase_histories(data: TrainingData) -> sp.csr_matrix:
+    """Members x items indicator of training purchases, for "exclude purchased"."""
+    purchases = data.interactions.filter(pl.col(col.EVENT) == "purchase")
+    matrix = history_matrix(purchases, data.member_ids, data.item_ids)
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _fallback_popularity(outcome: TrainOutcome) -> PopularityRecommender:
+    """Popularity per segment with the tuned window: the answer for members we cannot
+    personalise (cold starts, failures), so it is always fit by segment."""
+    tuned = outcome.metrics["params"].get(PopularityRecommender.name, {})
+    return PopularityRecommender(**{**tuned, "by_segment": True}).fit(outcome.data)
+
+
+def write_training_bundle(
+    outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | None = None
+) -> Path:
+    """Write the bundle, with ``metrics.json`` and ``report.html``, atomically to ``out_dir``."""
+    data = outcome.data
+    popular = _fallback_popularity(outcome)
+    segment_popularity = popular.segment_scores if data.segment_names else None
+    with tempfile.TemporaryDirectory(prefix="recsys-report-") as scratch:
+        metrics_path = Path(scratch) / METRICS_FILE
+        metrics_path.write_text(json.dumps(outcome.metrics, indent=2, default=float))
+        report_path = write_report(outcome.metrics, Path(scratch) / REPORT_FILE)
+        return write_bundle(
+            out_dir,
+            models=outcome.models,
+            chosen=outcome.metrics["chosen"],
+            member_ids=data.member_ids,
+            item_ids=data.item_ids,
+            histories=data.matrix,
+            purchases=_purchase_histories(data),
+            popularity=np.asarray(popular.global_scores, dtype=np.float32),
+            data_fingerprint=data_fingerprint(data.interactions),
+            segment_popularity=segment_popularity,
+            segment_names=data.segment_names if segment_popularity is not None else (),
+            member_segments=data.member_segments,
+            catalog=catalog_for_bundle(items, data.interactions),
+            indexes=outcome.indexes,
+            extra_files={METRICS_FILE: metrics_path, REPORT_FILE: report_path},
+            metrics={
+                "chosen": outcome.metrics["chosen"],
+                "primary_metric": outcome.metrics["primary_metric"],
+                "models": outcome.metrics["models"],
+            },
+            params=outcome.metrics["params"],
+        )

@@ -1,0 +1,306 @@
+"""``recsys train``: tune every model on validation, evaluate on test, write the bundle.
+
+The protocol, in order, so that the test set is only ever used for the final report:
+
+1. the caller's split gives ``train`` and ``test``;
+2. a validation split is carved from ``train`` alone (the same kind of split; for time-based
+   splits, the last stretch of training time as long as the test window);
+3. each model is tuned on that validation split (:mod:`training.tune`) and the chosen model is
+   the best one on validation by the primary metric;
+4. every model is refit on the whole of ``train`` with its tuned parameters and evaluated on
+   ``test``, overall and per member segment, beside the popularity baseline;
+5. the bundle (all models, FAISS indexes, popularity, histories, catalog) is written with
+   ``metrics.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from features import columns as col
+from features.errors import ConfigError
+from features.matrices import EventWeights
+from features.members import SEGMENT, compute_member_profiles
+from features.splits import (
+    LeaveLastOutSpec,
+    RatioSplitSpec,
+    Split,
+    SplitSpec,
+    temporal_split,
+)
+from training.config import MODEL_NAMES, TuningBudget
+from training.dataset import TrainingData, build_training_data
+from training.evaluate import (
+    EvaluationTask,
+    evaluate_by_segment,
+    evaluate_recommended,
+    item_category_codes,
+)
+from training.index import IndexConfig, ItemIndex, measure_recall
+from training.metrics import DEFAULT_KS
+from training.models import ModelFitError, Recommender, model_class
+from training.models.popular import PopularityRecommender
+from training.tune import TuningResult, tune_model
+
+__all__ = ["TrainConfig", "TrainOutcome", "carve_validation", "run_training"]
+
+#: Bounds on the validation window of time-based splits, in days.
+_MIN_VALIDATION_DAYS, _MAX_VALIDATION_DAYS = 7, 180
+_LONG_TAIL_BINS = 10
+
+Progress = Callable[[str], None]
+
+
+class TrainConfig(BaseModel):
+    """Everything ``recsys train`` decides besides the data; logged with the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: tuple[str, ...] = MODEL_NAMES
+    primary_metric: str = "ndcg@10"
+    budget: TuningBudget = TuningBudget()
+    relevant_events: tuple[str, ...] = ("purchase",)
+    new_items_only: bool = True
+    event_weights: EventWeights = EventWeights()
+    half_life_days: float | None = Field(default=None, gt=0)
+    max_eval_members: int | None = Field(default=50_000, ge=1)
+    seed: int = 42
+    index: IndexConfig = IndexConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+        if not models:
+            raise ConfigError("train at least one model")
+        for name in models:
+            model_class(name)
+        return models
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        base, _, k = metric.partition("@")
+        known = ("precision", "recall", "f1", "ndcg", "map", "hit_rate")
+        if base not in known or (k and int(k) not in DEFAULT_KS) or (not k and base != "map"):
+            raise ConfigError(
+                f"unknown primary metric {metric!r}; use one of {', '.join(known)} at "
+                f"k in {DEFAULT_KS}, e.g. ndcg@10, or map"
+            )
+        return metric
+
+
+@dataclass
+class TrainOutcome:
+    """What a training run produced, in memory, for the bundle writer and the trackers."""
+
+    metrics: dict[str, Any]
+    models: dict[str, Recommender]
+    data: TrainingData
+    test_task: EvaluationTask
+    indexes: dict[str, ItemIndex] = field(default_factory=dict)
+
+
+def carve_validation(train: pl.DataFrame, test: pl.DataFrame, spec: SplitSpec | None) -> Split:
+    """A validation split of ``train`` alone, shaped like the train/test split.
+
+    Random splits are repeated on ``train``; time-based splits and explicit test files become
+    a temporal split whose validation window is as long as the test window (within 7-180 days).
+    """
+    if isinstance(spec, RatioSplitSpec | LeaveLastOutSpec):
+        return spec.split(train)
+    stamps = test.get_column(col.TIMESTAMP)
+    window = (stamps.max() - stamps.min()) if test.height else timedelta(days=30)  # type: ignore[operator]
+    days = min(max(window.days, _MIN_VALIDATION_DAYS), _MAX_VALIDATION_DAYS)
+    return temporal_split(train, last_days=days)
+
+
+def _segments_of(interactions: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataFrame:
+    profiles = compute_member_profiles(interactions, members=members)
+    return profiles.select(col.MEMBER_ID, SEGMENT)
+
+
+def _training_data(
+    interactions: pl.DataFrame,
+    items: pl.DataFrame | None,
+    members: pl.DataFrame | None,
+    config: TrainConfig,
+) -> tuple[TrainingData, pl.DataFrame]:
+    segments = _segments_of(interactions, members)
+    data = build_training_data(
+        interactions,
+        items=items,
+        member_segment_of=segments,
+        weights=config.event_weights,
+        half_life_days=config.half_life_days,
+    )
+    return data, segments
+
+
+def _task(
+    data: TrainingData,
+    test: pl.DataFrame,
+    items: pl.DataFrame | None,
+    segments: pl.DataFrame,
+    config: TrainConfig,
+) -> EvaluationTask:
+    return EvaluationTask.from_split(
+        data,
+        test,
+        relevant_events=config.relevant_events,
+        new_items_only=config.new_items_only,
+        item_categories=(
+            item_category_codes(items, data.item_ids)
+            if items is not None and col.CATEGORY in items.columns
+            else None
+        ),
+        member_segment_of=segments,
+        max_members=config.max_eval_members,
+        seed=config.seed,
+    )
+
+
+def _recommend_all(model: Recommender, task: EvaluationTask) -> np.ndarray:
+    ids, _ = model.recommend(task.members, task.histories, n=max(DEFAULT_KS), exclude=task.exclude)
+    return ids
+
+
+def _long_tail(recommended: np.ndarray, popularity_order: np.ndarray) -> list[float]:
+    """Share of recommended slots per item-popularity decile (most popular decile first)."""
+    decile = np.empty_like(popularity_order)
+    decile[popularity_order] = (
+        np.arange(len(popularity_order)) * _LONG_TAIL_BINS // max(len(popularity_order), 1)
+    )
+    shown = recommended[:, :10].ravel()
+    shown = shown[shown >= 0]
+    counts = np.bincount(decile[shown], minlength=_LONG_TAIL_BINS)
+    return (counts / max(counts.sum(), 1)).tolist()
+
+
+def _catalog_long_tail(matrix: sp.csr_matrix, popularity_order: np.ndarray) -> list[float]:
+    interactions = np.asarray((matrix > 0).sum(axis=0)).ravel()[popularity_order]
+    bins = np.array_split(interactions, _LONG_TAIL_BINS)
+    total = max(interactions.sum(), 1)
+    return [float(part.sum() / total) for part in bins]
+
+
+def _tune_all(
+    data: TrainingData, task: EvaluationTask, config: TrainConfig, progress: Progress
+) -> dict[str, TuningResult]:
+    results: dict[str, TuningResult] = {}
+    for name in config.models:
+        progress(f"tuning {name} on validation")
+        try:
+            results[name] = tune_model(
+                model_class(name), data, task, config.primary_metric, config.budget, config.seed
+            )
+        except ModelFitError as exc:
+            progress(f"skipping {name}: {exc}")
+    if not results:
+        raise ConfigError("no model could be fit on the validation split; see the messages above")
+    return results
+
+
+def _build_indexes(
+    models: dict[str, Recommender], task: EvaluationTask, config: TrainConfig
+) -> tuple[dict[str, ItemIndex], dict[str, dict[str, Any]]]:
+    """A FAISS index per factor model, and the approximate index's recall@10 against exact."""
+    indexes, report = {}, {}
+    for name, model in models.items():
+        vectors = model.item_vectors()
+        if vectors is None:
+            continue
+        indexes[name] = ItemIndex.build(vectors, config.index, metric="ip")
+        queries = model.member_vectors(task.members[:1000], task.histories[:1000])
+        report[name] = {
+            "kind": indexes[name].kind,
+            "items": len(vectors),
+            f"{config.index.kind}_recall@10": measure_recall(vectors, queries, config.index, k=10),
+        }
+    return indexes, report
+
+
+def run_training(
+    split: Split,
+    spec: SplitSpec | None,
+    config: TrainConfig,
+    items: pl.DataFrame | None = None,
+    members: pl.DataFrame | None = None,
+    progress: Progress = lambda _: None,
+) -> TrainOutcome:
+    """Tune on validation, refit on train, evaluate on test; see the module docstring."""
+    validation = carve_validation(split.train, split.test, spec)
+    progress("building the validation split")
+    inner_data, inner_segments = _training_data(validation.train, items, members, config)
+    validation_task = _task(inner_data, validation.test, items, inner_segments, config)
+    tuned = _tune_all(inner_data, validation_task, config, progress)
+    chosen = max(tuned, key=lambda name: tuned[name].value)
+
+    progress("fitting the tuned models on the whole training split")
+    data, segments = _training_data(split.train, items, members, config)
+    test_task = _task(data, split.test, items, segments, config)
+    popularity_order = np.argsort(-np.asarray((data.matrix > 0).sum(axis=0)).ravel(), kind="stable")
+    models: dict[str, Recommender] = {}
+    test_metrics, by_segment, long_tail, timings = {}, {}, {}, {}
+    for name, result in tuned.items():
+        progress(f"fitting and evaluating {name}")
+        started = time.perf_counter()
+        models[name] = model_class(name)(**result.params).fit(data)
+        fitted = time.perf_counter()
+        recommended = _recommend_all(models[name], test_task)
+        test_metrics[name] = evaluate_recommended(recommended, test_task)
+        if test_task.member_segment_names is not None:
+            by_segment[name] = evaluate_by_segment(recommended, test_task)
+        long_tail[name] = _long_tail(recommended, popularity_order)
+        timings[name] = {
+            "tune_s": result.seconds,
+            "trials": result.trials,
+            "fit_s": fitted - started,
+            "evaluate_s": time.perf_counter() - fitted,
+        }
+    if PopularityRecommender.name not in models:
+        models[PopularityRecommender.name] = PopularityRecommender(by_segment=True).fit(data)
+    indexes, index_report = _build_indexes(models, test_task, config)
+    metrics = {
+        "chosen": chosen,
+        "primary_metric": config.primary_metric,
+        "protocol": {
+            "split": _describe_spec(spec),
+            "validation": f"carved from train: {validation.describe()}",
+            **split.describe(),
+            "evaluated_members": test_task.n_members,
+            "relevant_events": list(config.relevant_events),
+            "new_items_only": config.new_items_only,
+            "exclude": "purchased in train",
+        },
+        "models": test_metrics,
+        "validation": {name: result.validation for name, result in tuned.items()},
+        "params": {name: result.params for name, result in tuned.items()},
+        "segments": by_segment,
+        "segment_sizes": _segment_sizes(segments),
+        "long_tail": {
+            "catalog": _catalog_long_tail(data.matrix, popularity_order),
+            "models": long_tail,
+        },
+        "index": index_report,
+        "timings": timings,
+        "config": config.model_dump(mode="json"),
+    }
+    return TrainOutcome(metrics, models, data, test_task, indexes)
+
+
+def _describe_spec(spec: SplitSpec | None) -> str:
+    return "explicit test file" if spec is None else repr(spec)
+
+
+def _segment_sizes(segments: pl.DataFrame) -> dict[str, int]:
+    counts = segments.group_by(SEGMENT).len()
+    return {str(name): int(count) for name, count in counts.iter_rows()}
