@@ -48,3 +48,16 @@ def test_segments_rejects_unknown_output_suffix(tmp_path: Path) -> None:
     result = run_recsys("segments", "-i", path, "--out", tmp_path / "p.xlsx")
     assert result.returncode == 2
     assert "use a .csv or .parquet" in result.stderr
+
+
+def test_demo_generates_trains_registers_and_prints_where_to_look(tmp_path: Path) -> None:
+    result = run_recsys(
+        "demo", "--out", tmp_path / "data" / "demo", "--members", 300, "--items", 80,
+        "--events", 8000, "--trials", 1, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    bundle = tmp_path / "data" / "demo" / "bundle"
+    assert (bundle / "manifest.json").exists() and (bundle / "report.html").exists()
+    text = " ".join(result.stdout.split())
+    assert "version 1 is now champion" in text
+    assert "recsys recommend --bundle" in text

@@ -38,6 +38,7 @@ from training.config import DEFAULT_SPLIT, MODEL_NAMES, TuningBudget
 
 if TYPE_CHECKING:
     from training.bundle import Bundle
+    from training.train import TrainConfig
 
 app = typer.Typer(
     name="recsys",
@@ -269,8 +270,7 @@ def train(
     ] = "member-recsys",
 ) -> None:
     """Tune every model on validation, evaluate on test, and write the model bundle."""
-    from training.publish import write_training_bundle
-    from training.train import TrainConfig, run_training
+    from training.train import TrainConfig
 
     mapping = parse_column_mapping(columns, _MAPPABLE)
     loaded = load_with_options(interactions, preset, columns, max_bad_share)
@@ -289,26 +289,50 @@ def train(
     )
     item_table = load_items(items).frame if items else None
     member_table = load_members(members).frame if members else None
+    train_and_publish(
+        split_data, spec, config, item_table, member_table, out,
+        tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
+    )  # fmt: skip
+
+
+def train_and_publish(
+    split_data: Split,
+    spec: SplitSpec | None,
+    config: TrainConfig,
+    items: pl.DataFrame | None,
+    members: pl.DataFrame | None,
+    out: Path,
+    *,
+    tracking: bool,
+    tracking_uri: str | None = None,
+    registered_model: str = "member-recsys",
+) -> None:
+    """Train, write the bundle and (optionally) log and register it in MLflow."""
+    from training.publish import write_training_bundle
+    from training.train import run_training
+
     with console.status("training") as status:
         outcome = run_training(
-            split_data, spec, config, items=item_table, members=member_table,
+            split_data, spec, config, items=items, members=members,
             progress=lambda message: status.update(message),
         )  # fmt: skip
         status.update("writing the bundle")
-        write_training_bundle(outcome, out, item_table)
+        write_training_bundle(outcome, out, items)
     print_model_table(outcome.metrics)
     console.print(f"Bundle, metrics.json and report.html written to {out}")
-    if mlflow:
-        from training.tracking import log_training_run
+    if not tracking:
+        return
+    from training.tracking import log_training_run
 
+    with console.status("logging to MLflow"):
         result = log_training_run(
             outcome.metrics, out, tracking_uri=tracking_uri, registered_model=registered_model
         )
-        verdict = "is now champion" if result.became_champion else "did not beat the champion"
-        console.print(
-            f"MLflow run {result.run_id}: {registered_model} version {result.model_version} "
-            f"{verdict} (champion: version {result.champion_version})"
-        )
+    verdict = "is now champion" if result.became_champion else "did not beat the champion"
+    console.print(
+        f"MLflow run {result.run_id}: {registered_model} version {result.model_version} "
+        f"{verdict} (champion: version {result.champion_version})"
+    )
 
 
 def print_model_table(metrics: dict[str, Any]) -> None:
@@ -470,8 +494,11 @@ def demo(
     items: Annotated[int, typer.Option(min=1)] = StoreConfig.items,
     events: Annotated[int, typer.Option(min=1)] = StoreConfig.events,
     seed: Annotated[int, typer.Option()] = StoreConfig.seed,
+    trials: Annotated[int, typer.Option(min=1, help="Tuning trials per model.")] = 4,
 ) -> None:
-    """Generate the demo store, validate it and segment its members."""
+    """Generate the demo store, validate it, segment its members and train on it."""
+    from training.train import TrainConfig
+
     config = StoreConfig(members=members, items=items, events=events, seed=seed)
     summary = _generate_with_progress(config, out)
     console.print(summary.describe())
@@ -480,6 +507,23 @@ def demo(
     member_table = load_members(summary.members_path).frame
     profiles = compute_member_profiles(loaded.frame, members=member_table)
     print_segment_summary(segment_summary(profiles))
+    item_table = load_items(summary.items_path).frame
+    spec = parse_split_spec(DEFAULT_SPLIT)
+    bundle = out / "bundle"
+    train_and_publish(
+        spec.split(loaded.frame), spec,
+        TrainConfig(budget=TuningBudget(trials=trials, seconds=20)),
+        item_table, member_table, bundle, tracking=True,
+    )  # fmt: skip
+    from training.tracking import default_tracking_uri
+
+    console.print(
+        f"\nReport: {(bundle / 'report.html').resolve()}\n"
+        f"Try:    uv run recsys recommend --bundle {bundle} --member "
+        f"{loaded.frame[col.MEMBER_ID][0]}\n"
+        f"MLflow: uv run mlflow ui --backend-store-uri {default_tracking_uri()} "
+        "-> http://127.0.0.1:5000"
+    )
 
 
 def main() -> None:
