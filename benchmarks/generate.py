@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -26,10 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
+from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOC = REPO_ROOT / "docs" / "benchmarks.md"
 SECTION_TITLE = "## Synthetic store generation"
 #: The hard requirement: peak RSS at the large size must stay at or below 4 GB.
 RSS_TARGET_BYTES = 4 * 10**9
@@ -76,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Keep the store here (default: a temporary directory under /tmp, deleted after).",
     )
-    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="Markdown file to update.")
+    parser.add_argument("--doc", type=Path, default=BENCHMARKS_DOC, help="Markdown file to update.")
     return parser.parse_args(argv)
 
 
@@ -104,24 +99,6 @@ def measure(members: int, items: int, events: int, seed: int, out_dir: Path) -> 
         output_bytes=sum(path.stat().st_size for path in out_dir.iterdir()),
         counts=json.loads(child.stdout.strip().splitlines()[-1]),
     )
-
-
-def machine_description() -> str:
-    memory_gib = psutil.virtual_memory().total / 2**30
-    return (
-        f"{os.cpu_count()} CPUs ({cpu_model()}), {memory_gib:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, where there is one."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -154,18 +131,6 @@ time; the hard requirement is a peak RSS of at most 4 GB at 1M members / 100k it
 """
 
 
-def update_doc(doc: Path, section: str) -> None:
-    """Replace this benchmark's section in the markdown file, keeping every other section."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        updated = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        updated = text.rstrip("\n") + "\n\n" + section
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(updated)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="recsys-generate-bench-", dir="/tmp"))
@@ -175,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is None:
             shutil.rmtree(out_dir, ignore_errors=True)
     section = render_section(result, command_line(args))
-    update_doc(args.doc, section)
+    update_section(args.doc, SECTION_TITLE, section)
     print(section)
     print(f"Updated {args.doc}")
     return 0 if result.meets_target else 1
