@@ -311,12 +311,20 @@ def train_and_publish(
     from training.publish import write_training_bundle
     from training.train import run_training
 
-    with console.status("training") as status:
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    # One step per pipeline message: the validation split, a tuning and a final fit per model,
+    # the refit on all of train, and the bundle.
+    steps = 3 + 2 * len(config.models)
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("training", total=steps)
+
+        def advance(message: str) -> None:
+            bar.update(task, description=message, advance=1)
+
         outcome = run_training(
-            split_data, spec, config, items=items, members=members,
-            progress=lambda message: status.update(message),
-        )  # fmt: skip
-        status.update("writing the bundle")
+            split_data, spec, config, items=items, members=members, progress=advance
+        )
+        advance("writing the bundle")
         write_training_bundle(outcome, out, items)
     print_model_table(outcome.metrics)
     console.print(f"Bundle, metrics.json and report.html written to {out}")
