@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -227,54 +228,7 @@ def load_items(
     quarantine_path: Path | None = None,
 ) -> ValidatedTable:
     """Load an item catalog; one row per ``item_id`` (later repeats of an id are duplicates)."""
-    frame = read_table(path, mapping or {})
-    _require(frame, (col.ITEM_ID,), path)
-    schema = frame.schema
-    exprs = [parse_id(col.ITEM_ID, schema[col.ITEM_ID]).alias(_TYPED + col.ITEM_ID)]
-    checks = [RowCheck(col.ITEM_ID, "missing item_id", _typed(col.ITEM_ID).is_null())]
-    if col.PRICE in schema:
-        exprs.append(parse_float(col.PRICE, schema[col.PRICE]).alias(_TYPED + col.PRICE))
-        checks += [
-            RowCheck(
-                col.PRICE,
-                "price is not a number",
-                _present_but_unparsed(col.PRICE, schema[col.PRICE]),
-            ),
-            RowCheck(col.PRICE, "price is negative", _typed(col.PRICE) < 0),
-        ]
-    if col.AVAILABLE in schema:
-        exprs.append(
-            _parse_bool(col.AVAILABLE, schema[col.AVAILABLE]).alias(_TYPED + col.AVAILABLE)
-        )
-        checks.append(
-            RowCheck(
-                col.AVAILABLE,
-                "available is not a boolean (true/false/1/0/yes/no)",
-                _present_but_unparsed(col.AVAILABLE, schema[col.AVAILABLE]),
-            )
-        )
-    text_columns = (col.TITLE, col.CATEGORY, col.BRAND, col.TAGS, col.DESCRIPTION)
-    exprs += [parse_id(n, schema[n]).alias(_TYPED + n) for n in text_columns if n in schema]
-
-    def output(parsed: pl.DataFrame) -> list[pl.Expr]:
-        names = [
-            n
-            for n in (col.ITEM_ID, col.PRICE, col.AVAILABLE, *text_columns)
-            if _TYPED + n in parsed.columns
-        ]
-        return [_typed(n).alias(n) for n in names]
-
-    return _run_checks(
-        frame,
-        exprs,
-        checks,
-        output,
-        source=path,
-        source_names=mapping or {},
-        key=(col.ITEM_ID,),
-        max_bad_share=max_bad_share,
-        quarantine_path=quarantine_path,
-    )
+    return _load_keyed_table(path, mapping or {}, _ITEM_FIELDS, max_bad_share, quarantine_path)
 
 
 def load_members(
@@ -284,42 +238,72 @@ def load_members(
     quarantine_path: Path | None = None,
 ) -> ValidatedTable:
     """Load a member table; one row per ``member_id`` (later repeats of an id are duplicates)."""
-    frame = read_table(path, mapping or {})
-    _require(frame, (col.MEMBER_ID,), path)
-    schema = frame.schema
-    exprs = [parse_id(col.MEMBER_ID, schema[col.MEMBER_ID]).alias(_TYPED + col.MEMBER_ID)]
-    checks = [RowCheck(col.MEMBER_ID, "missing member_id", _typed(col.MEMBER_ID).is_null())]
-    if col.JOINED_AT in schema:
-        exprs.append(
-            parse_timestamp(col.JOINED_AT, schema[col.JOINED_AT]).alias(_TYPED + col.JOINED_AT)
-        )
-        checks.append(
-            RowCheck(
-                col.JOINED_AT,
-                "unparseable joined_at",
-                _present_but_unparsed(col.JOINED_AT, schema[col.JOINED_AT]),
-            )
-        )
-    exprs += [
-        parse_id(n, schema[n]).alias(_TYPED + n) for n in (col.TIER, col.REGION) if n in schema
-    ]
+    return _load_keyed_table(path, mapping or {}, _MEMBER_FIELDS, max_bad_share, quarantine_path)
 
-    def output(parsed: pl.DataFrame) -> list[pl.Expr]:
-        names = [
-            n
-            for n in (col.MEMBER_ID, col.JOINED_AT, col.TIER, col.REGION)
-            if _TYPED + n in parsed.columns
+
+FieldKind = Literal["text", "price", "bool", "time"]
+
+#: Catalog and member tables, field by field; the first field is the key (required, unique).
+_ITEM_FIELDS: tuple[tuple[str, FieldKind], ...] = (
+    (col.ITEM_ID, "text"),
+    (col.PRICE, "price"),
+    (col.AVAILABLE, "bool"),
+    (col.TITLE, "text"),
+    (col.CATEGORY, "text"),
+    (col.BRAND, "text"),
+    (col.TAGS, "text"),
+    (col.DESCRIPTION, "text"),
+)
+_MEMBER_FIELDS: tuple[tuple[str, FieldKind], ...] = (
+    (col.MEMBER_ID, "text"),
+    (col.JOINED_AT, "time"),
+    (col.TIER, "text"),
+    (col.REGION, "text"),
+)
+
+
+def _field_parser(name: str, kind: FieldKind, dtype: pl.DataType) -> tuple[pl.Expr, list[RowCheck]]:
+    """The parsed column of one catalog/member field and the checks it brings."""
+    unparsed = _present_but_unparsed(name, dtype)
+    if kind == "price":
+        return parse_float(name, dtype), [
+            RowCheck(name, f"{name} is not a number", unparsed),
+            RowCheck(name, f"{name} is negative", _typed(name) < 0),
         ]
-        return [_typed(n).alias(n) for n in names]
+    if kind == "bool":
+        reason = f"{name} is not a boolean (true/false/1/0/yes/no)"
+        return _parse_bool(name, dtype), [RowCheck(name, reason, unparsed)]
+    if kind == "time":
+        return parse_timestamp(name, dtype), [RowCheck(name, f"unparseable {name}", unparsed)]
+    return parse_id(name, dtype), []
 
+
+def _load_keyed_table(
+    path: Path,
+    mapping: ColumnMapping,
+    fields: tuple[tuple[str, FieldKind], ...],
+    max_bad_share: float,
+    quarantine_path: Path | None,
+) -> ValidatedTable:
+    """Load a table keyed by its first field: the key must be present, repeats are duplicates."""
+    key = fields[0][0]
+    frame = read_table(path, mapping)
+    _require(frame, (key,), path)
+    present = [(name, kind) for name, kind in fields if name in frame.columns]
+    exprs: list[pl.Expr] = []
+    checks = [RowCheck(key, f"missing {key}", _typed(key).is_null())]
+    for name, kind in present:
+        parsed, field_checks = _field_parser(name, kind, frame.schema[name])
+        exprs.append(parsed.alias(_TYPED + name))
+        checks += field_checks
     return _run_checks(
         frame,
         exprs,
         checks,
-        output,
+        lambda _: [_typed(name).alias(name) for name, _ in present],
         source=path,
-        source_names=mapping or {},
-        key=(col.MEMBER_ID,),
+        source_names=mapping,
+        key=(key,),
         max_bad_share=max_bad_share,
         quarantine_path=quarantine_path,
     )
@@ -340,7 +324,7 @@ def _run_checks(
     frame: pl.DataFrame,
     parsers: list[pl.Expr],
     checks: list[RowCheck],
-    output: Any,
+    output: Callable[[pl.DataFrame], list[pl.Expr]],
     *,
     source: Path,
     source_names: ColumnMapping,
