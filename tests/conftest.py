@@ -25,3 +25,12 @@ def online_retail_path() -> Path:
     if not ONLINE_RETAIL.exists():
         pytest.skip(f"UCI Online Retail not found at {ONLINE_RETAIL} (set RECSYS_SHARED_DATA)")
     return ONLINE_RETAIL
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(store, bundle) of a tiny generated store, trained once per session for the serving
+    tests (popular, item_knn, als and content; one tuning trial each)."""
+    from tests.serving_helpers import train_tiny_bundle
+
+    return train_tiny_bundle(tmp_path_factory.mktemp("tiny"))

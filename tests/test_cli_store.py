@@ -53,7 +53,7 @@ def test_segments_rejects_unknown_output_suffix(tmp_path: Path) -> None:
 def test_demo_generates_trains_registers_and_prints_where_to_look(tmp_path: Path) -> None:
     result = run_recsys(
         "demo", "--out", tmp_path / "data" / "demo", "--members", 300, "--items", 80,
-        "--events", 8000, "--trials", 1, cwd=tmp_path,
+        "--events", 8000, "--trials", 1, "--no-serve", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     bundle = tmp_path / "data" / "demo" / "bundle"

@@ -503,8 +503,11 @@ def demo(
     events: Annotated[int, typer.Option(min=1)] = StoreConfig.events,
     seed: Annotated[int, typer.Option()] = StoreConfig.seed,
     trials: Annotated[int, typer.Option(min=1, help="Tuning trials per model.")] = 4,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the model afterwards (Ctrl-C stops).")
+    ] = True,
 ) -> None:
-    """Generate the demo store, validate it, segment its members and train on it."""
+    """Generate the demo store, validate it, segment its members, train on it and serve it."""
     from training.train import TrainConfig
 
     config = StoreConfig(members=members, items=items, events=events, seed=seed)
@@ -525,13 +528,143 @@ def demo(
     )  # fmt: skip
     from training.tracking import default_tracking_uri
 
+    member = loaded.frame[col.MEMBER_ID][0]
     console.print(
         f"\nReport: {(bundle / 'report.html').resolve()}\n"
-        f"Try:    uv run recsys recommend --bundle {bundle} --member "
-        f"{loaded.frame[col.MEMBER_ID][0]}\n"
+        f"Try:    uv run recsys recommend --bundle {bundle} --member {member}\n"
         f"MLflow: uv run mlflow ui --backend-store-uri {default_tracking_uri()} "
         "-> http://127.0.0.1:5000"
     )
+    if serve_after:
+        _serve_demo(bundle, member)
+
+
+_DEMO_HOST, _DEMO_PORT = "127.0.0.1", 8000
+
+
+def _serve_demo(bundle: Path, member: str) -> None:
+    """Serve the demo bundle in the foreground, after saying where to look."""
+    base = f"http://{_DEMO_HOST}:{_DEMO_PORT}"
+    console.print(
+        f"\nServing the demo model: API docs at {base}/docs (Ctrl-C to stop)\n"
+        f"Try:    curl '{base}/v1/members/{member}/recommendations?n=5'"
+    )
+    serve(bundle=bundle, host=_DEMO_HOST, port=_DEMO_PORT)
+
+
+@app.command()
+def serve(
+    bundle: Annotated[
+        Path | None, typer.Option(help="Serve this bundle directory (RECSYS_BUNDLE).")
+    ] = None,
+    model_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve a registry version or alias, e.g. models:/member-recsys@champion."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    events_url: Annotated[
+        str | None, typer.Option(help="Event store URL (default SQLite under data/serving/).")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    poll_seconds: Annotated[
+        float | None, typer.Option(min=0, help="Check the bundle source this often (0: off).")
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve the recommendation API; other settings come from RECSYS_* variables."""
+    from serving.server import run_server
+
+    settings = {
+        "RECSYS_BUNDLE": bundle.resolve() if bundle else None,
+        "RECSYS_MODEL_URI": model_uri,
+        "RECSYS_EVENTS_URL": events_url,
+        "RECSYS_TRACKING_URI": tracking_uri,
+        "RECSYS_POLL_SECONDS": poll_seconds,
+    }
+    environment = {name: str(value) for name, value in settings.items() if value is not None}
+    run_server(
+        host=host, port=port, workers=workers, environment=environment, access_log=access_log
+    )
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Base URL of a running server.")],
+    test_file: Annotated[Path, typer.Option(help="Test-period interactions to replay.")],
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_API_KEY",
+            help="Key with the events role (and read, if the server requires one).",
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, max=100, help="List length.")] = 10,
+    members: Annotated[
+        int | None, typer.Option(min=1, help="Replay at most this many members.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Parallel clients.")] = 8,
+    preset: PresetOption = None,
+    columns: ColumnsOption = None,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Replay a test period against a server: recommendations, impressions, clicks and
+    purchases of what members really took, then the CTR report (doubles as a load test)."""
+    from serving.simulate import members_to_replay
+    from serving.simulate import simulate as replay
+
+    test = load_with_options(test_file, preset, columns, max_bad_share).frame
+    truths = members_to_replay(test, members)
+    columns_shown = (
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns_shown, console=err_console, transient=True) as progress:
+        task = progress.add_task("members", total=len(truths))
+        summary = replay(
+            url, truths, api_key=api_key, n=n, concurrency=concurrency,
+            on_progress=lambda done: progress.update(task, completed=done),
+        )  # fmt: skip
+    result = summary.as_dict()
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"Replay of {test_file} against {url}", show_header=False)
+    for key, value in result.items():
+        if key == "report":
+            continue
+        shown = (
+            "-" if value is None else f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+        )
+        table.add_row(key.replace("_", " "), shown)
+    console.print(table)
+    if summary.report is not None:
+        print_ctr_report(summary.report)
+
+
+def print_ctr_report(report: dict[str, Any]) -> None:
+    """The CTR report as a table, rates with their 95% intervals."""
+    table = Table(title=f"CTR by {report['group_by']} (95% Wilson intervals)")
+    for name in ("group", "impressions", "clicks", "CTR", "conversions", "conv. rate"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+
+    def rate(value: dict[str, Any]) -> str:
+        if value["value"] is None:
+            return "-"
+        return f"{value['value']:.2%} [{value['low']:.2%}, {value['high']:.2%}]"
+
+    for row in [*report["groups"], report["total"]]:
+        table.add_row(
+            row["key"], f"{row['impressions']:,}", f"{row['clicks']:,}", rate(row["ctr"]),
+            f"{row['conversions']:,}", rate(row["conversion_rate"]),
+        )  # fmt: skip
+    console.print(table)
 
 
 def main() -> None:

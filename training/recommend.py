@@ -4,17 +4,26 @@ The CLI (`recsys recommend`), campaign exports and the API all answer through
 :class:`BundleRecommender`, so that the rules are the same everywhere:
 
 * a member the bundle knows is scored by the requested model (default: the chosen one);
-* a member it does not know gets popularity (of their segment when known), flagged ``fallback``;
+* what a caller knows beyond the bundle (:class:`MemberContext`: events since it was built,
+  declared preferences, a segment) joins the member's history and exclusions, so that fresh
+  behaviour counts without retraining and a member the bundle lacks but who has events gets a
+  personal answer from the model;
+* a member with nothing to go on gets popularity (of their segment when known), flagged
+  ``fallback``; so is a member answered from declared preferences (by the content model);
 * exclusions (items already purchased), the category filter and unavailable catalog items
   are applied before the top-n cut, never after, and a list that a model could not fill is
   completed from popularity, so every list holds exactly ``n`` distinct items whenever the
-  filtered catalog has that many.
+  filtered catalog has that many; an optional cap per category diversifies it.
+
+Requests from the API are one member at a time, so the per-call work is kept proportional to
+the members asked for: ids are looked up in the id map's dict, and history and exclusion rows
+are assembled from the bundle's CSR arrays directly rather than by sparse fancy indexing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -22,9 +31,16 @@ import scipy.sparse as sp
 
 from features import columns as col
 from training.bundle import Bundle
-from training.models.base import top_n
+from training.models.base import Recommender, top_n
 
-__all__ = ["FALLBACK_MODEL", "BundleRecommender", "Recommendation"]
+__all__ = [
+    "DECLARED_MODEL",
+    "FALLBACK_MODEL",
+    "BundleRecommender",
+    "ItemList",
+    "MemberContext",
+    "Recommendation",
+]
 
 #: Size of the popularity tie-breaker relative to model scores: orders items a model scores
 #: equally (no evidence) by popularity without reordering items it can tell apart.
@@ -33,33 +49,71 @@ _TIE_BREAK_SCALE = 1e-4
 #: The name reported for lists that popularity answered alone (members the bundle lacks).
 FALLBACK_MODEL = "popular"
 
+#: The model that answers from declared preferences when the bundle has it: it needs no
+#: behaviour, only what the liked items look like.
+DECLARED_MODEL = "content"
+
+#: With a cap per category, the model ranks this many times ``n`` candidates to choose from.
+_DIVERSIFY_DEPTH = 10
+
 
 @dataclass(frozen=True)
-class Recommendation:
-    """One member's list, best first."""
+class ItemList:
+    """A ranked list of items, best first, and what answered it."""
 
-    member_id: str
     item_ids: list[str]
     scores: list[float]
     model: str
-    #: True when popularity answered instead of the model (unknown member), or filled the
-    #: slots the model left empty.
+    #: True when popularity answered instead of the model (nothing known of the member), or
+    #: filled the slots the model left empty, or the content model answered from declared
+    #: preferences.
     fallback: bool
 
 
+@dataclass(frozen=True)
+class Recommendation(ItemList):
+    """One member's list."""
+
+    member_id: str = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class MemberContext:
+    """What a caller knows about one member that the bundle does not.
+
+    ``items`` and ``weights``: interactions since the bundle was built, as internal item indices
+    and event weights (repeats allowed, they add up); they join the member's history row, from
+    which ALS folds the member in and item-item and content models score. ``purchased``: items
+    bought since; they join the exclusions. ``declared``: the items are preferences the member
+    declared (a sign-up form), not behaviour. ``segment``: a segment code for a member the
+    bundle does not know (segment popularity).
+    """
+
+    items: Sequence[int] = ()
+    weights: Sequence[float] = ()
+    purchased: Sequence[int] = ()
+    segment: int | None = None
+    declared: bool = False
+
+
+_NO_CONTEXT = MemberContext()
+
+
 class BundleRecommender:
-    """Batch recommendations from a bundle, with filters and popularity fallback."""
+    """Recommendations from a bundle, with filters, live context and popularity fallback."""
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
-        self._available = self._available_items(bundle.catalog, len(bundle.item_ids))
+        self._n_items = len(bundle.item_ids)
+        self._available = self._available_items(bundle.catalog, self._n_items)
         popularity = np.asarray(bundle.popularity, dtype=np.float32)
         self._tie_breaker = _TIE_BREAK_SCALE * popularity / max(float(popularity.max()), 1e-12)
-        self._categories = (
-            bundle.catalog.get_column(col.CATEGORY)
-            if bundle.catalog is not None and col.CATEGORY in bundle.catalog.columns
-            else None
+        self._category_names, self._category_codes = self._category_index(
+            bundle.catalog, self._n_items
         )
+        self._code_of = {name: code for code, name in enumerate(self._category_names)}
+        self._allowed_tie_breaker = self._masked(self._tie_breaker, self._available)
+        self._history_dtypes = (bundle.histories.data.dtype, bundle.histories.indices.dtype)
 
     @staticmethod
     def _available_items(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:
@@ -67,13 +121,37 @@ class BundleRecommender:
             return np.ones(n_items, dtype=bool)
         return catalog.get_column(col.AVAILABLE).fill_null(True).to_numpy().astype(bool)
 
+    @staticmethod
+    def _category_index(catalog: pl.DataFrame | None, n_items: int) -> tuple[list[str], np.ndarray]:
+        """Category names and one code per item (-1: no category), for fast masks and caps."""
+        if catalog is None or col.CATEGORY not in catalog.columns:
+            return [], np.full(n_items, -1, dtype=np.int32)
+        categories = catalog.get_column(col.CATEGORY).cast(pl.Utf8)
+        names = sorted(categories.drop_nulls().unique().to_list())
+        codes = categories.replace_strict(
+            names, list(range(len(names))), default=-1, return_dtype=pl.Int32
+        )
+        return names, codes.to_numpy()
+
+    @staticmethod
+    def _masked(tie_breaker: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """The tie-breaker with ``-inf`` on items that may not be shown: adding it to the scores
+        applies the popularity order and the filter in one vector operation per request."""
+        return np.where(allowed, tie_breaker, -np.inf).astype(np.float32)
+
+    @property
+    def categories(self) -> list[str]:
+        """Every category of the catalog, sorted."""
+        return self._category_names
+
     def allowed_items(self, category: str | None = None) -> np.ndarray:
         """Boolean mask of items that may be recommended (available, in ``category``)."""
         if category is None:
             return self._available
-        if self._categories is None:
+        code = self._code_of.get(category)
+        if code is None:
             return np.zeros_like(self._available)
-        return self._available & (self._categories == category).fill_null(False).to_numpy()
+        return self._available & (self._category_codes == code)
 
     def recommend(
         self,
@@ -83,73 +161,236 @@ class BundleRecommender:
         model: str | None = None,
         category: str | None = None,
         exclude_purchased: bool = True,
+        contexts: Sequence[MemberContext | None] | None = None,
+        max_per_category: int | None = None,
     ) -> list[Recommendation]:
-        """Top-``n`` lists for ``member_ids`` (in the same order)."""
-        name = model or self.bundle.chosen
-        recommender = self.bundle.model(name)
-        indices = self.bundle.member_ids.to_internal(list(member_ids), strict=False)
-        known = indices >= 0
-        allowed = self.allowed_items(category)
-        exclude = self._exclusions(indices, exclude_purchased)
-        ids = np.full((len(indices), n), -1, dtype=np.int64)
-        scores = np.full((len(indices), n), -np.inf, dtype=np.float32)
-        if known.any():
-            rows = np.flatnonzero(known)
-            ids[rows], scores[rows] = recommender.recommend(
-                indices[rows],
-                self.bundle.histories[indices[rows]],
-                n,
-                exclude=exclude[rows],
-                allowed=allowed,
-                tie_breaker=self._tie_breaker,
-            )
-        fallback = ~known | (ids < 0).any(axis=1)
-        for row in np.flatnonzero(fallback):
-            ids[row], scores[row] = self._fill_from_popularity(
-                ids[row], scores[row], indices[row], exclude[row], allowed
-            )
-        external = self.bundle.item_ids.external_ids
-        return [
-            Recommendation(
-                member_id=member_id,
-                item_ids=external[row_ids[row_ids >= 0]].tolist(),
-                scores=row_scores[row_ids >= 0].tolist(),
-                model=name if is_known else FALLBACK_MODEL,
-                fallback=bool(is_fallback),
-            )
-            for member_id, row_ids, row_scores, is_known, is_fallback in zip(
-                member_ids, ids, scores, known, fallback, strict=True
-            )
-        ]
+        """Top-``n`` lists for ``member_ids`` (in the same order).
 
-    def _exclusions(self, indices: np.ndarray, exclude_purchased: bool) -> sp.csr_matrix:
-        """Rows of purchased items per member (empty rows for unknown members or when off)."""
-        n_items = len(self.bundle.item_ids)
+        ``contexts`` (one per member, or None) adds what the bundle does not know of each
+        member. ``max_per_category`` caps the items of one category in a list (storefront
+        carousels); the cap gives way only when the candidates cannot fill ``n`` otherwise.
+        """
+        name = model or self.bundle.chosen
+        self.bundle.model(name)  # an unknown name fails here, listing the models there are
+        contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
+        indices = self._member_indices(member_ids)
+        allowed = self.allowed_items(category)
+        tie_breaker = (
+            self._allowed_tie_breaker
+            if category is None
+            else self._masked(self._tie_breaker, allowed)
+        )
+        depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
+        excluded = [
+            self._excluded(index, context, exclude_purchased)
+            for index, context in zip(indices, contexts, strict=True)
+        ]
+        answering = [
+            self._answering_model(name, index, context)
+            for index, context in zip(indices, contexts, strict=True)
+        ]
+        ids = np.full((len(indices), depth), -1, dtype=np.int64)
+        scores = np.full((len(indices), depth), -np.inf, dtype=np.float32)
+        for model_name in {answer for answer in answering if answer is not None}:
+            rows = [row for row, answer in enumerate(answering) if answer == model_name]
+            histories = self._rows([self._history(indices[row], contexts[row]) for row in rows])
+            row_excluded = [excluded[row] for row in rows]
+            found = None
+            if category is None:  # an index cannot filter a category; it can skip a few items
+                found = self._retrieve(model_name, indices[rows], histories, row_excluded, depth)
+            if found is None:
+                found = self.bundle.model(model_name).recommend(
+                    indices[rows],
+                    histories,
+                    depth,
+                    exclude=self._rows([(items, None) for items in row_excluded]),
+                    tie_breaker=tie_breaker,
+                )
+            ids[rows], scores[rows] = found
+        answers = []
+        for row, member_id in enumerate(member_ids):
+            padded = bool((ids[row] < 0).any())
+            row_ids, row_scores = ids[row], scores[row]
+            if padded:
+                row_ids, row_scores = self._fill_from_popularity(
+                    row_ids, row_scores, self._popularity(indices[row], contexts[row]),
+                    excluded[row], allowed,
+                )  # fmt: skip
+            if max_per_category is not None:
+                row_ids, row_scores = self._cap_per_category(
+                    row_ids, row_scores, n, max_per_category
+                )
+            found = row_ids >= 0
+            answered_by = answering[row]
+            answers.append(
+                Recommendation(
+                    member_id=member_id,
+                    item_ids=self.bundle.item_ids.external_ids[row_ids[found]].tolist(),
+                    scores=row_scores[found].tolist(),
+                    model=answered_by or FALLBACK_MODEL,
+                    fallback=answered_by is None or padded or contexts[row].declared,
+                )
+            )
+        return answers
+
+    def supports_similarity(self, name: str) -> bool:
+        """Whether model ``name`` knows item similarity (its own, or through item vectors)."""
+        model = type(self.bundle.model(name))
+        return (
+            model.similar_items is not Recommender.similar_items
+            or model.item_vectors is not Recommender.item_vectors
+        )
+
+    def similarity_model(self) -> str | None:
+        """The model that answers "similar items" by default: the chosen one when it can,
+        else the first in the bundle that can; None when only popularity can."""
+        names = [self.bundle.chosen, *self.bundle.models]
+        return next((name for name in names if self.supports_similarity(name)), None)
+
+    def similar_items(self, item_index: int, n: int, *, model: str | None = None) -> ItemList:
+        """The ``n`` items most similar to item ``item_index``, available and distinct, by
+        ``model`` (default :meth:`similarity_model`); completed from popularity (flagged) when
+        the model knows fewer, so that the list holds ``n`` items when the catalog does."""
+        name = model or self.similarity_model()
+        allowed = self._available.copy()
+        allowed[item_index] = False
+        ids = np.full(n, -1, dtype=np.int64)
+        scores = np.full(n, -np.inf, dtype=np.float32)
+        if name is not None:
+            # Over-fetch by the unavailable items, which the model does not know to skip.
+            depth = min(self._n_items, n + int((~self._available).sum()))
+            found, found_scores = self.bundle.model(name).similar_items(
+                np.array([item_index]), depth
+            )
+            keep = (found[0] >= 0) & allowed[np.maximum(found[0], 0)]
+            kept = found[0][keep][:n]
+            ids[: len(kept)], scores[: len(kept)] = kept, found_scores[0][keep][:n]
+        padded = bool((ids < 0).any())
+        if padded:
+            ids, scores = self._fill_from_popularity(
+                ids, scores, self.popularity_of(-1), np.empty(0, np.int64), allowed
+            )
+        found_mask = ids >= 0
+        return ItemList(
+            item_ids=self.bundle.item_ids.external_ids[ids[found_mask]].tolist(),
+            scores=scores[found_mask].tolist(),
+            model=name if name is not None else FALLBACK_MODEL,
+            fallback=padded,
+        )
+
+    def _member_indices(self, member_ids: Sequence[str]) -> np.ndarray:
+        """Internal indices, -1 for members the bundle does not know (dict lookups: O(members))."""
+        lookup = self.bundle.member_ids.get
+        found = [lookup(member_id) for member_id in member_ids]
+        return np.array([-1 if index is None else index for index in found], dtype=np.int64)
+
+    def _retrieve(
+        self,
+        name: str,
+        members: np.ndarray,
+        histories: sp.csr_matrix,
+        excluded: Sequence[np.ndarray],
+        depth: int,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The top ``depth`` available, unexcluded items from the model's FAISS index (exact
+        search below 50,000 items): one fused scan instead of scoring the whole catalog and
+        sorting it, which is what keeps a serving request within milliseconds.
+
+        The index holds the model's item vectors, so inner products with its member vectors
+        are its scores. Excluded and unavailable items are dropped from an over-fetch; None
+        (the caller then scores exactly) when the model has no inner-product index, when a
+        member vector is all zeros (every item would tie: the popularity tie-breaker must
+        order them), or when the over-fetch cannot fill a row that the catalog could.
+        """
+        index = self.bundle.indexes.get(name)
+        if index is None or index.metric != "ip":
+            return None
+        vectors = self.bundle.model(name).member_vectors(members, histories)
+        if vectors is None or not np.abs(vectors).max(axis=1).all():
+            return None
+        fetch = min(self._n_items, 2 * depth + max(len(items) for items in excluded))
+        found, found_scores = index.search(vectors, fetch)
+        ids = np.full((len(members), depth), -1, dtype=np.int64)
+        scores = np.full((len(members), depth), -np.inf, dtype=np.float32)
+        for row, (row_ids, row_excluded) in enumerate(zip(found, excluded, strict=True)):
+            keep = (row_ids >= 0) & self._available[row_ids] & ~np.isin(row_ids, row_excluded)
+            kept = np.flatnonzero(keep)[:depth]
+            if len(kept) < min(depth, self._n_items - len(row_excluded)):
+                return None
+            ids[row, : len(kept)] = row_ids[kept]
+            scores[row, : len(kept)] = found_scores[row, kept]
+        return ids, scores
+
+    def _answering_model(self, name: str, index: int, context: MemberContext) -> str | None:
+        """The model that scores this member, or None when only popularity can answer."""
+        if context.declared and len(context.items):
+            return DECLARED_MODEL if DECLARED_MODEL in self.bundle.models else name
+        if index >= 0 or len(context.items):
+            return name
+        return None
+
+    def _history(self, index: int, context: MemberContext) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, weights) of the member's bundle history row plus the context's items."""
+        items, weights = self._bundle_row(self.bundle.histories, index)
+        if not len(context.items):
+            return items, weights
+        data_type, index_type = self._history_dtypes
+        return (
+            np.concatenate([items, np.asarray(context.items, dtype=index_type)]),
+            np.concatenate([weights, np.asarray(context.weights, dtype=data_type)]),
+        )
+
+    def _excluded(self, index: int, context: MemberContext, exclude_purchased: bool) -> np.ndarray:
+        """Item indices never to show this member: purchases in the bundle and since."""
         if not exclude_purchased:
-            return sp.csr_matrix((len(indices), n_items), dtype=np.float32)
-        purchases = self.bundle.purchases[np.maximum(indices, 0)].tocsr()
-        only_known = sp.diags((indices >= 0).astype(np.float32))
-        return (only_known @ purchases).tocsr()
+            return np.empty(0, dtype=np.int64)
+        bought, _ = self._bundle_row(self.bundle.purchases, index)
+        if not len(context.purchased):
+            return bought.astype(np.int64)
+        return np.union1d(bought, np.asarray(context.purchased, dtype=np.int64))
+
+    def _bundle_row(self, matrix: sp.csr_matrix, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """A member's row of a bundle matrix as (indices, data); empty for unknown members."""
+        if index < 0:
+            return matrix.indices[:0], matrix.data[:0]
+        cells = slice(matrix.indptr[index], matrix.indptr[index + 1])
+        return matrix.indices[cells], matrix.data[cells]
+
+    def _rows(self, rows: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> sp.csr_matrix:
+        """A CSR matrix over the catalog from per-row (indices, data); data None means ones.
+        Repeated items in a row are summed (a fold-in must see one cell per item)."""
+        lengths = np.fromiter((len(items) for items, _ in rows), dtype=np.int64, count=len(rows))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        indices = np.concatenate([items for items, _ in rows]) if rows else np.empty(0, np.int32)
+        data = (
+            np.concatenate([values for _, values in rows])
+            if rows and rows[0][1] is not None
+            else np.ones(len(indices), dtype=np.float32)
+        )
+        matrix = sp.csr_matrix((data, indices, indptr), shape=(len(rows), self._n_items))
+        matrix.sum_duplicates()
+        return matrix
+
+    def _popularity(self, member_index: int, context: MemberContext) -> np.ndarray:
+        """Popularity of the member's segment (from the bundle, else the context), else global."""
+        segments = self.bundle.member_segments
+        code = context.segment
+        if member_index >= 0 and segments is not None:
+            code = int(segments[member_index])
+        if code is not None and code >= 0 and self.bundle.segment_popularity is not None:
+            return np.asarray(self.bundle.segment_popularity[code], dtype=np.float32)
+        return np.asarray(self.bundle.popularity, dtype=np.float32)
 
     def popularity_of(self, member_index: int) -> np.ndarray:
         """Segment popularity for a known member with a segment, else global popularity."""
-        segments = self.bundle.member_segments
-        if (
-            member_index >= 0
-            and segments is not None
-            and self.bundle.segment_popularity is not None
-        ):
-            code = int(segments[member_index])
-            if code >= 0:
-                return np.asarray(self.bundle.segment_popularity[code], dtype=np.float32)
-        return np.asarray(self.bundle.popularity, dtype=np.float32)
+        return self._popularity(member_index, _NO_CONTEXT)
 
     def _fill_from_popularity(
         self,
         row_ids: np.ndarray,
         row_scores: np.ndarray,
-        member_index: int,
-        exclude: sp.csr_matrix,
+        popularity: np.ndarray,
+        excluded: np.ndarray,
         allowed: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Complete a list's empty slots with the most popular allowed, unseen, unlisted items.
@@ -158,10 +399,9 @@ class BundleRecommender:
         """
         n = len(row_ids)
         kept = row_ids[row_ids >= 0]
-        candidates = self.popularity_of(member_index).copy()
-        candidates += self._tie_breaker  # items a segment never bought: by global popularity
+        candidates = popularity + self._tie_breaker  # items a segment never bought: by global
         candidates[~allowed] = -np.inf
-        candidates[exclude.indices] = -np.inf
+        candidates[excluded] = -np.inf
         candidates[kept] = -np.inf
         fill_ids, fill_scores = top_n(candidates[None, :], n - len(kept))
         fill_ids, fill_scores = fill_ids[0], fill_scores[0]
@@ -172,3 +412,24 @@ class BundleRecommender:
         ids = np.concatenate([kept, fill_ids])
         scores = np.concatenate([row_scores[: len(kept)], fill_scores]).astype(np.float32)
         return ids, scores
+
+    def _cap_per_category(
+        self, ids: np.ndarray, scores: np.ndarray, n: int, cap: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n`` of a ranked list with at most ``cap`` items per category, in rank
+        order; items without a category are not capped. When the list cannot fill ``n`` within
+        the cap, the best of the items passed over complete it (exactly ``n`` comes first)."""
+        taken: dict[int, int] = {}
+        chosen: list[int] = []
+        passed_over: list[int] = []
+        codes = self._category_codes[np.maximum(ids, 0)].tolist()
+        for position, (item, code) in enumerate(zip(ids.tolist(), codes, strict=True)):
+            if item < 0 or len(chosen) == n:
+                break
+            if code >= 0 and taken.get(code, 0) >= cap:
+                passed_over.append(position)
+                continue
+            taken[code] = taken.get(code, 0) + 1
+            chosen.append(position)
+        picked = np.array(chosen + passed_over[: n - len(chosen)], dtype=np.int64)
+        return ids[picked], scores[picked]

@@ -55,6 +55,7 @@ __all__ = [
     "log_training_run",
     "metric_key",
     "promote",
+    "resolve_model_uri",
 ]
 
 CHAMPION_ALIAS = "champion"
@@ -389,6 +390,19 @@ def _registered_version(client: MlflowClient, model_uri: str) -> tuple[str, str]
     if alias is not None:
         version = client.get_model_version_by_alias(name, alias).version
     return name, str(version)
+
+
+def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """(name, version) that ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` names
+    now: a server following an alias polls this to see whether it moved, without downloading.
+    """
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        return _registered_version(_client(uri), model_uri)
+    except MlflowException as error:
+        raise ConfigError(f"cannot resolve {model_uri} at {uri}: {error.message}") from None
 
 
 def download_bundle(model_uri: str, dst: Path, tracking_uri: str | None = None) -> Path:

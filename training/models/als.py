@@ -148,13 +148,32 @@ class ALSRecommender(Recommender):
         return vectors
 
     def _has_training_history(self, members: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
-        """Per member: known at fit time and its history row equal to its training row."""
+        """Per member: known at fit time and its history row equal to its training row.
+
+        Compared on the canonical CSR arrays, cell by cell: a serving request asks for one
+        member, and a sparse subtraction (row slicing, a difference matrix) costs far more
+        than the few cells it compares.
+        """
+        trained = self.training_histories
+        if not histories.has_canonical_format:  # equal rows must list equal cells in order
+            histories = sp.csr_matrix(histories, copy=True)
+            histories.sum_duplicates()
         unchanged = np.zeros(len(members), dtype=bool)
-        known = np.flatnonzero((members >= 0) & (members < self.training_histories.shape[0]))
-        if len(known):
-            difference = histories[known] - self.training_histories[members[known]]
-            difference.eliminate_zeros()
-            unchanged[known] = np.diff(difference.indptr) == 0
+        rows = np.flatnonzero((members >= 0) & (members < trained.shape[0]))
+        stored = members[rows]
+        lengths = np.diff(histories.indptr)[rows]
+        same_length = lengths == trained.indptr[stored + 1] - trained.indptr[stored]
+        rows, stored, lengths = rows[same_length], stored[same_length], lengths[same_length]
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        held = np.repeat(histories.indptr[rows], lengths) + offsets
+        kept = np.repeat(trained.indptr[stored], lengths) + offsets
+        differs = (histories.indices[held] != trained.indices[kept]) | (
+            histories.data[held] != trained.data[kept]
+        )
+        changed = np.bincount(
+            np.repeat(np.arange(len(rows)), lengths)[differs], minlength=len(rows)
+        )
+        unchanged[rows[changed == 0]] = True
         return unchanged
 
     def fold_in(self, histories: sp.csr_matrix) -> np.ndarray:

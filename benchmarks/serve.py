@@ -1,0 +1,344 @@
+"""Serving throughput and latency: our recommendation route against a bare FastAPI route.
+
+Generates a store (100,000 members, 20,000 items), trains popularity and ALS on it (one
+tuning trial, no MLflow), then measures, in the same run and with the same uvicorn settings
+(uvloop, httptools, 2 workers, no access log):
+
+1. a bare FastAPI app whose route ``/v1/members/{member_id}/recommendations`` returns a fixed
+   JSON payload of the same size as ours (a real response of our server);
+2. ``recsys serve`` on the trained bundle, with SQLite events and impressions logging on.
+
+wrk (``-t2 -c32``) requests random known members through a Lua script, against each server in
+turn. The targets: our route sustains at least 60% of the bare route's requests per second,
+with a p99 of at most 25 ms at 32 connections. Results go to docs/benchmarks.md ("Serving").
+
+    uv run python benchmarks/serve.py [--members 100000 --items 20000 --events 2000000]
+                                      [--duration 20] [--work DIR --reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from docs_section import BENCHMARKS_DOC, machine_description, update_section
+
+SECTION_TITLE = "## Serving"
+RATIO_TARGET, P99_TARGET_MS = 0.60, 25.0
+ROUTE = "/v1/members/{}/recommendations?n=10"
+
+BARE_APP = '''"""A bare FastAPI route returning a fixed payload: the framework's own cost."""
+import json
+from pathlib import Path
+
+from fastapi import FastAPI
+
+PAYLOAD = json.loads((Path(__file__).parent / "payload.json").read_text())
+app = FastAPI()
+
+
+@app.get("/v1/members/{member_id}/recommendations")
+async def recommendations(member_id: str, n: int = 10) -> dict:
+    return PAYLOAD
+'''
+
+WRK_SCRIPT = """
+local members = {}
+for line in io.lines("%(members)s") do members[#members + 1] = line end
+local counter = 0
+setup = function(thread) counter = counter + 1; thread:set("seed", counter) end
+init = function(args) math.randomseed(seed * 7919 + os.time()) end
+request = function()
+  local member = members[math.random(#members)]
+  return wrk.format("GET", "/v1/members/" .. member .. "/recommendations?n=10")
+end
+"""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    #: CPU time the server's processes spent per request (user + system), in microseconds:
+    #: what the throughput ratio comes down to when the cores are shared.
+    cpu_us_per_request: float = 0.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--models", default="popular,als")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=20, help="Seconds of each measurement.")
+    parser.add_argument("--warmup", type=int, default=5, help="Seconds of warm-up per server.")
+    parser.add_argument("--work", type=Path, default=None, help="Keep the store and bundle here.")
+    parser.add_argument("--reuse", action="store_true", help="Reuse a bundle in --work.")
+    parser.add_argument("--doc", type=Path, default=BENCHMARKS_DOC)
+    return parser.parse_args(argv)
+
+
+def build_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
+    """Generate and train (in this process; seconds of wall time returned)."""
+    from features.generate import StoreConfig, generate_store
+    from features.splits import parse_split_spec
+    from features.validate import load_interactions, load_items, load_members
+    from training.config import TuningBudget
+    from training.publish import write_training_bundle
+    from training.train import TrainConfig, run_training
+
+    bundle = work / "bundle"
+    if args.reuse and (bundle / "manifest.json").is_file():
+        return bundle, 0.0
+    started = time.perf_counter()
+    store = work / "store"
+    config = StoreConfig(members=args.members, items=args.items, events=args.events,
+                         seed=args.seed)  # fmt: skip
+    generate_store(config, store)
+    interactions = load_interactions(store / "interactions.parquet").frame
+    items = load_items(store / "items.parquet").frame
+    spec = parse_split_spec("last-days:30")
+    outcome = run_training(
+        spec.split(interactions),
+        spec,
+        TrainConfig(
+            models=tuple(args.models.split(",")),
+            budget=TuningBudget(trials=1, seconds=60),
+            max_eval_members=5_000,
+        ),
+        items=items,
+        members=load_members(store / "members.parquet").frame,
+    )
+    write_training_bundle(outcome, bundle, items)
+    return bundle, time.perf_counter() - started
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_ready(url: str, path: str, timeout: float = 180) -> None:
+    """Until ``path`` answers 200 twenty times in a row (every worker has loaded)."""
+    deadline, streak = time.monotonic() + timeout, 0
+    while streak < 20:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}{path} not ready after {timeout} s")
+        try:
+            with urllib.request.urlopen(url + path, timeout=5) as response:
+                streak = streak + 1 if response.status == 200 else 0
+        except OSError:
+            streak = 0
+            time.sleep(0.2)
+
+
+def start(command: list[str], log: Path, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_wrk(url: str, script: Path, args: argparse.Namespace, seconds: int) -> WrkResult:
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
+        "-s", str(script), url,
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return parse_wrk(output)
+
+
+def _milliseconds(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _milliseconds(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = _milliseconds(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(part) for part in socket_errors.groups())
+    return WrkResult(rps, p50, p99, total, errors)
+
+
+def member_sample(bundle: Path, work: Path) -> Path:
+    """Every known member id, one per line, for the Lua script."""
+    import numpy as np
+
+    members = np.load(bundle / "ids" / "members.npy").tolist()
+    path = work / "members.txt"
+    path.write_text("\n".join(members) + "\n")
+    return path
+
+
+def measure(
+    name: str, command: list[str], ready_path: str, args: argparse.Namespace, work: Path,
+    port: int, script: Path,
+) -> WrkResult:  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    process = start(command, work / f"{name}.log", work)
+    try:
+        wait_ready(url, ready_path)
+        run_wrk(url, script, args, args.warmup)
+        before = server_cpu_seconds(process.pid)
+        result = run_wrk(url, script, args, args.duration)
+        spent = server_cpu_seconds(process.pid) - before
+        return replace(result, cpu_us_per_request=spent / max(result.requests, 1) * 1e6)
+    finally:
+        stop(process)
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server and its worker processes so far."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def ours_command(bundle: Path, work: Path, port: int, workers: int) -> list[str]:
+    recsys = str(Path(sys.executable).with_name("recsys"))
+    events = f"sqlite:///{work / 'events.db'}"
+    return [recsys, "serve", "--bundle", str(bundle), "--port", str(port),
+            "--workers", str(workers), "--events-url", events]  # fmt: skip
+
+
+def bare_command(work: Path, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(work),
+        "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http",
+        "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def sample_payload(bundle: Path, work: Path, members: Path) -> bytes:
+    """One real response of our server, for the bare route to return."""
+    port = free_port()
+    process = start(ours_command(bundle, work, port, 1), work / "payload.log", work)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, "/readyz")
+        member = random.Random(0).choice(members.read_text().split())
+        with urllib.request.urlopen(url + ROUTE.format(member), timeout=10) as response:
+            return response.read()
+    finally:
+        stop(process)
+
+
+def render(args: argparse.Namespace, ours: WrkResult, bare: WrkResult, payload: int,
+           train_seconds: float, chosen: str) -> str:  # fmt: skip
+    ratio = ours.requests_per_second / bare.requests_per_second
+    meets_ratio, meets_p99 = ratio >= RATIO_TARGET, ours.p99_ms <= P99_TARGET_MS
+    verdict = "meets both targets" if meets_ratio and meets_p99 else (
+        f"misses {'the throughput ratio' if not meets_ratio else ''}"
+        f"{' and ' if not meets_ratio and not meets_p99 else ''}"
+        f"{'the p99 target' if not meets_p99 else ''}"
+    )  # fmt: skip
+    command = "uv run python benchmarks/serve.py"
+    sizes = f"{args.members:,} members, {args.items:,} items, {args.events:,} events"
+    trained = f"generated and trained in {train_seconds:.0f} s" if train_seconds else "reused"
+    rows = "\n".join(
+        f"| {name} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+        f"{r.requests:,} | {r.errors} | {r.cpu_us_per_request:,.0f} |"
+        for name, r in (("bare FastAPI route, same payload", bare), ("GET recommendations", ours))
+    )
+    return f"""{SECTION_TITLE}
+
+`GET /v1/members/{{id}}/recommendations?n=10` over random known members against a bare FastAPI
+route returning a JSON payload of the same size ({payload:,} bytes), measured in the same run
+with the same uvicorn settings ({args.workers} workers, uvloop, httptools, no access log) and
+`wrk -t{args.threads} -c{args.connections} -d{args.duration}s` after a {args.warmup} s warm-up.
+Our server runs as `recsys serve` with the default settings: SQLite event store, live
+history read on every request, impressions logged, Prometheus metrics.
+
+| | |
+|---|---|
+| date | {datetime.now(UTC).date().isoformat()} |
+| command | `{command}` |
+| machine | {machine_description()} |
+| model | {sizes}; models {args.models} (chosen: {chosen}); {trained} |
+
+| server | requests/s | p50 ms | p99 ms | requests | errors | server CPU µs/request |
+|---|---:|---:|---:|---:|---:|---:|
+{rows}
+
+Ratio of requests per second: **{ratio:.0%}** (target at least {RATIO_TARGET:.0%}); p99
+**{ours.p99_ms:.1f} ms** (target at most {P99_TARGET_MS:.0f} ms): {verdict}. wrk shares the
+{machine_description().split(" ")[0]} CPUs with the servers, so both figures include its cost.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed; install it (apt-get install wrk) to run this benchmark")
+        return 2
+    work = args.work or Path(tempfile.mkdtemp(prefix="recsys-serve-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    bundle, train_seconds = build_bundle(args, work)
+    chosen = json.loads((bundle / "manifest.json").read_text())["chosen"]
+    members = member_sample(bundle, work)
+    script = work / "members.lua"
+    script.write_text(WRK_SCRIPT % {"members": members})
+    payload = sample_payload(bundle, work, members)
+    (work / "payload.json").write_bytes(payload)
+    (work / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    bare = measure("bare", bare_command(work, port, args.workers), "/docs", args, work, port,
+                   script)  # fmt: skip
+    ours = measure("ours", ours_command(bundle, work, port, args.workers), "/readyz", args, work,
+                   port, script)  # fmt: skip
+    section = render(args, ours, bare, len(payload), train_seconds, chosen)
+    update_section(args.doc, SECTION_TITLE, section)
+    print(section)
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    ratio_ok = ours.requests_per_second >= RATIO_TARGET * bare.requests_per_second
+    return 0 if ratio_ok and ours.p99_ms <= P99_TARGET_MS and ours.errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

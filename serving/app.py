@@ -1,0 +1,125 @@
+"""The FastAPI application: ``create_app()`` builds it, its lifespan brings it up and down.
+
+Nothing happens at import time. ``uvicorn --factory serving.app:create_app`` (what
+``recsys serve`` runs) calls :func:`create_app` in each worker; the lifespan then opens the
+event store, starts the impressions flusher and the registry poller, and loads the bundles in
+the background, so that /healthz answers at once and /readyz turns 200 once they are loaded.
+On shutdown, queued impressions are flushed before the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
+
+from serving.auth import KeyRing
+from serving.bundle_sources import source_for
+from serving.errors import install_error_handlers
+from serving.event_store import EventStore
+from serving.impressions import ImpressionBuffer
+from serving.middleware import RequestContextMiddleware
+from serving.model_store import ModelStore
+from serving.recommending import RecommendationService
+from serving.routes import ROUTERS
+from serving.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Recommendations for a retail membership program: "recommended for you", similar items,
+events that shape the next answer at once, A/B variants, and CTR reports.
+
+Every error is JSON: `{"error": {"code", "message", "request_id"}}`. Write routes
+(`/v1/events`) need an API key with the `events` role in `X-API-Key`, admin routes the
+`admin` role; read routes are open unless the deployment requires a `read` key.
+"""
+
+
+def _settings_of(app: FastAPI) -> Settings:
+    """The settings the routes see: ``get_settings`` or the test's override of it."""
+    return app.dependency_overrides.get(get_settings, get_settings)()
+
+
+async def _load_bundles(models: ModelStore) -> None:
+    try:
+        await models.reload()
+    except Exception as error:
+        logger.warning("not ready: %s", error)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = _settings_of(app)
+    # One request is one member's scores: BLAS threads would only spin against the other
+    # workers on the same cores (a 2-worker server on 2 cores ran several times slower).
+    threadpool_limits(1)
+    events = await asyncio.to_thread(EventStore.open, settings.events_url)
+    impressions = ImpressionBuffer(
+        events,
+        flush_seconds=settings.impression_flush_seconds,
+        batch=settings.impression_batch,
+        max_pending=settings.impression_buffer_max,
+    )
+    variants = settings.variant_configs()
+    tracking_uri = settings.resolved_tracking_uri()
+    sources = {
+        name: source_for(config.source, tracking_uri, settings.bundle_cache)
+        for name, config in variants.items()
+    }
+    models = ModelStore(variants, sources, salt=settings.ab_salt, verify=settings.verify_checksums)
+    app.state.settings = settings
+    app.state.events = events
+    app.state.impressions = impressions
+    app.state.models = models
+    app.state.keys = KeyRing(settings.api_keys)
+    app.state.service = RecommendationService(models, events, impressions)
+    flusher = asyncio.create_task(impressions.run())
+    background = [asyncio.create_task(_load_bundles(models))]
+    if settings.poll_seconds > 0 and variants:
+        background.append(asyncio.create_task(models.poll_forever(settings.poll_seconds)))
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        impressions.stop()
+        await flusher
+        await impressions.flush()
+        events.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application; ``settings`` (tests) replace the environment's."""
+    app = FastAPI(
+        title="member-recsys",
+        version="1",
+        description=_DESCRIPTION,
+        lifespan=_lifespan,
+        openapi_tags=[
+            {"name": "recommendations", "description": "Lists for members."},
+            {"name": "items", "description": "Lists for item pages."},
+            {"name": "events", "description": "What members did with what they saw."},
+            {"name": "reports", "description": "Online CTR and offline evaluation."},
+            {"name": "models", "description": "What is loaded."},
+            {"name": "admin", "description": "Reloads (admin key)."},
+            {"name": "operations", "description": "Probes and metrics."},
+        ],
+    )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

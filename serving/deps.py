@@ -1,0 +1,84 @@
+"""Typed dependencies of the routes: settings, the service's components, and access checks.
+
+The components live on ``app.state``, built by the lifespan from :func:`get_settings` (or a
+test's override of it); routes get them through these aliases rather than reaching into the
+application themselves. Every dependency is ``async``: FastAPI runs a plain ``def``
+dependency in a worker thread, a hop that costs more than the rest of a request's routing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from serving.auth import API_KEY_HEADER, KeyRing
+from serving.event_store import EventStore
+from serving.impressions import ImpressionBuffer
+from serving.model_store import ModelStore
+from serving.recommending import RecommendationService
+from serving.settings import Role, Settings
+
+__all__ = [
+    "AdminAccess",
+    "EventStoreDep",
+    "EventsAccess",
+    "ImpressionsDep",
+    "ModelStoreDep",
+    "ReadAccess",
+    "ServiceDep",
+]
+
+
+async def _model_store(request: Request) -> ModelStore:
+    return request.app.state.models
+
+
+async def _event_store(request: Request) -> EventStore:
+    return request.app.state.events
+
+
+async def _impressions(request: Request) -> ImpressionBuffer:
+    return request.app.state.impressions
+
+
+async def _service(request: Request) -> RecommendationService:
+    return request.app.state.service
+
+
+ModelStoreDep = Annotated[ModelStore, Depends(_model_store)]
+EventStoreDep = Annotated[EventStore, Depends(_event_store)]
+ImpressionsDep = Annotated[ImpressionBuffer, Depends(_impressions)]
+ServiceDep = Annotated[RecommendationService, Depends(_service)]
+
+_api_key = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="A key from RECSYS_API_KEYS with the role the route needs.",
+)
+ApiKey = Annotated[str | None, Security(_api_key)]
+
+
+def _keys(request: Request) -> KeyRing:  # a helper, not a dependency
+    return request.app.state.keys
+
+
+async def _require_read(key: ApiKey, request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.require_read_key:
+        _keys(request).check(key, Role.READ)
+
+
+async def _require_events(key: ApiKey, request: Request) -> None:
+    _keys(request).check(key, Role.EVENTS)
+
+
+async def _require_admin(key: ApiKey, request: Request) -> None:
+    _keys(request).check(key, Role.ADMIN)
+
+
+#: Route dependencies: reads (open unless RECSYS_REQUIRE_READ_KEY), event writes, admin.
+ReadAccess = Depends(_require_read)
+EventsAccess = Depends(_require_events)
+AdminAccess = Depends(_require_admin)

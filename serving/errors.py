@@ -1,0 +1,214 @@
+"""Every error the API returns, and the one boundary that turns exceptions into JSON.
+
+A client always gets ``{"error": {"code", "message", "request_id"}}`` (validation errors add
+``details``), whatever went wrong: a route it mistyped, a parameter out of range, a model it
+named that is not loaded, a key it lacks, or a bug. Code raises :class:`ApiError` subclasses
+(or the library's own errors, mapped here) and never builds an error response itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.bundle_sources import SourceUnavailableError
+from training.bundle import BundleError
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "ApiError",
+    "ForbiddenError",
+    "InvalidParameterError",
+    "NotFoundError",
+    "NotReadyError",
+    "UnauthorizedError",
+    "error_response",
+    "install_error_handlers",
+    "request_id_of",
+]
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_INPUT_ECHO_CHARS = 60
+
+
+class ApiError(Exception):
+    """An error with the HTTP status and machine-readable code the client gets."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class InvalidParameterError(ApiError):
+    """A parameter is well-formed but names something that does not exist here."""
+
+    status_code = 422
+    code = "invalid_parameter"
+
+
+class NotFoundError(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class UnauthorizedError(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "APIKey"})
+
+
+class ForbiddenError(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotReadyError(ApiError):
+    """No bundle is loaded (yet): the client should retry later or ask another replica."""
+
+    status_code = 503
+    code = "not_ready"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
+
+def request_id_of(request: Request) -> str | None:
+    """The id the request-context middleware gave this request."""
+    return getattr(request.state, "request_id", None)
+
+
+def error_response(
+    request: Request,
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    details: Sequence[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The one error body of the API."""
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id_of(request)}
+    if details is not None:
+        body["details"] = list(details)
+    return JSONResponse({"error": body}, status_code=status_code, headers=headers)
+
+
+def _field_name(location: Sequence[Any]) -> str:
+    """``("query", "n")`` -> ``n``; ``("body", 0, "event")`` -> ``body[0].event``."""
+    parts = list(location)
+    if len(parts) > 1 and parts[0] in ("query", "path", "header"):
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "request"
+
+
+def _echo(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _INPUT_ECHO_CHARS else text[: _INPUT_ECHO_CHARS - 3] + "..."
+
+
+def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for problem in error.errors():
+        field = _field_name(problem.get("loc", ()))
+        message = str(problem.get("msg", "invalid value"))
+        if problem.get("type") != "missing" and "input" in problem:
+            message += f" (got {_echo(problem['input'])})"
+        details.append({"field": field, "message": message})
+    return details
+
+
+async def _on_api_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return error_response(
+        request, error.status_code, error.code, error.message, headers=error.headers
+    )
+
+
+async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    details = _validation_details(error)
+    message = "; ".join(f"{detail['field']}: {detail['message']}" for detail in details)
+    return error_response(request, 422, "invalid_request", message, details=details)
+
+
+async def _on_bundle_error(request: Request, error: Exception) -> JSONResponse:
+    return error_response(request, 409, "bundle_refused", str(error))
+
+
+async def _on_source_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return error_response(request, 502, "source_unavailable", str(error))
+
+
+async def _on_store_error(request: Request, error: Exception) -> JSONResponse:
+    """The event store failed (unreachable, locked too long): the client should retry, which
+    is safe, since events are idempotent on their ``event_id``."""
+    logger.warning("event store error in %s %s: %s", request.method, request.url.path, error)
+    return error_response(
+        request,
+        503,
+        "store_unavailable",
+        "the event store is unavailable; retry later (events are idempotent on event_id)",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _on_http_error(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's own errors: unknown routes (404), wrong methods (405), bad bodies (400)."""
+    assert isinstance(error, StarletteHTTPException)
+    messages = {
+        404: f"no route {request.url.path}; see /docs for the API",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }
+    message = messages.get(error.status_code, str(error.detail))
+    return error_response(
+        request, error.status_code, f"http_{error.status_code}", message, headers=error.headers
+    )
+
+
+async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    """A bug: logged with the request id, answered as JSON without internals."""
+    logger.error(
+        "unhandled error in %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id_of(request),
+        exc_info=error,
+    )
+    request_id = request_id_of(request)
+    return error_response(
+        request,
+        500,
+        ApiError.code,
+        "internal error; quote the request id when reporting it",
+        # Answered outside the request-context middleware, which adds it to all others.
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception through the handlers above (most specific class first)."""
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(BundleError, _on_bundle_error)
+    app.add_exception_handler(SourceUnavailableError, _on_source_unavailable)
+    app.add_exception_handler(SQLAlchemyError, _on_store_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,257 @@
+"""The event store: what members did (events) and what they were shown (served lists).
+
+SQLAlchemy Core over SQLite by default, PostgreSQL by URL; the schema is created on start
+(``IF NOT EXISTS``, so that several workers starting together do not race).
+
+* ``recsys_events``: one row per posted event, ``event_id`` unique, so that a retried event
+  is stored once (``INSERT ... ON CONFLICT DO NOTHING``). Indexed by (member, arrival time):
+  every recommendation request reads the member's events newer than the bundle, which is
+  how fresh behaviour shapes the next answer in every worker.
+* ``recsys_served``: one row per served list (its recommendation id, variant, model, version,
+  the member's segment, how many items), written in batches from memory; clicks and
+  purchases join it through ``recommendation_id`` for the CTR report.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
+process being killed (``kill -9``); only a power loss or kernel crash can lose the last
+commits (``RECSYS_EVENTS_URL`` on PostgreSQL when that matters). Times are UTC epoch seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from features.errors import ConfigError
+
+__all__ = ["EVENTS", "SERVED", "CtrCounts", "EventStore", "StoredEvent"]
+
+_ID = 128
+
+metadata = MetaData()
+
+EVENTS = Table(
+    "recsys_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(_ID), nullable=False, unique=True),
+    Column("event", String(16), nullable=False),
+    Column("member_id", String(_ID), nullable=False),
+    Column("item_id", String(_ID), nullable=False),
+    Column("recommendation_id", String(_ID), nullable=True, index=True),
+    Column("occurred_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Index("ix_recsys_events_member_received", "member_id", "received_at"),
+)
+
+SERVED = Table(
+    "recsys_served",
+    metadata,
+    Column("recommendation_id", String(_ID), primary_key=True),
+    Column("served_at", Float, nullable=False, index=True),
+    Column("day", String(10), nullable=False),
+    Column("member_id", String(_ID), nullable=True),
+    Column("item_id", String(_ID), nullable=True),
+    Column("variant", String(64), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("segment", String(64), nullable=True),
+    Column("fallback", Boolean, nullable=False),
+    Column("n_items", Integer, nullable=False),
+    Column("item_ids", Text, nullable=False),
+)
+
+_DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+)
+
+#: The report groups served lists by one of these columns.
+GROUP_COLUMNS = {
+    "model": SERVED.c.model,
+    "variant": SERVED.c.variant,
+    "segment": SERVED.c.segment,
+    "day": SERVED.c.day,
+}
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A member's event as live history reads it."""
+
+    member_id: str
+    item_id: str
+    event: str
+
+
+@dataclass(frozen=True)
+class CtrCounts:
+    """Counts of one report group."""
+
+    key: str | None
+    impressions: int
+    clicks: int
+    conversions: int
+
+
+class EventStore:
+    """Reads and writes of the two tables; every method is synchronous (callers decide which
+    thread runs it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        if self.dialect not in _DIALECT_INSERTS:
+            raise ConfigError(
+                f"the event store supports SQLite and PostgreSQL, not {self.dialect!r} "
+                "(RECSYS_EVENTS_URL)"
+            )
+        insert = _DIALECT_INSERTS[self.dialect]
+        self._insert_events = (
+            insert(EVENTS).on_conflict_do_nothing(index_elements=[EVENTS.c.event_id])
+            .returning(EVENTS.c.event_id)
+        )  # fmt: skip
+        self._insert_served = insert(SERVED).on_conflict_do_nothing(
+            index_elements=[SERVED.c.recommendation_id]
+        )
+        columns = (EVENTS.c.member_id, EVENTS.c.item_id, EVENTS.c.event)
+        newer = EVENTS.c.received_at > bindparam("since")
+        # One member (every page view) is an equality on the index; a batch an IN list.
+        self._one_member = select(*columns).where(EVENTS.c.member_id == bindparam("member"), newer)
+        self._members = select(*columns).where(
+            EVENTS.c.member_id.in_(bindparam("members", expanding=True)), newer
+        )
+
+    @classmethod
+    def open(cls, url: str) -> EventStore:
+        """Connect to ``url`` and create the schema if it is missing."""
+        parsed = make_url(url)
+        options: dict[str, Any] = {"pool_pre_ping": parsed.get_backend_name() != "sqlite"}
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        engine = create_engine(parsed, **options)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        with self.engine.begin() as connection:
+            for table in metadata.sorted_tables:
+                connection.execute(CreateTable(table, if_not_exists=True))
+                for index in sorted(table.indexes, key=lambda index: str(index.name)):
+                    connection.execute(CreateIndex(index, if_not_exists=True))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_events(self, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Store events in one committed transaction; returns the event ids that were new
+        (a repeat of a stored event_id is left as it was)."""
+        if not rows:
+            return set()
+        with self.engine.begin() as connection:
+            stored = connection.execute(self._insert_events, list(rows)).scalars().all()
+        return set(stored)
+
+    def member_events(self, member_ids: Sequence[str], since: float) -> list[StoredEvent]:
+        """Events of ``member_ids`` received after ``since``, oldest first."""
+        if len(member_ids) == 1:
+            statement, parameters = self._one_member, {"member": member_ids[0], "since": since}
+        else:
+            statement, parameters = self._members, {"members": list(member_ids), "since": since}
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement, parameters).all()
+        return [StoredEvent(*row) for row in rows]
+
+    # -- served lists and the report -----------------------------------------------------------
+
+    def add_served(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record served lists (a repeat of a recommendation id is ignored)."""
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(self._insert_served, list(rows))
+
+    def ctr_counts(self, group_by: str, start: float | None, end: float | None) -> list[CtrCounts]:
+        """Impressions, clicks and conversions per group of lists served in [start, end).
+
+        A click or purchase counts once per (list, item), however often it was posted, and
+        only when it quotes the recommendation id of a served list.
+        """
+        key = GROUP_COLUMNS[group_by]
+        in_range = []
+        if start is not None:
+            in_range.append(SERVED.c.served_at >= start)
+        if end is not None:
+            in_range.append(SERVED.c.served_at < end)
+        impressions = (
+            select(key.label("key"), func.sum(SERVED.c.n_items)).where(*in_range).group_by(key)
+        )
+        outcomes = (
+            select(EVENTS.c.recommendation_id, EVENTS.c.item_id, EVENTS.c.event)
+            .where(EVENTS.c.event.in_(("click", "purchase")))
+            .where(EVENTS.c.recommendation_id.is_not(None))
+            .distinct()
+            .subquery()
+        )
+        attributed = (
+            select(
+                key.label("key"),
+                func.sum(case((outcomes.c.event == "click", 1), else_=0)),
+                func.sum(case((outcomes.c.event == "purchase", 1), else_=0)),
+            )
+            .select_from(
+                outcomes.join(SERVED, outcomes.c.recommendation_id == SERVED.c.recommendation_id)
+            )
+            .where(*in_range)
+            .group_by(key)
+        )
+        with self.engine.connect() as connection:
+            shown = {row[0]: int(row[1] or 0) for row in connection.execute(impressions)}
+            acted = {
+                row[0]: (int(row[1] or 0), int(row[2] or 0))
+                for row in connection.execute(attributed)
+            }
+        return [
+            CtrCounts(key, shown[key], *acted.get(key, (0, 0)))
+            for key in sorted(shown, key=lambda value: (value is None, value or ""))
+        ]
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL (readers never wait for the writer), NORMAL sync (commits survive a killed
+    process), and a busy timeout so that several workers writing take turns."""
+    cursor = connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()

@@ -1,0 +1,74 @@
+"""Turn what the event store and the request know about a member into a ``MemberContext``.
+
+Events received after the bundle was written are behaviour the models have not seen: each
+interaction adds its training weight (view < click < cart < purchase) to the member's
+history row, and each purchase joins the exclusions. Impressions are not interactions (they
+have no weight) and items the bundle does not know cannot be scored; both are skipped. A
+member with no behaviour at all may still bring declared preferences (liked items) and a
+segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from serving.errors import InvalidParameterError
+from serving.event_store import StoredEvent
+from serving.schemas import EventType
+from serving.snapshots import ModelSnapshot
+from training.recommend import MemberContext
+
+__all__ = ["member_context"]
+
+#: Weight of a declared preference: any positive constant (the models normalise histories).
+_DECLARED_WEIGHT = 1.0
+
+
+def member_context(
+    snapshot: ModelSnapshot,
+    events: Sequence[StoredEvent],
+    *,
+    known: bool,
+    segment: str | None = None,
+    liked: Sequence[str] = (),
+) -> MemberContext | None:
+    """The member's context, or None when there is nothing beyond the bundle to add.
+
+    Declared preferences and the segment only matter for members the bundle does not know
+    and who have no behaviour yet; an unknown ``segment`` name is a 422.
+    """
+    items, weights, purchased = [], [], []
+    lookup = snapshot.bundle.item_ids.get
+    for stored in events:
+        index = lookup(stored.item_id)
+        weight = snapshot.event_weights.get(stored.event)  # None for impressions
+        if index is None or weight is None:
+            continue
+        items.append(index)
+        weights.append(weight)
+        if stored.event == EventType.PURCHASE:
+            purchased.append(index)
+    code = _segment_code(snapshot, segment)
+    if items:
+        return MemberContext(items=items, weights=weights, purchased=purchased, segment=code)
+    if known:
+        return None
+    declared = [index for item in liked if (index := lookup(item)) is not None]
+    return MemberContext(
+        items=declared,
+        weights=[_DECLARED_WEIGHT] * len(declared),
+        segment=code,
+        declared=bool(declared),
+    )
+
+
+def _segment_code(snapshot: ModelSnapshot, segment: str | None) -> int | None:
+    if segment is None:
+        return None
+    try:
+        return snapshot.segment_names.index(segment)
+    except ValueError:
+        known = ", ".join(snapshot.segment_names) or "none (the bundle has no segments)"
+        raise InvalidParameterError(
+            f"segment: unknown segment {segment!r}; known: {known}"
+        ) from None

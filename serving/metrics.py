@@ -1,0 +1,94 @@
+"""Prometheus metrics of the service, and their exposition for GET /metrics.
+
+With several workers, each is its own process: ``prometheus_client``'s multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, which ``recsys serve`` sets) keeps each worker's values in a
+memory-mapped file and /metrics adds them up, whichever worker answers the scrape.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from serving.snapshots import ModelSnapshot
+
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "EVENTS",
+    "FALLBACKS",
+    "IMPRESSIONS_DROPPED",
+    "RECOMMENDATIONS",
+    "RELOADS",
+    "REQUESTS",
+    "REQUEST_SECONDS",
+    "model_loaded",
+    "render",
+]
+
+#: Latency buckets around the storefront's budget (milliseconds matter, seconds are failures).
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+REQUEST_SECONDS = Histogram(
+    "recsys_http_request_duration_seconds",
+    "Time to answer a request, by route template.",
+    ["method", "route"],
+    buckets=_BUCKETS,
+)
+REQUESTS = Counter(
+    "recsys_http_requests", "Requests answered, by route template and status.",
+    ["method", "route", "status"],
+)  # fmt: skip
+RECOMMENDATIONS = Counter(
+    "recsys_recommendations", "Lists served, by variant and answering model.", ["variant", "model"]
+)
+FALLBACKS = Counter(
+    "recsys_fallbacks",
+    "Lists that popularity or content answered or completed instead of the model.",
+    ["variant"],
+)
+MODEL_INFO = Gauge(
+    "recsys_model_info",
+    "1 for the bundle version a variant serves (per live worker: the max over workers).",
+    ["variant", "version"],
+    multiprocess_mode="livemax",
+)
+RELOADS = Counter(
+    "recsys_model_reloads", "Bundle loads by outcome (swapped, refused).", ["variant", "outcome"]
+)
+EVENTS = Counter(
+    "recsys_events", "Events received, by type and outcome (stored, duplicate).",
+    ["event", "outcome"],
+)  # fmt: skip
+IMPRESSIONS_DROPPED = Counter(
+    "recsys_impressions_dropped",
+    "Served-list records dropped because the event store was unreachable for too long.",
+)
+
+
+def model_loaded(variant: str, snapshot: ModelSnapshot, previous: str | None) -> None:
+    """Record a swap: the new version's info series is 1, the previous one's 0."""
+    if previous is not None and previous != snapshot.version:
+        MODEL_INFO.labels(variant=variant, version=previous).set(0)
+    MODEL_INFO.labels(variant=variant, version=snapshot.version).set(1)
+    RELOADS.labels(variant=variant, outcome="swapped").inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type; all workers' values in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

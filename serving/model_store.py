@@ -1,0 +1,177 @@
+"""The loaded bundles, one snapshot per A/B variant, swapped atomically on reload.
+
+A reload (``POST /v1/admin/reload``, or the poller seeing a moved alias or a rewritten bundle
+directory) fetches and loads the new bundle in a worker thread, verifies every checksum, and
+only then replaces the variant's snapshot reference. A bundle that fails at any step is refused:
+the previous snapshot keeps serving, and the poller does not retry that version until the
+source changes again. Requests in flight finish with the snapshot they started with.
+
+Each worker process holds its own store. A reload request reaches one worker; the others pick
+up a changed source at their next poll (see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from features.errors import RecsysError
+from serving import metrics
+from serving.bundle_sources import BundleSource, SourceUnavailableError
+from serving.errors import NotReadyError
+from serving.settings import VariantConfig
+from serving.snapshots import ModelSnapshot, load_snapshot
+from serving.variants import VariantAssigner
+from training.bundle import BundleError
+
+__all__ = ["ModelStore", "ReloadOutcome"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload of one variant did."""
+
+    variant: str
+    version: str
+    previous_version: str | None
+
+    @property
+    def swapped(self) -> bool:
+        """False when the source still held the version that was loaded."""
+        return self.version != self.previous_version
+
+
+class ModelStore:
+    """Snapshots by variant, the member -> variant assignment, reloads and polling."""
+
+    def __init__(
+        self,
+        variants: Mapping[str, VariantConfig],
+        sources: Mapping[str, BundleSource],
+        *,
+        salt: str = "",
+        verify: bool = True,
+    ) -> None:
+        self.configs = dict(variants)
+        self.sources = dict(sources)
+        weights = {name: config.weight for name, config in variants.items()}
+        # Without any variant, members map to a placeholder that is never loaded, so that
+        # every request gets the "no bundle is configured" 503 from :meth:`snapshot`.
+        self.assigner = VariantAssigner(weights or {"unconfigured": 1.0}, salt)
+        self._verify = verify
+        self._snapshots: Mapping[str, ModelSnapshot] = MappingProxyType({})
+        self._refused: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def snapshots(self) -> Mapping[str, ModelSnapshot]:
+        """The current snapshot of every loaded variant."""
+        return self._snapshots
+
+    @property
+    def ready(self) -> bool:
+        """True once every configured variant has a bundle loaded."""
+        return bool(self.configs) and all(name in self._snapshots for name in self.configs)
+
+    def snapshot(self, variant: str) -> ModelSnapshot:
+        """The variant's snapshot; 503 while it has none."""
+        try:
+            return self._snapshots[variant]
+        except KeyError:
+            if not self.configs:
+                raise NotReadyError(
+                    "no bundle is configured: set RECSYS_BUNDLE, RECSYS_MODEL_URI or "
+                    "RECSYS_VARIANTS (see docs/operations.md)"
+                ) from None
+            raise NotReadyError(f"variant {variant!r} has no bundle loaded yet") from None
+
+    def for_member(self, member_id: str) -> ModelSnapshot:
+        """The snapshot of the variant ``member_id`` is assigned to."""
+        return self.snapshot(self.assigner.assign(member_id))
+
+    def primary(self) -> ModelSnapshot:
+        """The snapshot that answers requests that belong to no member."""
+        return self.snapshot(self.assigner.primary)
+
+    # -- reloading ---------------------------------------------------------------------------
+
+    async def reload(
+        self, variants: Sequence[str] | None = None, *, only_if_changed: bool = False
+    ) -> list[ReloadOutcome]:
+        """Reload ``variants`` (default all). Raises the first refusal after trying them all
+        (``BundleError``: refused bundle; ``SourceUnavailableError``: source unreachable); the
+        variants that failed keep their previous snapshot."""
+        outcomes, failures = [], []
+        async with self._lock:
+            for variant in variants or list(self.configs):
+                try:
+                    outcome = await self._reload_one(variant, only_if_changed)
+                except (BundleError, SourceUnavailableError) as error:
+                    failures.append((variant, error))
+                    continue
+                if outcome is not None:
+                    outcomes.append(outcome)
+        if failures:
+            raise _combined(failures)
+        return outcomes
+
+    async def _reload_one(self, variant: str, only_if_changed: bool) -> ReloadOutcome | None:
+        source = self.sources[variant]
+        current = self._snapshots.get(variant)
+        version = await asyncio.to_thread(source.current_version)
+        previous = current.version if current is not None else None
+        if only_if_changed and version in (previous, self._refused.get(variant)):
+            return None
+        try:
+            snapshot = await asyncio.to_thread(self._load, variant, source, version)
+        except (BundleError, SourceUnavailableError) as error:
+            self._refuse(variant, version, error)
+            raise
+        except Exception as error:  # a bundle is untrusted input: any failure refuses it
+            refusal = BundleError(f"{source.description} cannot be loaded ({error!r}); refused")
+            self._refuse(variant, version, refusal)
+            raise refusal from error
+        self._snapshots = MappingProxyType({**self._snapshots, variant: snapshot})
+        self._refused.pop(variant, None)
+        metrics.model_loaded(variant, snapshot, previous)
+        logger.info("variant %s now serves %s (%s)", variant, snapshot.version, source.description)
+        return ReloadOutcome(variant, snapshot.version, previous)
+
+    def _load(self, variant: str, source: BundleSource, version: str) -> ModelSnapshot:
+        path = source.fetch(version)
+        snapshot = load_snapshot(variant, version, path, verify=self._verify)
+        return replace(snapshot, version=source.loaded_version(snapshot.bundle.manifest, version))
+
+    def _refuse(self, variant: str, version: str, error: Exception) -> None:
+        self._refused[variant] = version
+        metrics.RELOADS.labels(variant=variant, outcome="refused").inc()
+        logger.error(
+            "variant %s: bundle %s refused, previous one kept: %s", variant, version, error
+        )
+
+    async def poll_forever(self, interval: float) -> None:
+        """Reload every variant whose source changed, every ``interval`` seconds; also loads
+        variants that failed at start-up once their source is fixed."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reload(only_if_changed=True)
+            except RecsysError as error:  # refusals are logged where they happen
+                logger.debug("poll: %s", error)
+            except Exception:  # the poller must outlive any one failure
+                logger.exception("poll failed; trying again in %s s", interval)
+
+
+def _combined(failures: list[tuple[str, Exception]]) -> Exception:
+    """One error for every failed variant; a refused bundle outranks an unreachable source."""
+    message = "; ".join(f"variant {variant}: {error}" for variant, error in failures)
+    if any(isinstance(error, BundleError) for _, error in failures):
+        return BundleError(message)
+    return SourceUnavailableError(message)

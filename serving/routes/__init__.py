@@ -1,0 +1,17 @@
+"""One router per resource; :data:`ROUTERS` is what the application mounts, in order."""
+
+from __future__ import annotations
+
+from serving.routes import admin, events, health, items, models, recommendations, reports
+
+__all__ = ["ROUTERS"]
+
+ROUTERS = (
+    recommendations.router,
+    items.router,
+    events.router,
+    reports.router,
+    models.router,
+    admin.router,
+    health.router,
+)

@@ -1,0 +1,30 @@
+"""Item pages: similar items."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from serving.deps import ReadAccess, ServiceDep
+from serving.routes._responses import errors
+from serving.schemas import ExternalId, SimilarItemsQuery, SimilarItemsResponse
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/items",
+    tags=["items"],
+    dependencies=[ReadAccess],
+    responses=errors(401, 403, 404, 422, 503),
+)
+
+
+@router.get("/{item_id}/similar", summary="Items similar to an item")
+async def similar_items(
+    item_id: Annotated[ExternalId, Path(description="The item's id.", examples=["I00042"])],
+    query: Annotated[SimilarItemsQuery, Query()],
+    service: ServiceDep,
+) -> SimilarItemsResponse:
+    """The ``n`` most similar available items; an item the bundle does not know is a 404."""
+    return await service.similar(item_id, query.n, query.model)

@@ -1,0 +1,90 @@
+"""Run the service under uvicorn: what ``recsys serve`` and ``recsys demo`` call.
+
+Settings travel to the workers as ``RECSYS_*`` environment variables (each worker is a fresh
+process that builds the app with ``serving.app:create_app``), and are validated here first so
+that a bad value stops the command with a message instead of every worker failing. With more
+than one worker, Prometheus multiprocess mode gets a fresh directory for this run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+
+import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from uvicorn.config import LOGGING_CONFIG
+
+from features.errors import ConfigError
+from serving.settings import Settings
+
+__all__ = ["APP_FACTORY", "check_settings", "run_server"]
+
+APP_FACTORY = "serving.app:create_app"
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _log_config() -> dict:
+    """uvicorn's logging, with the service's own loggers (reloads, refusals) on its handler."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["serving"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def check_settings(environment: Mapping[str, str]) -> Settings:
+    """The settings the workers will read, or a ``ConfigError`` naming what is wrong."""
+    os.environ.update(environment)
+    try:
+        return Settings()
+    except SettingsError as error:  # a JSON variable that does not parse
+        raise ConfigError(f"invalid service settings: {error}") from None
+    except ValidationError as error:
+        problems = "; ".join(_problem(problem) for problem in error.errors())
+        raise ConfigError(f"invalid service settings: {problems}") from None
+
+
+def _problem(problem: Mapping) -> str:
+    """``RECSYS_API_KEYS.k.0: Input should be ...`` (the variable, then the path inside it)."""
+    location = [str(part) for part in problem["loc"]]
+    if not location:
+        return str(problem["msg"])
+    return f"RECSYS_{location[0].upper()}{''.join('.' + part for part in location[1:])}: " + str(
+        problem["msg"]
+    )
+
+
+def run_server(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    environment: Mapping[str, str],
+    access_log: bool = False,
+) -> None:
+    """Serve until interrupted (Ctrl-C); ``environment`` holds ``RECSYS_*`` settings."""
+    check_settings(environment)
+    metrics_dir = None
+    if workers > 1 and _MULTIPROC_ENV not in os.environ:
+        metrics_dir = tempfile.mkdtemp(prefix="recsys-metrics-")
+        os.environ[_MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=access_log,
+            log_config=_log_config(),
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            del os.environ[_MULTIPROC_ENV]

@@ -1,0 +1,126 @@
+"""Service settings, read from ``RECSYS_*`` environment variables.
+
+Everything an operator can change lives here, typed and validated once at start-up, so that a
+typo in a variable is a clear error before the first request rather than a surprise under load.
+Routes read settings through :func:`get_settings`, a cached dependency that tests override.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_MODEL_URI",
+    "Role",
+    "Settings",
+    "VariantConfig",
+    "get_settings",
+]
+
+#: The registry alias serving follows when a tracking URI is set and no bundle is named.
+DEFAULT_MODEL_URI = "models:/member-recsys@champion"
+
+#: The variant name of a single-bundle deployment (no A/B test).
+DEFAULT_VARIANT = "default"
+
+
+class Role(StrEnum):
+    """What an API key may do. ``admin`` includes the other two."""
+
+    READ = "read"
+    EVENTS = "events"
+    ADMIN = "admin"
+
+
+class VariantConfig(BaseModel):
+    """One arm of an A/B test: where its bundle comes from and its share of members."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: A bundle directory, or a registry URI (``models:/<name>@<alias>`` or ``/<version>``).
+    source: str = Field(min_length=1)
+    #: Relative share of members; the shares are normalised over all variants.
+    weight: float = Field(default=1.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see docs/operations.md for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore", frozen=True)
+
+    #: A bundle directory (simplest deployment: one variant called ``default``).
+    bundle: Path | None = None
+    #: A registry URI instead of a directory; defaults to the champion when a tracking URI
+    #: is set and neither this nor ``bundle`` nor ``variants`` is.
+    model_uri: str | None = None
+    #: A/B test arms, e.g. ``{"champion": {"source": "models:/member-recsys@champion",
+    #: "weight": 0.9}, "challenger": {"source": "models:/member-recsys@challenger",
+    #: "weight": 0.1}}``.
+    variants: dict[str, VariantConfig] = Field(default_factory=dict)
+    #: Salt of the member hash that assigns variants: change it to reshuffle an experiment.
+    ab_salt: str = ""
+    #: MLflow tracking/registry URI (else ``MLFLOW_TRACKING_URI``).
+    tracking_uri: str | None = None
+    #: Where bundles downloaded from the registry are kept (one directory per version,
+    #: shared by every worker so that they map the same files).
+    bundle_cache: Path = Path("data/serving/bundles")
+    #: Seconds between checks of each variant's source (a moved alias, a rewritten bundle
+    #: directory); 0 turns polling off.
+    poll_seconds: float = Field(default=30.0, ge=0)
+    #: Verify every file's checksum before a bundle is swapped in.
+    verify_checksums: bool = True
+
+    #: SQLAlchemy URL of the event store: SQLite (WAL) by default, PostgreSQL by URL
+    #: (``postgresql+psycopg://user:pass@host/db``).
+    events_url: str = "sqlite:///data/serving/events.db"
+    #: Served lists (impressions) are flushed to the store this often, and sooner when
+    #: ``impression_batch`` are waiting.
+    impression_flush_seconds: float = Field(default=1.0, gt=0)
+    impression_batch: int = Field(default=1000, ge=1)
+    #: Impressions held in memory at most while the store is unreachable; older ones are
+    #: dropped (and counted) beyond it.
+    impression_buffer_max: int = Field(default=100_000, ge=1)
+
+    #: API keys and their roles, e.g. ``{"k1": ["read"], "k2": ["events"], "k3": ["admin"]}``.
+    api_keys: dict[str, list[Role]] = Field(default_factory=dict)
+    #: Whether read routes (recommendations, reports, models) need a key too.
+    require_read_key: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Settings:
+        named = [name for name in ("bundle", "model_uri") if getattr(self, name) is not None]
+        if self.variants:
+            named.append("variants")
+        if len(named) > 1:
+            raise ValueError(
+                f"set only one of RECSYS_BUNDLE, RECSYS_MODEL_URI and RECSYS_VARIANTS "
+                f"(got {', '.join('RECSYS_' + name.upper() for name in named)})"
+            )
+        return self
+
+    def resolved_tracking_uri(self) -> str | None:
+        """The tracking URI set here or in ``MLFLOW_TRACKING_URI``; None when neither is."""
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+    def variant_configs(self) -> dict[str, VariantConfig]:
+        """The arms to serve: the configured variants, else one ``default`` arm from the
+        bundle, the model URI, or the champion alias when a tracking URI is set; empty when
+        nothing says where a bundle is (the service then stays not ready)."""
+        if self.variants:
+            return dict(self.variants)
+        source = self.bundle or self.model_uri
+        if source is None and self.resolved_tracking_uri():
+            source = DEFAULT_MODEL_URI
+        return {} if source is None else {DEFAULT_VARIANT: VariantConfig(source=str(source))}
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once."""
+    return Settings()

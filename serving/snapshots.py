@@ -1,0 +1,105 @@
+"""A loaded, verified bundle with everything a request needs, as one immutable object.
+
+Requests take a snapshot reference once and use only it, so that a reload swapping in a new
+snapshot (one reference assignment, atomic under the GIL) never mixes two bundles within one
+answer; the old snapshot lives on until its last request finishes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from features import columns as col
+from features.matrices import EventWeights
+from training.bundle import Bundle, load_bundle
+from training.models import MODEL_CLASSES
+from training.recommend import BundleRecommender
+
+__all__ = ["METRICS_FILE", "REPORT_FILE", "ModelSnapshot", "load_snapshot"]
+
+#: The extra files ``recsys train`` puts into a bundle (training.publish).
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """One variant's bundle, ready to answer."""
+
+    variant: str
+    version: str
+    bundle: Bundle
+    recommender: BundleRecommender
+    #: When the bundle was written (epoch seconds): events received later are live history.
+    built_at: float
+    loaded_at: datetime
+    #: Weight of each interaction event in a history row, as training used them.
+    event_weights: Mapping[str, float]
+    #: Display fields per internal item index (None where the catalog has none).
+    titles: Sequence[str | None]
+    categories: Sequence[str | None]
+    #: Every category of the catalog (what the category filter accepts).
+    category_names: frozenset[str]
+
+    @property
+    def segment_names(self) -> tuple[str, ...]:
+        return self.bundle.segment_names
+
+    def segment_of(self, member_index: int) -> str | None:
+        """The bundle's segment name of a known member (None: unknown or unsegmented)."""
+        codes = self.bundle.member_segments
+        if member_index < 0 or codes is None:
+            return None
+        code = int(codes[member_index])
+        return self.bundle.segment_names[code] if code >= 0 else None
+
+
+def _event_weights(bundle: Bundle) -> dict[str, float]:
+    """The event weights of the training run (metrics.json's config), else the defaults."""
+    metrics_path = bundle.extra_files.get(METRICS_FILE)
+    configured = None
+    if metrics_path is not None:
+        configured = json.loads(metrics_path.read_text()).get("config", {}).get("event_weights")
+    return EventWeights.model_validate(configured or {}).by_event()
+
+
+def _display_column(catalog: pl.DataFrame | None, name: str, n_items: int) -> list[str | None]:
+    if catalog is None or name not in catalog.columns:
+        return [None] * n_items
+    return catalog.get_column(name).cast(pl.Utf8).to_list()
+
+
+def _built_at(bundle: Bundle) -> float:
+    created = datetime.fromisoformat(str(bundle.manifest["created_at"]))
+    return (created if created.tzinfo else created.replace(tzinfo=UTC)).timestamp()
+
+
+def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True) -> ModelSnapshot:
+    """Load, verify and warm the bundle at ``path``; a bad bundle raises ``BundleError``.
+
+    Everything a first request would otherwise build lazily (the member id dict, the
+    recommender's masks) is built here, off the request path.
+    """
+    bundle = load_bundle(path, mmap=True, verify=verify, model_classes=MODEL_CLASSES)
+    recommender = BundleRecommender(bundle)
+    bundle.member_ids.get("")  # builds the id -> index dicts now, not on a request
+    bundle.item_ids.get("")
+    n_items = len(bundle.item_ids)
+    return ModelSnapshot(
+        variant=variant,
+        version=version,
+        bundle=bundle,
+        recommender=recommender,
+        built_at=_built_at(bundle),
+        loaded_at=datetime.now(UTC),
+        event_weights=_event_weights(bundle),
+        titles=_display_column(bundle.catalog, col.TITLE, n_items),
+        categories=_display_column(bundle.catalog, col.CATEGORY, n_items),
+        category_names=frozenset(recommender.categories),
+    )

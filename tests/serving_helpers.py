@@ -1,0 +1,212 @@
+"""Helpers of the serving tests: a tiny trained bundle, real servers in subprocesses, and
+atomic bundle swaps.
+
+Servers are real: ``uvicorn --factory serving.app:create_app`` on a free 127.0.0.1 port, with
+settings in ``RECSYS_*`` variables, exactly as ``recsys serve`` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from features.generate import StoreConfig, generate_store
+from features.splits import parse_split_spec
+from features.validate import load_interactions, load_items, load_members
+from training.config import TuningBudget
+from training.publish import write_training_bundle
+from training.train import TrainConfig, run_training
+
+TINY_STORE = StoreConfig(members=400, items=120, events=20_000, seed=5)
+TINY_MODELS = ("popular", "item_knn", "als", "content")
+#: Keys of the test servers: one per role.
+KEYS = {"reader": ["read"], "writer": ["events"], "boss": ["admin"]}
+READ, WRITE, ADMIN = ({"X-API-Key": key} for key in KEYS)
+START_TIMEOUT_SECONDS = 90
+
+
+def train_tiny_bundle(root: Path) -> tuple[Path, Path]:
+    """Generate a tiny store and train a bundle on it; returns (store, bundle)."""
+    store, bundle = root / "store", root / "bundle"
+    generate_store(TINY_STORE, store)
+    interactions = load_interactions(store / "interactions.parquet").frame
+    items = load_items(store / "items.parquet").frame
+    spec = parse_split_spec("last-days:60")
+    outcome = run_training(
+        spec.split(interactions),
+        spec,
+        TrainConfig(models=TINY_MODELS, budget=TuningBudget(trials=1, seconds=10)),
+        items=items,
+        members=load_members(store / "members.parquet").frame,
+    )
+    write_training_bundle(outcome, bundle, items)
+    return store, bundle
+
+
+def holdout_file(store: Path, out: Path, days: int = 60) -> Path:
+    """The last ``days`` of the store's interactions, as a test file for the simulator."""
+    frame = pl.read_parquet(store / "interactions.parquet")
+    cutoff = frame["timestamp"].max() - pl.duration(days=days)
+    frame.filter(pl.col("timestamp") >= cutoff).write_parquet(out)
+    return out
+
+
+def copy_bundle(source: Path, target: Path, *, created_at: str | None = None) -> Path:
+    """A copy of a bundle; a new ``created_at`` makes it another version of the same model."""
+    shutil.copytree(source, target)
+    if created_at is not None:
+        manifest_path = target / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["created_at"] = created_at
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+    return target
+
+
+def swap_in(source: Path, target: Path) -> None:
+    """Replace the bundle at ``target`` with a copy of ``source`` the way ``write_bundle`` does:
+    copy beside it, then rename (a server that maps the old files keeps reading them)."""
+    staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:6]}")
+    shutil.copytree(source, staging)
+    retired = target.with_name(f".{target.name}.retired-{uuid.uuid4().hex[:6]}")
+    if target.exists():
+        target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def corrupt(bundle: Path, relative: str = "popularity.npy") -> None:
+    """Change bytes of one file of a bundle (its checksum no longer matches)."""
+    path = bundle / relative
+    data = bytearray(path.read_bytes())
+    data[-8:] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A service process on 127.0.0.1; stopped with SIGTERM, or killed with SIGKILL."""
+
+    def __init__(
+        self,
+        settings: Mapping[str, str],
+        log: Path,
+        *,
+        command: Sequence[str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        environment = {
+            **os.environ,
+            "RECSYS_API_KEYS": json.dumps(KEYS),
+            "RECSYS_POLL_SECONDS": "0",
+            "RECSYS_IMPRESSION_FLUSH_SECONDS": "0.2",
+            **settings,
+        }
+        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        argv = command or [
+            sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app",
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+            "--log-level", "warning",
+        ]  # fmt: skip
+        self._log_file = log.open("ab")
+        self.process = subprocess.Popen(
+            [*argv, "--port", str(self.port)],
+            env=environment,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def wait(self, path: str = "/readyz") -> Server:
+        """Wait until ``path`` answers 200 (the process failing to start is an error)."""
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                if self.client.get(path).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{path} never answered 200:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush (what a crash does)."""
+        self.process.kill()
+        self.process.wait()
+        self.client.close()
+        self._log_file.close()
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL cluster of its own (initdb + pg_ctl) on a free port; yields its URL.
+
+    Skips when the binaries are missing, or when running as root without a ``postgres``
+    user to run them as (PostgreSQL refuses to run as root).
+    """
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not on PATH")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    cluster = Path(tempfile.mkdtemp(prefix="recsys-pg-"))  # /tmp: the postgres user reaches it
+    if as_user:
+        os.chown(cluster, owner.pw_uid, owner.pw_gid)
+    data, port = cluster / "data", free_port()
+
+    def run(*argv: str) -> None:
+        subprocess.run([*as_user, *argv], check=True, capture_output=True, timeout=120)
+
+    run(initdb, "-D", str(data), "-A", "trust", "-U", "recsys", "--no-sync")
+    options = f"-p {port} -k {cluster} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(pg_ctl, "-D", str(data), "-o", options, "-l", str(cluster / "log"), "-w", "start")
+    try:
+        yield f"postgresql+psycopg://recsys@127.0.0.1:{port}/postgres"
+    finally:
+        run(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(cluster, ignore_errors=True)
