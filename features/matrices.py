@@ -98,10 +98,10 @@ def build_interaction_matrix(
     rows = member_ids.to_internal(interactions.get_column(MEMBER_ID), strict=False)
     columns = item_ids.to_internal(interactions.get_column(ITEM_ID), strict=False)
     mapped = (rows >= 0) & (columns >= 0)
+    if not mapped.all():  # copying tens of millions of rows only when some drop out
+        values, rows, columns = values[mapped], rows[mapped], columns[mapped]
     summed = sp.csr_matrix(  # COO -> CSR conversion sums duplicate cells
-        (values[mapped], (rows[mapped], columns[mapped])),
-        shape=(len(member_ids), len(item_ids)),
-        dtype=np.float64,
+        (values, (rows, columns)), shape=(len(member_ids), len(item_ids)), dtype=np.float64
     )
     return summed.astype(np.float32)
 

@@ -180,7 +180,7 @@ def compute_member_profiles(
     require_columns(interactions, _INTERACTION_COLUMNS, "interactions")
     roster = _member_roster(members)
     reference = _reference_time(interactions, roster, reference_time)
-    activity = _activity(interactions.filter(pl.col(TIMESTAMP) <= reference))
+    activity = _activity(interactions, reference)
     profiles = _with_lifetime(
         roster.join(activity, on=MEMBER_ID, how="full", coalesce=True), reference
     )
@@ -225,20 +225,35 @@ def _reference_time(
     return latest  # type: ignore[return-value]
 
 
-def _activity(interactions: pl.DataFrame) -> pl.DataFrame:
-    """Per member: first/last event, last purchase, distinct purchase orders, and spend."""
-    is_purchase = pl.col(EVENT) == _PURCHASE
-    day_without_order = pl.when(pl.col(ORDER_ID).is_null()).then(pl.col(TIMESTAMP).dt.date())
-    return interactions.group_by(MEMBER_ID).agg(
-        pl.col(TIMESTAMP).min().alias(FIRST_SEEN),
-        pl.col(TIMESTAMP).max().alias(LAST_SEEN),
-        pl.col(TIMESTAMP).filter(is_purchase).max().alias(LAST_PURCHASE),
-        pl.struct(pl.col(ORDER_ID), day_without_order.alias("day"))
-        .filter(is_purchase)
-        .n_unique()
-        .alias(FREQUENCY),
-        (pl.col(QUANTITY) * pl.col(PRICE).fill_null(0.0)).filter(is_purchase).sum().alias(MONETARY),
+def _activity(interactions: pl.DataFrame, reference: datetime) -> pl.DataFrame:
+    """Per member, events up to ``reference``: first/last event, last purchase, distinct purchase
+    orders, and spend (purchase columns are null for members who never bought).
+
+    The purchase figures come from the purchase rows alone, and the reference-time filter is
+    lazy: an eager filter copied every column of the interactions, and one group-by over all
+    events built the order struct and the spend of every row, though purchases are a small
+    share of events. Purchases are aggregated eagerly, as before, so that spend adds up in the
+    same order (a lazy group-by sums in another order, which moves members sitting exactly on
+    a value-tier cut point).
+    """
+    events = interactions.lazy().filter(pl.col(TIMESTAMP) <= reference)
+    seen = events.group_by(MEMBER_ID).agg(
+        pl.col(TIMESTAMP).min().alias(FIRST_SEEN), pl.col(TIMESTAMP).max().alias(LAST_SEEN)
     )
+    purchases = events.filter(pl.col(EVENT) == _PURCHASE).select(
+        MEMBER_ID, TIMESTAMP, ORDER_ID, QUANTITY, PRICE
+    )
+    day_without_order = pl.when(pl.col(ORDER_ID).is_null()).then(pl.col(TIMESTAMP).dt.date())
+    bought = (
+        purchases.collect()
+        .group_by(MEMBER_ID)
+        .agg(
+            pl.col(TIMESTAMP).max().alias(LAST_PURCHASE),
+            pl.struct(pl.col(ORDER_ID), day_without_order.alias("day")).n_unique().alias(FREQUENCY),
+            (pl.col(QUANTITY) * pl.col(PRICE).fill_null(0.0)).sum().alias(MONETARY),
+        )
+    )
+    return seen.collect().join(bought, on=MEMBER_ID, how="left")
 
 
 def _with_lifetime(profiles: pl.DataFrame, reference: datetime) -> pl.DataFrame:

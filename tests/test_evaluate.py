@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from features import columns as col
 from features.errors import DataError
 from features.ids import IdMap
+from training import evaluate
 from training.dataset import TrainingData, build_training_data
 from training.evaluate import (
     EvaluationTask,
@@ -32,6 +33,7 @@ from training.evaluate import (
     evaluate_model,
     evaluate_recommended,
     item_category_codes,
+    recommended_lists,
 )
 from training.models.base import Recommender
 
@@ -102,6 +104,45 @@ class FixedScores(Recommender):
 
     def _load_arrays(self, directory: Path, mmap: bool) -> None:
         """Nothing to load: the scores are fixed."""
+
+
+class TableScores(Recommender):
+    """Scores member i with row i of a given table (any scores, ties and NaN included)."""
+
+    name = "table-scores"
+
+    def __init__(self, table: np.ndarray) -> None:
+        super().__init__()
+        self.table = np.asarray(table, dtype=np.float32)
+        self.n_items = self.table.shape[1]
+
+    def fit(self, data: TrainingData) -> Self:
+        return self
+
+    def score(self, members: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+        return self.table[members]
+
+    def _save_arrays(self, directory: Path) -> None:
+        """Nothing to save: the scores are given."""
+
+    def _load_arrays(self, directory: Path, mmap: bool) -> None:
+        """Nothing to load: the scores are given."""
+
+
+def lists_task(exclude: sp.csr_matrix) -> EvaluationTask:
+    """A task over members 0..n-1 with the given exclusions; only what listing reads is real."""
+    n_members, n_items = exclude.shape
+    empty = sp.csr_matrix((n_members, n_items), dtype=np.float32)
+    return EvaluationTask(
+        members=np.arange(n_members),
+        histories=empty,
+        exclude=exclude,
+        relevant=empty,
+        n_relevant=np.ones(n_members, dtype=np.int64),
+        engaged=empty,
+        purchased=empty,
+        item_popularity=np.ones(n_items),
+    )
 
 
 def rows_of(matrix: sp.csr_matrix) -> list[list[int]]:
@@ -233,3 +274,44 @@ def test_item_categories_must_align_with_the_training_items(train: TrainingData)
 def test_category_codes_cover_every_item_of_the_map() -> None:
     items = pl.DataFrame({col.ITEM_ID: ["b", "a"], col.CATEGORY: ["k", "j"]})
     assert item_category_codes(items, IdMap.from_values(["a", "b", "c"])).tolist() == [0, 1, -1]
+
+
+def test_recommended_lists_are_the_lists_recommend_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    table = rng.standard_normal((50, 300))  # continuous scores: no ties
+    exclude = sp.random(50, 300, density=0.05, format="csr", random_state=7, dtype=np.float32)
+    model, task = TableScores(table), lists_task(exclude)
+    monkeypatch.setattr(evaluate, "_SCORE_CELLS_PER_BATCH", 7 * 300)  # several batches
+    expected, _ = model.recommend(task.members, task.histories, n=20, exclude=task.exclude)
+    np.testing.assert_array_equal(recommended_lists(model, task, 20), expected)
+
+
+def test_recommended_lists_break_ties_by_item_index_and_pad_what_is_not_finite() -> None:
+    nan, inf = np.nan, np.inf
+    table = [
+        [1.0, 3.0, 3.0, 3.0, 2.0, nan],  # three-way tie at the top: lower index first
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # all tied: the first items
+        [5.0, nan, -inf, 9.0, nan, 1.0],  # 9 excluded below; NaN and -inf never listed
+    ]
+    exclude = sp.csr_matrix(([1.0], ([2], [3])), shape=(3, 6), dtype=np.float32)
+    lists = recommended_lists(TableScores(np.array(table)), lists_task(exclude), 4)
+    assert lists.tolist() == [[1, 2, 3, 4], [0, 1, 2, 3], [0, 5, -1, -1]]
+    wider = recommended_lists(TableScores(np.array(table)), lists_task(exclude), 8)
+    assert wider[0].tolist() == [1, 2, 3, 4, 0, -1, -1, -1]  # n above the catalog: padded
+
+
+def test_a_sample_is_drawn_from_the_evaluable_members_before_anything_is_built(
+    train: TrainingData,
+) -> None:
+    segments = pl.DataFrame({col.MEMBER_ID: ["a", "d"], "segment": ["active", "new"]})
+    whole = EvaluationTask.from_split(train, TEST, member_segment_of=segments)
+    for seed in range(6):
+        sample = EvaluationTask.from_split(
+            train, TEST, member_segment_of=segments, max_members=1, seed=seed
+        )
+        drawn = np.random.default_rng(seed).choice(whole.n_members, size=1, replace=False)
+        row = whole.subset(np.sort(drawn))
+        assert sample.members.tolist() == row.members.tolist()
+        assert rows_of(sample.relevant) == rows_of(row.relevant)
+        assert rows_of(sample.exclude) == rows_of(row.exclude)
+        assert sample.member_segment_names.tolist() == row.member_segment_names.tolist()

@@ -135,6 +135,19 @@ def test_events_after_the_reference_time_are_ignored() -> None:
     assert (profile[MONETARY], profile[FREQUENCY], profile[RECENCY_DAYS]) == (2.0, 1, 1.0)
 
 
+def test_members_who_only_browsed_by_the_reference_time_have_no_orders_and_no_spend() -> None:
+    rows = [
+        view("a", NOW - timedelta(days=2)),
+        purchase("a", NOW + timedelta(days=1), price=5.0),  # after the reference time
+        purchase("b", NOW - timedelta(days=1), price=3.0),
+    ]
+    profiles = compute_member_profiles(interactions(rows), reference_time=NOW)
+    browsed = profile_of(profiles, "a")
+    assert (browsed[FREQUENCY], browsed[MONETARY], browsed[LAST_PURCHASE]) == (0, 0.0, None)
+    assert browsed[RECENCY_DAYS] == 2.0
+    assert (profile_of(profiles, "b")[FREQUENCY], profile_of(profiles, "b")[MONETARY]) == (1, 3.0)
+
+
 # --- scores -------------------------------------------------------------------------------------
 
 

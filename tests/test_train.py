@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -14,7 +15,14 @@ from features.splits import parse_split_spec, temporal_split
 from features.validate import load_interactions, load_items, load_members
 from tests.cli import run_recsys
 from training.config import TuningBudget
-from training.train import TrainConfig, TrainOutcome, carve_validation, run_training
+from training.index import IndexConfig, ItemIndex
+from training.train import (
+    TrainConfig,
+    TrainOutcome,
+    _recall_against_exact,
+    carve_validation,
+    run_training,
+)
 
 SMALL_STORE = StoreConfig(members=400, items=120, events=20_000, seed=5)
 
@@ -86,6 +94,21 @@ def test_segments_long_tail_and_index_are_reported(outcome: TrainOutcome) -> Non
     assert metrics["segments"]["ease"]
     assert abs(sum(metrics["long_tail"]["catalog"]) - 1) < 1e-6
     assert metrics["index"]["als"]["hnsw_recall@10"] >= 0.95
+
+
+def test_index_recall_is_measured_on_the_built_index_itself() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((2000, 8)).astype(np.float32)
+    queries = rng.standard_normal((50, 8)).astype(np.float32)
+    # One probed list of 40: an index that misses neighbours, so recall is visibly below 1.
+    index = ItemIndex.build(
+        vectors, IndexConfig(exact_below=0, kind="ivf", ivf_nlist=40, ivf_nprobe=1)
+    )
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found, _ = index.search(queries, 10)
+    expected = np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact, found, strict=True)])
+    assert expected < 0.9
+    assert _recall_against_exact(index, vectors, queries, k=10) == pytest.approx(expected)
 
 
 def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
