@@ -8,7 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["DEFAULT_SPLIT", "MODEL_NAMES", "TuningBudget"]
 
 #: Every model, in the order they are tuned; ``training.models.MODEL_CLASSES`` follows it.
-MODEL_NAMES: tuple[str, ...] = ("popular", "item_knn", "ease", "als", "lightfm", "content")
+MODEL_NAMES: tuple[str, ...] = (
+    "popular",
+    "item_knn",
+    "ease",
+    "als",
+    "lightfm",
+    "content",
+    "rerank",
+)
 
 #: Split used by ``recsys train`` when neither --split nor --test-file is given.
 DEFAULT_SPLIT = "last-days:30"

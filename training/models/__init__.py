@@ -10,6 +10,7 @@ from training.models.ease import EASERecommender
 from training.models.item_knn import ItemKNNRecommender
 from training.models.lightfm_model import LightFMRecommender
 from training.models.popular import PopularityRecommender
+from training.models.rerank import RerankRecommender
 
 __all__ = ["MODEL_CLASSES", "ModelFitError", "Recommender", "model_class"]
 
@@ -20,6 +21,7 @@ _CLASSES = (
     ALSRecommender,
     LightFMRecommender,
     ContentRecommender,
+    RerankRecommender,
 )
 MODEL_CLASSES: dict[str, type[Recommender]] = {model.name: model for model in _CLASSES}
 if tuple(MODEL_CLASSES) != MODEL_NAMES:  # the CLI lists models without importing them
