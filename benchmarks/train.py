@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -42,10 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
+from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOC = REPO_ROOT / "docs" / "benchmarks.md"
 SECTION_TITLE = "## Training"
 MODELS = "popular,item_knn,als"
 SPLIT_DAYS = 30
@@ -304,7 +300,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, default=1, help="Product/reference pairs; medians are reported."
     )
     parser.add_argument(
-        "--doc", type=str, default=str(DEFAULT_DOC), help="Markdown file to update ('' for none)."
+        "--doc",
+        type=str,
+        default=str(BENCHMARKS_DOC),
+        help="Markdown file to update ('' for none).",
     )
     return parser.parse_args(argv)
 
@@ -405,24 +404,6 @@ def fit_seconds(run: Run, model: str) -> float:
     return sum(fit["seconds"] for fit in run.fits if fit["model"] == model)
 
 
-def machine_description() -> str:
-    memory_gib = psutil.virtual_memory().total / 2**30
-    return (
-        f"{os.cpu_count()} CPUs ({cpu_model()}), {memory_gib:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, where there is one."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def command_line(args: argparse.Namespace) -> str:
     sizes = (
         f"--store {args.store}"
@@ -514,17 +495,6 @@ example); "fit" rows are the product's own fits, wrappers included:
 """
 
 
-def update_doc(doc: Path, section: str) -> None:
-    """Replace the Training section of ``doc`` (or append it), keeping every other section."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report()
@@ -547,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         section = render_section(report, args, store)
     print(section)
     if args.doc:
-        update_doc(Path(args.doc), section)
+        update_section(Path(args.doc), SECTION_TITLE, section)
         print(f"written to {args.doc}")
     return 0 if report.meets_ratio and report.meets_rss else 1
 
