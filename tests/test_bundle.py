@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -17,7 +18,9 @@ from training.bundle import (
     FORMAT_VERSION,
     Bundle,
     BundleError,
+    MemberLists,
     UnknownModelError,
+    add_member_lists,
     data_fingerprint,
     load_bundle,
     write_bundle,
@@ -263,3 +266,58 @@ def test_extra_file_may_not_shadow_bundle_data(data: TrainingData, tmp_path: Pat
     fake.write_text("not an array")
     with pytest.raises(ValueError, match="would shadow bundle data"):
         write_bundle(tmp_path / "b", **bundle_inputs(data, extra_files={"popularity.npy": fake}))
+
+
+def member_lists(data: TrainingData, depth: int = 3) -> MemberLists:
+    rng = np.random.default_rng(1)
+    return MemberLists(
+        model="tiny",
+        items=rng.integers(0, data.n_items, (data.n_members, depth)).astype(np.int32),
+        scores=-np.sort(rng.random((data.n_members, depth)), axis=1).astype(np.float32),
+        from_model=np.full(data.n_members, depth, dtype=np.int32),
+    )
+
+
+def test_added_member_lists_load_memory_mapped_and_checksummed(
+    data: TrainingData, bundle_dir: Path
+) -> None:
+    lists = member_lists(data)
+    add_member_lists(bundle_dir, lists)
+    loaded = load(bundle_dir).lists
+    assert loaded is not None and loaded.model == "tiny" and loaded.depth == 3
+    np.testing.assert_array_equal(loaded.items, lists.items)
+    np.testing.assert_array_equal(loaded.scores, lists.scores)
+    assert backed_by_memmap(loaded.items)
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["lists"] == {"model": "tiny", "depth": 3}
+    assert {"lists/items.npy", "lists/scores.npy", "lists/from_model.npy"} <= set(manifest["files"])
+    raw = bytearray((bundle_dir / "lists" / "items.npy").read_bytes())
+    raw[-1] ^= 0xFF
+    (bundle_dir / "lists" / "items.npy").write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match=r"checksum mismatch in lists/items\.npy"):
+        load(bundle_dir)
+
+
+def test_member_lists_are_replaced_whole(data: TrainingData, bundle_dir: Path) -> None:
+    add_member_lists(bundle_dir, member_lists(data, depth=5))
+    add_member_lists(bundle_dir, member_lists(data, depth=2))
+    loaded = load(bundle_dir).lists
+    assert loaded is not None and loaded.depth == 2
+    assert not list(bundle_dir.glob(".manifest.json.*"))  # the staged manifest was renamed
+
+
+def test_a_bundle_without_lists_loads_none(bundle_dir: Path) -> None:
+    assert load(bundle_dir).lists is None
+
+
+def test_member_lists_that_do_not_fit_the_bundle_are_refused(
+    data: TrainingData, bundle_dir: Path
+) -> None:
+    short = member_lists(data)
+    with pytest.raises(ValueError, match="no model 'ghost'"):
+        add_member_lists(bundle_dir, replace(short, model="ghost"))
+    with pytest.raises(ValueError, match="members x depth"):
+        add_member_lists(bundle_dir, replace(short, items=short.items[1:]))
+    with pytest.raises(ValueError, match="one count per member"):
+        add_member_lists(bundle_dir, replace(short, from_model=short.from_model[1:]))
+    assert load(bundle_dir).lists is None

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -14,7 +16,7 @@ from training.dataset import TrainingData, build_training_data
 from training.models import MODEL_CLASSES
 from training.models.item_knn import ItemKNNRecommender
 from training.models.popular import PopularityRecommender
-from training.recommend import FALLBACK_MODEL, BundleRecommender
+from training.recommend import FALLBACK_MODEL, BundleRecommender, MemberContext
 
 two_group_data = model_contract.two_group_data
 
@@ -98,3 +100,69 @@ def test_asking_for_a_model_by_name(bundle: Bundle) -> None:
 def test_unknown_category_gives_an_empty_list(bundle: Bundle, tmp_path: Path) -> None:
     [answer] = BundleRecommender(bundle).recommend(["m2"], 3, category="garden")
     assert answer.item_ids == []
+
+
+def assert_same_answers(
+    read: BundleRecommender, scored: BundleRecommender, members: list[str], **options: Any
+) -> None:
+    for ours, theirs in zip(
+        read.recommend(members, **options), scored.recommend(members, **options), strict=True
+    ):
+        assert (ours.item_ids, ours.model, ours.fallback) == (
+            theirs.item_ids, theirs.model, theirs.fallback
+        )  # fmt: skip
+        np.testing.assert_allclose(ours.scores, theirs.scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"n": 1},
+        {"n": 6},
+        {"n": 25},  # the catalog runs out for members who bought much
+        {"n": 2, "max_per_category": 1},
+        {"n": 30},  # deeper than the lists: scored
+        {"n": 4, "category": "odd"},  # a filter the lists do not hold: scored
+        {"n": 4, "exclude_purchased": False},
+        {"n": 4, "model": "popular"},
+    ],
+)
+def test_precomputed_lists_answer_exactly_what_scoring_answers(
+    bundle: Bundle, options: dict[str, Any]
+) -> None:
+    lists = BundleRecommender(bundle).member_lists(25, batch=5)
+    assert lists.model == "item_knn" and lists.depth == 25
+    assert (lists.items < 0).any()  # some rows hold all a member may still be shown
+    members = [*bundle.member_ids.external_ids.tolist(), "stranger"]
+    read = BundleRecommender(replace(bundle, lists=lists))
+    assert_same_answers(read, BundleRecommender(bundle), members, **options)
+
+
+def test_precomputed_lists_are_what_answers_a_known_member(bundle: Bundle) -> None:
+    lists = BundleRecommender(bundle).member_lists(5)
+    # Every member gets the next member's row: an answer that only the lists can give.
+    shifted = replace(lists, items=np.roll(lists.items, -1, axis=0))
+    [answer] = BundleRecommender(replace(bundle, lists=shifted)).recommend(["m0"], 5)
+    assert answer.item_ids == bundle.item_ids.to_external(lists.items[1]).tolist()
+
+
+def test_fresh_behaviour_is_scored_not_read_from_the_lists(bundle: Bundle) -> None:
+    lists = BundleRecommender(bundle).member_lists(5)
+    recommender = BundleRecommender(replace(bundle, lists=lists))
+    [before] = recommender.recommend(["m0"], 5)
+    top = bundle.item_ids.index_of(before.item_ids[0])
+    context = MemberContext(items=[top], weights=[4.0], purchased=[top])
+    [after] = recommender.recommend(["m0"], 5, contexts=[context])
+    assert before.item_ids[0] not in after.item_ids
+    assert len(after.item_ids) == 5
+
+
+def test_lists_through_a_faiss_index_match_scoring(tiny_trained: tuple[Path, Path]) -> None:
+    served = load_bundle(tiny_trained[1], model_classes=MODEL_CLASSES)
+    assert served.lists is not None and served.lists.model == served.chosen  # written by train
+    assert "als" in served.indexes
+    plain = replace(served, lists=None)
+    lists = BundleRecommender(plain).member_lists(20, model="als")
+    members = plain.member_ids.external_ids[:300].tolist()
+    read = BundleRecommender(replace(plain, lists=lists))
+    assert_same_answers(read, BundleRecommender(plain), members, n=10, model="als")

@@ -118,13 +118,15 @@ def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
     result = run_recsys(
         "train", "-i", store / "interactions.parquet", "--items", store / "items.parquet",
         "--split", "last-days:60", "--models", "popular,ease", "--trials", 1,
-        "--out", bundle, "--no-mlflow",
+        "--out", bundle, "--no-mlflow", "--list-depth", 7,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for name in ("manifest.json", "metrics.json", "report.html"):
         assert (bundle / name).exists()
     metrics = json.loads((bundle / "metrics.json").read_text())
     assert metrics["chosen"] in {"popular", "ease"}
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["lists"] == {"model": metrics["chosen"], "depth": 7}
     assert {"precision@10", "recall@10", "ndcg@10", "map"} <= set(metrics["models"]["ease"])
 
     member = pl.read_parquet(store / "interactions.parquet")[col.MEMBER_ID][0]

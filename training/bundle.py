@@ -25,6 +25,9 @@ Layout (paths relative to the bundle directory)::
     segments/popularity.npy     segments x items (optional)
     segments/members.npy        int32 segment code per member, -1 when unknown (optional)
     catalog.parquet             item_id and the filter fields; row i is item i (optional)
+    lists/{items,scores,from_model}.npy
+                                every member's top ``depth`` items by one model, computed
+                                after the rest (:func:`add_member_lists`; optional)
     <name>                      extra files copied in as they are, at the top level:
                                 metrics.json, report.html, rules.parquet, ...
 
@@ -60,7 +63,9 @@ __all__ = [
     "FORMAT_VERSION",
     "Bundle",
     "BundleError",
+    "MemberLists",
     "UnknownModelError",
+    "add_member_lists",
     "data_fingerprint",
     "load_bundle",
     "write_bundle",
@@ -80,6 +85,8 @@ POPULARITY = "popularity.npy"
 SEGMENT_POPULARITY = "segments/popularity.npy"
 MEMBER_SEGMENTS = "segments/members.npy"
 CATALOG = "catalog.parquet"
+LISTS_DIR = "lists"
+LIST_PARTS = ("items", "scores", "from_model")
 
 #: Catalog fields that serving filters or displays by; other catalog columns (descriptions,
 #: tags) only matter to training and stay out of the bundle.
@@ -88,7 +95,7 @@ CATALOG_FIELDS = (col.TITLE, col.CATEGORY, col.BRAND, col.PRICE, col.AVAILABLE)
 #: Top-level names the bundle itself uses; extra files may not take them.
 _RESERVED_TOP_LEVEL = frozenset(
     {MANIFEST, POPULARITY, CATALOG, "ids", MODELS_DIR, INDEXES_DIR, HISTORIES_DIR,
-     PURCHASES_DIR, "segments"}
+     PURCHASES_DIR, "segments", LISTS_DIR}
 )  # fmt: skip
 
 #: Model, index and extra file names become path components, so they must be plain names.
@@ -113,6 +120,29 @@ class UnknownModelError(BundleError, KeyError):
 
 
 @dataclass(frozen=True)
+class MemberLists:
+    """Every member's best ``depth`` items by ``model``, worked out once when the bundle is
+    written, so that serving answers a member the bundle knows with one row read instead of a
+    pass over the catalog (the way Gorse caches its offline recommendations).
+
+    A row is exactly what :class:`training.recommend.BundleRecommender` answers for the member
+    with no filter but "exclude purchased" and no events since: ``items`` (int32 internal
+    indices, -1 where the catalog ran out) and ``scores`` (float32), best first; the first
+    ``from_model[m]`` items come from the model and the rest complete the list from
+    popularity. A prefix of a row is the answer for a shorter list.
+    """
+
+    model: str
+    items: np.ndarray
+    scores: np.ndarray
+    from_model: np.ndarray
+
+    @property
+    def depth(self) -> int:
+        return int(self.items.shape[1])
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A loaded bundle: everything serving answers from, indexed by the bundle's id maps."""
 
@@ -130,6 +160,7 @@ class Bundle:
     catalog: pl.DataFrame | None
     indexes: Mapping[str, ItemIndex]
     extra_files: Mapping[str, Path]
+    lists: MemberLists | None = None
 
     @property
     def chosen(self) -> str:
@@ -271,6 +302,38 @@ def write_bundle(
     return out_dir
 
 
+def add_member_lists(path: Path, lists: MemberLists) -> None:
+    """Add precomputed member lists to the complete bundle at ``path``.
+
+    They are computed from the written bundle itself (by the recommender that serving runs),
+    hence this second step. The arrays go in first and the manifest, which lists them with
+    their checksums, is replaced atomically last: a reader sees the bundle either without the
+    lists or with all of them. Lists already there are replaced.
+    """
+    manifest = _read_manifest(path)
+    n_members = manifest["n_members"]
+    _require(lists.model in manifest["models"], f"lists: the bundle has no model {lists.model!r}")
+    _require(
+        lists.items.shape == lists.scores.shape == (n_members, lists.depth),
+        f"lists: items and scores must both be {n_members} members x depth",
+    )
+    _require(lists.from_model.shape == (n_members,), "lists: from_model needs one count per member")
+    arrays = {
+        "items": lists.items.astype(np.int32, copy=False),
+        "scores": lists.scores.astype(np.float32, copy=False),
+        "from_model": lists.from_model.astype(np.int32, copy=False),
+    }
+    for part, array in arrays.items():
+        _save_array(path, f"{LISTS_DIR}/{part}.npy", array)
+    files = {name: digest for name, digest in manifest["files"].items()
+             if not name.startswith(f"{LISTS_DIR}/")}  # fmt: skip
+    files.update(_checksums_under(path, LISTS_DIR))
+    manifest.update(files=files, lists={"model": lists.model, "depth": lists.depth})
+    staged = path / f".{MANIFEST}.{uuid.uuid4().hex}"
+    staged.write_text(json.dumps(manifest, indent=2, default=_json_value))
+    staged.replace(path / MANIFEST)
+
+
 def _check_names(
     chosen: str,
     models: Mapping[str, Recommender],
@@ -407,9 +470,14 @@ def _aligned_catalog(catalog: pl.DataFrame, item_ids: IdMap) -> pl.DataFrame:
 
 
 def _checksums(root: Path) -> dict[str, str]:
+    return _checksums_under(root, ".")
+
+
+def _checksums_under(root: Path, directory: str) -> dict[str, str]:
+    """sha256 of every file under ``root / directory``, by path relative to ``root``."""
     return {
         path.relative_to(root).as_posix(): _sha256(path)
-        for path in sorted(root.rglob("*"))
+        for path in sorted((root / directory).rglob("*"))
         if path.is_file()
     }
 
@@ -546,7 +614,20 @@ def _load_contents(
             name: ItemIndex.load(path / INDEXES_DIR / name, mmap) for name in manifest["indexes"]
         },
         extra_files={name: path / name for name in manifest["extra_files"]},
+        lists=_load_lists(path, manifest.get("lists"), mode),
     )
+
+
+def _load_lists(
+    path: Path, entry: Mapping[str, Any] | None, mode: str | None
+) -> MemberLists | None:
+    if entry is None:
+        return None
+    parts = {
+        part: np.load(path / LISTS_DIR / f"{part}.npy", mmap_mode=mode, allow_pickle=False)
+        for part in LIST_PARTS
+    }
+    return MemberLists(model=str(entry["model"]), **parts)
 
 
 def _load_optional(

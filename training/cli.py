@@ -34,7 +34,7 @@ from features.validate import (
     load_items,
     load_members,
 )
-from training.config import DEFAULT_SPLIT, MODEL_NAMES, TuningBudget
+from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT, MODEL_NAMES, TuningBudget
 
 if TYPE_CHECKING:
     from training.bundle import Bundle
@@ -268,6 +268,15 @@ def train(
     registered_model: Annotated[
         str, typer.Option(help="MLflow registered model name.")
     ] = "member-recsys",
+    list_depth: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Precompute each member's top N of the chosen model into the bundle; serving "
+            "then reads a row instead of scoring (0: none). Longer lists, a category filter "
+            "or another model are scored live.",
+        ),
+    ] = DEFAULT_LIST_DEPTH,
 ) -> None:
     """Tune every model on validation, evaluate on test, and write the model bundle."""
     from training.train import TrainConfig
@@ -292,6 +301,7 @@ def train(
     train_and_publish(
         split_data, spec, config, item_table, member_table, out,
         tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
+        list_depth=list_depth,
     )  # fmt: skip
 
 
@@ -306,8 +316,10 @@ def train_and_publish(
     tracking: bool,
     tracking_uri: str | None = None,
     registered_model: str = "member-recsys",
+    list_depth: int = DEFAULT_LIST_DEPTH,
 ) -> None:
-    """Train, write the bundle and (optionally) log and register it in MLflow."""
+    """Train, write the bundle (with ``list_depth`` items precomputed per member) and
+    (optionally) log and register it in MLflow."""
     from training.publish import write_training_bundle
     from training.train import run_training
 
@@ -325,7 +337,7 @@ def train_and_publish(
             split_data, spec, config, items=items, members=members, progress=advance
         )
         advance("writing the bundle")
-        write_training_bundle(outcome, out, items)
+        write_training_bundle(outcome, out, items, list_depth=list_depth)
     print_model_table(outcome.metrics)
     console.print(f"Bundle, metrics.json and report.html written to {out}")
     if not tracking:

@@ -11,13 +11,21 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from training.bundle import data_fingerprint, write_bundle
+from training.bundle import add_member_lists, data_fingerprint, load_bundle, write_bundle
+from training.config import DEFAULT_LIST_DEPTH
 from training.dataset import TrainingData, history_matrix
+from training.models import MODEL_CLASSES
 from training.models.popular import PopularityRecommender
+from training.recommend import BundleRecommender
 from training.report import write_report
 from training.train import TrainOutcome
 
-__all__ = ["METRICS_FILE", "REPORT_FILE", "catalog_for_bundle", "write_training_bundle"]
+__all__ = [
+    "METRICS_FILE",
+    "REPORT_FILE",
+    "catalog_for_bundle",
+    "write_training_bundle",
+]
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
@@ -54,9 +62,23 @@ def _fallback_popularity(outcome: TrainOutcome) -> PopularityRecommender:
 
 
 def write_training_bundle(
-    outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | None = None
+    outcome: TrainOutcome,
+    out_dir: Path,
+    items: pl.DataFrame | None = None,
+    list_depth: int = DEFAULT_LIST_DEPTH,
 ) -> Path:
-    """Write the bundle, with ``metrics.json`` and ``report.html``, atomically to ``out_dir``."""
+    """Write the bundle, with ``metrics.json`` and ``report.html``, atomically to ``out_dir``,
+    then add every member's top ``list_depth`` by the chosen model (none when 0), computed by
+    the recommender serving runs, from the written bundle, so that they are what it would
+    answer."""
+    _write_bundle(outcome, out_dir, items)
+    if list_depth > 0:
+        bundle = load_bundle(out_dir, verify=False, model_classes=MODEL_CLASSES)
+        add_member_lists(out_dir, BundleRecommender(bundle).member_lists(list_depth))
+    return out_dir
+
+
+def _write_bundle(outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | None) -> Path:
     data = outcome.data
     popular = _fallback_popularity(outcome)
     segment_popularity = popular.segment_scores if data.segment_names else None

@@ -22,7 +22,7 @@ are assembled from the bundle's CSR arrays directly rather than by sparse fancy 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +30,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from training.bundle import Bundle
+from training.bundle import Bundle, MemberLists
 from training.models.base import Recommender, top_n
 
 __all__ = [
@@ -94,6 +94,12 @@ class MemberContext:
     purchased: Sequence[int] = ()
     segment: int | None = None
     declared: bool = False
+
+    @property
+    def adds_nothing(self) -> bool:
+        """True when the member's answer is the bundle's alone (a segment only matters to
+        members the bundle does not know)."""
+        return not len(self.items) and not len(self.purchased) and not self.declared
 
 
 _NO_CONTEXT = MemberContext()
@@ -169,69 +175,162 @@ class BundleRecommender:
         ``contexts`` (one per member, or None) adds what the bundle does not know of each
         member. ``max_per_category`` caps the items of one category in a list (storefront
         carousels); the cap gives way only when the candidates cannot fill ``n`` otherwise.
+        A member the bundle knows, with nothing in their context, is answered from the
+        bundle's precomputed lists when they hold the answer (same model, no category filter,
+        purchases excluded, deep enough); the lists hold exactly what scoring would give.
         """
         name = model or self.bundle.chosen
         self.bundle.model(name)  # an unknown name fails here, listing the models there are
         contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
         indices = self._member_indices(member_ids)
-        allowed = self.allowed_items(category)
-        tie_breaker = (
-            self._allowed_tie_breaker
-            if category is None
-            else self._masked(self._tie_breaker, allowed)
-        )
         depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
-        excluded = [
-            self._excluded(index, context, exclude_purchased)
-            for index, context in zip(indices, contexts, strict=True)
-        ]
-        answering = [
-            self._answering_model(name, index, context)
-            for index, context in zip(indices, contexts, strict=True)
-        ]
         ids = np.full((len(indices), depth), -1, dtype=np.int64)
         scores = np.full((len(indices), depth), -np.inf, dtype=np.float32)
-        for model_name in {answer for answer in answering if answer is not None}:
-            rows = [row for row, answer in enumerate(answering) if answer == model_name]
-            histories = self._rows([self._history(indices[row], contexts[row]) for row in rows])
-            row_excluded = [excluded[row] for row in rows]
-            found = None
-            if category is None:  # an index cannot filter a category; it can skip a few items
-                found = self._retrieve(model_name, indices[rows], histories, row_excluded, depth)
-            if found is None:
-                found = self.bundle.model(model_name).recommend(
-                    indices[rows],
-                    histories,
-                    depth,
-                    exclude=self._rows([(items, None) for items in row_excluded]),
-                    tie_breaker=tie_breaker,
-                )
-            ids[rows], scores[rows] = found
+        padded = np.zeros(len(indices), dtype=bool)
+        lists = self.bundle.lists
+        precomputed = (
+            lists is not None
+            and lists.model == name
+            and category is None
+            and exclude_purchased
+            and depth <= lists.depth
+        )
+        scored = []
+        for row, (index, context) in enumerate(zip(indices, contexts, strict=True)):
+            if precomputed and index >= 0 and context.adds_nothing:
+                ids[row], scores[row] = lists.items[index, :depth], lists.scores[index, :depth]
+                padded[row] = lists.from_model[index] < depth
+            else:
+                scored.append(row)
+        if scored:
+            self._score_rows(
+                name, scored, indices, contexts, ids, scores, padded,
+                category=category, exclude_purchased=exclude_purchased,
+            )  # fmt: skip
         answers = []
         for row, member_id in enumerate(member_ids):
-            padded = bool((ids[row] < 0).any())
             row_ids, row_scores = ids[row], scores[row]
-            if padded:
-                row_ids, row_scores = self._fill_from_popularity(
-                    row_ids, row_scores, self._popularity(indices[row], contexts[row]),
-                    excluded[row], allowed,
-                )  # fmt: skip
             if max_per_category is not None:
                 row_ids, row_scores = self._cap_per_category(
                     row_ids, row_scores, n, max_per_category
                 )
             found = row_ids >= 0
-            answered_by = answering[row]
+            answered_by = self._answering_model(name, indices[row], contexts[row])
             answers.append(
                 Recommendation(
                     member_id=member_id,
                     item_ids=self.bundle.item_ids.external_ids[row_ids[found]].tolist(),
                     scores=row_scores[found].tolist(),
                     model=answered_by or FALLBACK_MODEL,
-                    fallback=answered_by is None or padded or contexts[row].declared,
+                    fallback=answered_by is None or bool(padded[row]) or contexts[row].declared,
                 )
             )
         return answers
+
+    def _score_rows(
+        self,
+        name: str,
+        rows: Sequence[int],
+        indices: np.ndarray,
+        contexts: Sequence[MemberContext],
+        ids: np.ndarray,
+        scores: np.ndarray,
+        padded: np.ndarray,
+        *,
+        category: str | None,
+        exclude_purchased: bool,
+    ) -> None:
+        """Score ``rows`` of a request by their answering model, then complete every row the
+        model could not fill from popularity; writes into ``ids``, ``scores`` and ``padded``."""
+        depth = ids.shape[1]
+        allowed = self.allowed_items(category)
+        excluded = {
+            row: self._excluded(indices[row], contexts[row], exclude_purchased) for row in rows
+        }
+        by_model: dict[str | None, list[int]] = {}
+        for row in rows:
+            answering = self._answering_model(name, indices[row], contexts[row])
+            by_model.setdefault(answering, []).append(row)
+        for model_name, group in by_model.items():
+            if model_name is None:
+                continue  # popularity alone: every slot is completed below
+            histories = self._rows([self._history(indices[row], contexts[row]) for row in group])
+            ids[group], scores[group] = self._ranked(
+                model_name, indices[group], histories, [excluded[row] for row in group], depth,
+                category,
+            )  # fmt: skip
+        for row in rows:
+            if (ids[row] < 0).any():
+                padded[row] = True
+                ids[row], scores[row] = self._fill_from_popularity(
+                    ids[row], scores[row], self._popularity(indices[row], contexts[row]),
+                    excluded[row], allowed,
+                )  # fmt: skip
+
+    def _ranked(
+        self,
+        name: str,
+        members: np.ndarray,
+        histories: sp.csr_matrix,
+        excluded: Sequence[np.ndarray],
+        depth: int,
+        category: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Model ``name``'s top ``depth`` allowed items per member, -1 where it has none:
+        from its FAISS index when it can (no category: an index cannot filter one), else by
+        scoring the catalog with the popularity tie-breaker."""
+        found = None
+        if category is None:
+            found = self._retrieve(name, members, histories, excluded, depth)
+        if found is not None:
+            return found
+        tie_breaker = (
+            self._allowed_tie_breaker
+            if category is None
+            else self._masked(self._tie_breaker, self.allowed_items(category))
+        )
+        return self.bundle.model(name).recommend(
+            members,
+            histories,
+            depth,
+            exclude=self._rows([(items, None) for items in excluded]),
+            tie_breaker=tie_breaker,
+        )
+
+    def member_lists(
+        self,
+        depth: int,
+        *,
+        model: str | None = None,
+        batch: int = 4096,
+        progress: Callable[[int], None] | None = None,
+    ) -> MemberLists:
+        """Every known member's top ``depth`` by ``model`` (default: the chosen one), purchases
+        excluded, in batches of ``batch`` members: the precomputed lists that
+        :func:`training.bundle.add_member_lists` stores. ``progress`` gets the members done."""
+        name = model or self.bundle.chosen
+        self.bundle.model(name)
+        depth = min(depth, self._n_items)
+        n_members = len(self.bundle.member_ids)
+        items = np.full((n_members, depth), -1, dtype=np.int32)
+        scores = np.full((n_members, depth), -np.inf, dtype=np.float32)
+        from_model = np.zeros(n_members, dtype=np.int32)
+        for start in range(0, n_members, batch):
+            members = np.arange(start, min(start + batch, n_members), dtype=np.int64)
+            bought = self.bundle.purchases[members[0] : members[-1] + 1]
+            excluded = np.split(bought.indices.astype(np.int64), bought.indptr[1:-1])
+            histories = self.bundle.histories[members[0] : members[-1] + 1]
+            ids, found = self._ranked(name, members, histories, excluded, depth)
+            from_model[members] = (ids >= 0).sum(axis=1)
+            for row in np.flatnonzero(from_model[members] < depth):
+                ids[row], found[row] = self._fill_from_popularity(
+                    ids[row], found[row], self.popularity_of(int(members[row])),
+                    excluded[row], self._available,
+                )  # fmt: skip
+            items[members], scores[members] = ids, found
+            if progress is not None:
+                progress(len(members))
+        return MemberLists(model=name, items=items, scores=scores, from_model=from_model)
 
     def supports_similarity(self, name: str) -> bool:
         """Whether model ``name`` knows item similarity (its own, or through item vectors)."""

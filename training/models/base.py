@@ -54,10 +54,13 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(n, n_items)
     if k == 0:
         return np.full((n_rows, n), -1, np.int64), np.full((n_rows, n), -np.inf, np.float32)
-    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_items else None
-    if candidates is None:
+    if k < n_items:
+        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        candidate_scores = np.take_along_axis(scores, candidates, axis=1)
+        _keep_lowest_tied(scores, candidates, candidate_scores)
+    else:
         candidates = np.broadcast_to(np.arange(n_items), (n_rows, n_items))
-    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
+        candidate_scores = np.take_along_axis(scores, candidates, axis=1)
     order = np.lexsort((candidates, -candidate_scores), axis=1)
     ids = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
     best = np.take_along_axis(candidate_scores, order, axis=1).astype(np.float32)
@@ -66,6 +69,23 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.pad(ids, ((0, 0), (0, n - k)), constant_values=-1)
         best = np.pad(best, ((0, 0), (0, n - k)), constant_values=-np.inf)
     return ids, best
+
+
+def _keep_lowest_tied(
+    scores: np.ndarray, candidates: np.ndarray, candidate_scores: np.ndarray
+) -> None:
+    """Where items tied at the cut-off score did not all fit, make the lowest indices the ones
+    kept (``argpartition`` keeps arbitrary ones): lists must not depend on how a batch was cut,
+    so that a precomputed list and a live answer agree. Rows with such ties are rare (items
+    without evidence); they are redone one by one, in place."""
+    boundary = candidate_scores.min(axis=1)
+    at_boundary = scores == boundary[:, None]
+    cut = at_boundary.sum(axis=1) > (candidate_scores == boundary[:, None]).sum(axis=1)
+    for row in np.flatnonzero(cut & np.isfinite(boundary)):
+        above = np.flatnonzero(scores[row] > boundary[row])
+        tied = np.flatnonzero(at_boundary[row])[: candidates.shape[1] - len(above)]
+        candidates[row] = np.concatenate([above, tied])
+        candidate_scores[row] = scores[row, candidates[row]]
 
 
 class Recommender(ABC):
