@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from features import columns as col
@@ -349,11 +350,17 @@ def _run_checks(
         .with_columns(parsers)
         .with_columns(reason.alias(col.REASON))
     )
-    bad = parsed.filter(pl.col(col.REASON).is_not_null())
-    good = parsed.filter(pl.col(col.REASON).is_null())
+    failed = parsed.get_column(col.REASON).is_not_null()
+    bad = parsed.filter(failed)
+    # Only the columns that decide a repeat are copied, and only the output columns filtered:
+    # copies of the whole parsed table (raw and typed) set the peak memory of a load.
     dedupe_on = [_TYPED + k for k in key] if key else raw_columns
-    first = good.select(pl.struct(dedupe_on).is_first_distinct()).to_series()
-    accepted = good.filter(first).select(output(parsed))
+    good = parsed.select(dedupe_on)
+    if len(bad):
+        good = good.filter(~failed)
+    kept = (~failed).to_numpy().copy()
+    kept[kept] = _first_occurrences(good).to_numpy()
+    accepted = parsed.select(output(parsed)).filter(pl.Series(kept))
 
     reasons = Counter(dict(bad.group_by(col.REASON).len().iter_rows()))
     expected = sum(n for r, n in reasons.items() if r in expected_reasons)
@@ -384,6 +391,25 @@ def _run_checks(
             report.to_dict(),
         )
     return ValidatedTable(accepted, report)
+
+
+def _first_occurrences(frame: pl.DataFrame) -> pl.Series:
+    """True on the first row of every distinct row of ``frame`` (nulls equal).
+
+    Rows whose hash repeats are the only candidates (exact repeats, and the rare collision);
+    ordering just those exactly is several times faster than ``is_first_distinct`` over the
+    whole table, which dominated loading 20M events.
+    """
+    hashes = frame.hash_rows()
+    ordered = hashes.sort().to_numpy()  # a sort finds repeats faster than a hash table here
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    candidates = hashes.is_in(pl.Series(repeated, dtype=hashes.dtype))
+    keep = (~candidates).to_numpy().copy()
+    if not keep.all():
+        positions = candidates.arg_true()
+        firsts = frame[positions].select(pl.struct(frame.columns).is_first_distinct()).to_series()
+        keep[positions.to_numpy()] = firsts.to_numpy()
+    return pl.Series(keep)
 
 
 def _bad_share_message(
