@@ -3,6 +3,11 @@
 Every list goes through :meth:`RecommendationService._serve`, so that every response carries
 a recommendation id, the variant, the model and its version and the fallback flag, and every
 served list is queued for the impressions log (which the CTR report reads).
+
+Answers are plain dicts shaped like ``serving.schemas.RecommendationResponse`` (and
+``SimilarItemsResponse``), which the routes serialise straight to JSON: building and
+re-validating response models cost a storefront request more than reading its list. The
+schemas stay the documented contract, and the API tests check responses against them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,12 +29,7 @@ from serving.event_store import EventStore, StoredEvent
 from serving.impressions import ImpressionBuffer
 from serving.live import member_context
 from serving.model_store import ModelStore
-from serving.schemas import (
-    RecommendationOptions,
-    RecommendationResponse,
-    RecommendedItem,
-    SimilarItemsResponse,
-)
+from serving.schemas import RecommendationOptions
 from serving.snapshots import ModelSnapshot
 from training.recommend import ItemList
 
@@ -61,7 +62,7 @@ class RecommendationService:
         *,
         segment: str | None = None,
         liked: Sequence[str] = (),
-    ) -> RecommendationResponse:
+    ) -> dict[str, Any]:
         """One member's list (GET /v1/members/{member_id}/recommendations)."""
         snapshot = self._models.for_member(member_id)
         [response] = await self._answer(snapshot, [member_id], options, segment, liked)
@@ -69,12 +70,12 @@ class RecommendationService:
 
     async def for_members(
         self, member_ids: Sequence[str], options: RecommendationOptions
-    ) -> list[RecommendationResponse]:
+    ) -> list[dict[str, Any]]:
         """Lists for many members, each from their own variant, in the order asked."""
         by_variant: dict[str, list[int]] = defaultdict(list)
         for position, member_id in enumerate(member_ids):
             by_variant[self._models.assigner.assign(member_id)].append(position)
-        responses: list[RecommendationResponse | None] = [None] * len(member_ids)
+        responses: list[dict[str, Any] | None] = [None] * len(member_ids)
         for variant, positions in by_variant.items():
             members = [member_ids[position] for position in positions]
             answers = await self._answer(self._models.snapshot(variant), members, options)
@@ -82,7 +83,7 @@ class RecommendationService:
                 responses[position] = answer
         return [response for response in responses if response is not None]
 
-    async def similar(self, item_id: str, n: int, model: str | None) -> SimilarItemsResponse:
+    async def similar(self, item_id: str, n: int, model: str | None) -> dict[str, Any]:
         """Items similar to ``item_id`` (GET /v1/items/{item_id}/similar), from the primary
         variant."""
         snapshot = self._models.primary()
@@ -95,7 +96,7 @@ class RecommendationService:
             raise InvalidParameterError(f"model: {model!r} has no notion of item similarity")
         answer = recommender.similar_items(index, n, model=model)
         served = self._serve(snapshot, answer, member_id=None, item_id=item_id, segment=None)
-        return SimilarItemsResponse(item_id=item_id, **served)
+        return {"item_id": item_id, **served}
 
     async def _answer(
         self,
@@ -104,7 +105,7 @@ class RecommendationService:
         options: RecommendationOptions,
         segment: str | None = None,
         liked: Sequence[str] = (),
-    ) -> list[RecommendationResponse]:
+    ) -> list[dict[str, Any]]:
         self._check_model(snapshot, options.model)
         self._check_category(snapshot, options.category)
         events = await self._live_events(member_ids, snapshot.built_at)
@@ -129,13 +130,13 @@ class RecommendationService:
             max_per_category=options.max_per_category,
         )
         return [
-            RecommendationResponse(
-                member_id=answer.member_id,
+            {
+                "member_id": answer.member_id,
                 **self._serve(
                     snapshot, answer, member_id=answer.member_id, item_id=None,
                     segment=snapshot.segment_of(index) if index is not None else segment,
                 ),
-            )
+            }
             for answer, index in zip(answers, indices, strict=True)
         ]  # fmt: skip
 
@@ -176,21 +177,18 @@ class RecommendationService:
         member_id: str | None,
         item_id: str | None,
         segment: str | None,
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         """The fields every served list carries; queues its impressions record."""
         recommendation_id = uuid.uuid4().hex
         lookup = snapshot.bundle.item_ids.get
+        titles, categories = snapshot.titles, snapshot.categories
         items = []
         for item, score in zip(answer.item_ids, answer.scores, strict=True):
             index = lookup(item)
             items.append(
-                RecommendedItem(
-                    item_id=item,
-                    score=score,
-                    title=snapshot.titles[index],
-                    category=snapshot.categories[index],
-                )
-            )
+                {"item_id": item, "score": score, "title": titles[index],
+                 "category": categories[index]}
+            )  # fmt: skip
         now = time.time()
         self._impressions.add(
             {

@@ -12,6 +12,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from serving.schemas import (
+    BatchRecommendationResponse,
+    RecommendationResponse,
+    SimilarItemsResponse,
+)
 from tests.cli import run_recsys
 from tests.serving_helpers import ADMIN, READ, WRITE, Server, copy_bundle, holdout_file
 
@@ -64,6 +69,21 @@ def test_a_response_carries_what_attribution_needs(server: Server, known_member:
     assert body["member_id"] == known_member and body["variant"] == "default"
     assert not body["fallback"] and len(body["items"]) == 10
     assert {"item_id", "score", "title", "category"} <= set(body["items"][0])
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_list_responses_match_their_documented_schemas(
+    server: Server, known_member: str, catalog: pl.DataFrame
+) -> None:
+    """The list routes serialise plain dicts themselves; the schemas stay the contract."""
+    one = server.client.get(RECOMMEND.format(known_member))
+    RecommendationResponse.model_validate_json(one.content, strict=True)
+    cold = server.client.get(RECOMMEND.format("someone-new"))
+    assert RecommendationResponse.model_validate_json(cold.content, strict=True).fallback
+    batch = server.client.post("/v1/recommendations/batch", json={"member_ids": [known_member]})
+    BatchRecommendationResponse.model_validate_json(batch.content, strict=True)
+    similar = server.client.get(f"/v1/items/{catalog['item_id'][0]}/similar")
+    SimilarItemsResponse.model_validate_json(similar.content, strict=True)
 
 
 def test_lists_are_exactly_n_distinct_items_whatever_the_filters(

@@ -208,7 +208,8 @@ def test_recommendations_survive_an_event_store_failure(
 
     async def answer() -> RecommendationResponse:
         await models.reload()
-        return await service.for_member("someone", RecommendationOptions(n=4))
+        payload = await service.for_member("someone", RecommendationOptions(n=4))
+        return RecommendationResponse.model_validate(payload)
 
     response = asyncio.run(answer())
     assert len(response.items) == 4 and response.fallback

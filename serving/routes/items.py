@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from serving.deps import ReadAccess, ServiceDep
-from serving.routes._responses import errors
+from serving.routes._responses import errors, json_response
 from serving.schemas import ExternalId, SimilarItemsQuery, SimilarItemsResponse
 
 __all__ = ["router"]
@@ -20,11 +20,13 @@ router = APIRouter(
 )
 
 
-@router.get("/{item_id}/similar", summary="Items similar to an item")
+@router.get(
+    "/{item_id}/similar", summary="Items similar to an item", response_model=SimilarItemsResponse
+)
 async def similar_items(
     item_id: Annotated[ExternalId, Path(description="The item's id.", examples=["I00042"])],
     query: Annotated[SimilarItemsQuery, Query()],
     service: ServiceDep,
-) -> SimilarItemsResponse:
+) -> Response:
     """The ``n`` most similar available items; an item the bundle does not know is a 404."""
-    return await service.similar(item_id, query.n, query.model)
+    return json_response(await service.similar(item_id, query.n, query.model))

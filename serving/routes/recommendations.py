@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from serving.deps import ReadAccess, ServiceDep
-from serving.routes._responses import errors
+from serving.routes._responses import errors, json_response
 from serving.schemas import (
     BatchRecommendationRequest,
     BatchRecommendationResponse,
@@ -26,12 +26,16 @@ router = APIRouter(
 )
 
 
-@router.get("/members/{member_id}/recommendations", summary="Recommended for a member")
+@router.get(
+    "/members/{member_id}/recommendations",
+    summary="Recommended for a member",
+    response_model=RecommendationResponse,
+)
 async def member_recommendations(
     member_id: Annotated[ExternalId, Path(description="The member's id.", examples=["M000001"])],
     query: Annotated[MemberRecommendationQuery, Query()],
     service: ServiceDep,
-) -> RecommendationResponse:
+) -> Response:
     """Exactly ``n`` distinct items (when the filtered catalog has that many), best first.
 
     Purchased items are left out (including purchases posted to /v1/events since the model
@@ -40,12 +44,16 @@ async def member_recommendations(
     ``liked`` items, else the popularity of their ``segment``, else overall popularity; with
     events posted, the model answers from them.
     """
-    return await service.for_member(member_id, query, segment=query.segment, liked=query.liked)
+    return json_response(
+        await service.for_member(member_id, query, segment=query.segment, liked=query.liked)
+    )
 
 
-@router.post("/recommendations/batch", summary="Recommended for many members")
-async def batch_recommendations(
-    body: BatchRecommendationRequest, service: ServiceDep
-) -> BatchRecommendationResponse:
+@router.post(
+    "/recommendations/batch",
+    summary="Recommended for many members",
+    response_model=BatchRecommendationResponse,
+)
+async def batch_recommendations(body: BatchRecommendationRequest, service: ServiceDep) -> Response:
     """One list per member id, in the order given, each from the member's own A/B variant."""
-    return BatchRecommendationResponse(results=await service.for_members(body.member_ids, body))
+    return json_response({"results": await service.for_members(body.member_ids, body)})
