@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
@@ -20,9 +22,15 @@ from serving.errors import ForbiddenError, UnauthorizedError
 from serving.event_store import EventStore
 from serving.impressions import ImpressionBuffer
 from serving.model_store import ModelStore
+from serving.query import query_dependency, query_openapi
 from serving.recommending import RecommendationService
 from serving.reports import wilson_interval
-from serving.schemas import EventIn, RecommendationOptions, RecommendationResponse
+from serving.schemas import (
+    EventIn,
+    MemberRecommendationQuery,
+    RecommendationOptions,
+    RecommendationResponse,
+)
 from serving.settings import DEFAULT_MODEL_URI, Role, Settings, VariantConfig
 from serving.variants import VariantAssigner, member_point
 from training.bundle import Bundle, load_bundle
@@ -214,3 +222,27 @@ def test_recommendations_survive_an_event_store_failure(
     response = asyncio.run(answer())
     assert len(response.items) == 4 and response.fallback
     events.close()
+
+
+def _query_request(query: bytes) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": query,
+                    "headers": []})  # fmt: skip
+
+
+def test_query_dependency_validates_the_whole_query_string_at_once() -> None:
+    parse = query_dependency(MemberRecommendationQuery)
+    query = asyncio.run(parse(_query_request(b"n=5&liked=a&liked=b&category=x&unknown=1")))
+    assert (query.n, query.liked, query.category) == (5, ["a", "b"], "x")
+    with pytest.raises(RequestValidationError) as raised:
+        asyncio.run(parse(_query_request(b"n=0")))
+    [problem] = raised.value.errors()
+    assert problem["loc"] == ("query", "n") and problem["input"] == "0"
+
+
+def test_query_openapi_documents_every_field_of_the_model() -> None:
+    parameters = query_openapi(MemberRecommendationQuery)["parameters"]
+    by_name = {parameter["name"]: parameter for parameter in parameters}
+    assert set(by_name) == set(MemberRecommendationQuery.model_fields)
+    assert by_name["n"]["schema"]["maximum"] == 100 and not by_name["n"]["required"]
+    assert by_name["liked"]["schema"]["type"] == "array"
+    assert all(parameter["in"] == "query" and parameter["description"] for parameter in parameters)

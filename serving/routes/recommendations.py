@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from serving.deps import ReadAccess, ServiceDep
+from serving.query import query_dependency, query_openapi
 from serving.routes._responses import errors, json_response
 from serving.schemas import (
     BatchRecommendationRequest,
@@ -30,10 +31,13 @@ router = APIRouter(
     "/members/{member_id}/recommendations",
     summary="Recommended for a member",
     response_model=RecommendationResponse,
+    openapi_extra=query_openapi(MemberRecommendationQuery),
 )
 async def member_recommendations(
     member_id: Annotated[ExternalId, Path(description="The member's id.", examples=["M000001"])],
-    query: Annotated[MemberRecommendationQuery, Query()],
+    query: Annotated[
+        MemberRecommendationQuery, Depends(query_dependency(MemberRecommendationQuery))
+    ],
     service: ServiceDep,
 ) -> Response:
     """Exactly ``n`` distinct items (when the filtered catalog has that many), best first.
