@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,10 +229,12 @@ class EventStore:
     # -- served lists and the report -----------------------------------------------------------
 
     def add_served(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Record served lists (a repeat of a recommendation id is ignored)."""
+        """Record served lists (a repeat of a recommendation id is ignored). Each row's UTC
+        ``day`` (the report's grouping) is worked out here, off the request path."""
         if rows:
+            dated = [{**row, "day": _utc_day(row["served_at"])} for row in rows]
             with self.engine.begin() as connection:
-                connection.execute(self._insert_served, list(rows))
+                connection.execute(self._insert_served, dated)
 
     def ctr_counts(self, group_by: str, start: float | None, end: float | None) -> list[CtrCounts]:
         """Impressions, clicks and conversions per group of lists served in [start, end).
@@ -277,6 +280,10 @@ class EventStore:
             CtrCounts(key, shown[key], *acted.get(key, (0, 0)))
             for key in sorted(shown, key=lambda value: (value is None, value or ""))
         ]
+
+
+def _utc_day(epoch_seconds: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
 
 
 _ONE_MEMBER_SQL = (

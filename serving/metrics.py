@@ -8,6 +8,7 @@ memory-mapped file and /metrics adds them up, whichever worker answers the scrap
 from __future__ import annotations
 
 import os
+from functools import cache
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -35,6 +36,8 @@ __all__ = [
     "REQUEST_SECONDS",
     "model_loaded",
     "render",
+    "request_done",
+    "served",
 ]
 
 #: Latency buckets around the storefront's budget (milliseconds matter, seconds are failures).
@@ -75,6 +78,43 @@ IMPRESSIONS_DROPPED = Counter(
     "recsys_impressions_dropped",
     "Served-list records dropped because the event store was unreachable for too long.",
 )
+
+
+# Labelled children, looked up once per label set: ``labels()`` validates and locks on every
+# call, a cost that every storefront request paid several times.
+
+
+@cache
+def _latency(method: str, route: str) -> Histogram:
+    return REQUEST_SECONDS.labels(method, route)
+
+
+@cache
+def _requests(method: str, route: str, status: int) -> Counter:
+    return REQUESTS.labels(method, route, str(status))
+
+
+@cache
+def _served(variant: str, model: str) -> Counter:
+    return RECOMMENDATIONS.labels(variant, model)
+
+
+@cache
+def _fallbacks(variant: str) -> Counter:
+    return FALLBACKS.labels(variant)
+
+
+def request_done(method: str, route: str, status: int, seconds: float) -> None:
+    """Record one answered request (the route template keeps the label set bounded)."""
+    _latency(method, route).observe(seconds)
+    _requests(method, route, status).inc()
+
+
+def served(variant: str, model: str, *, fallback: bool) -> None:
+    """Record one served list."""
+    _served(variant, model).inc()
+    if fallback:
+        _fallbacks(variant).inc()
 
 
 def model_loaded(variant: str, snapshot: ModelSnapshot, previous: str | None) -> None:

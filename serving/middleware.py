@@ -52,11 +52,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", _UNMATCHED)
-            method = scope["method"]
-            metrics.REQUEST_SECONDS.labels(method, template).observe(time.perf_counter() - started)
-            metrics.REQUESTS.labels(method, template, str(status)).inc()
+            template = getattr(scope.get("route"), "path", _UNMATCHED)
+            metrics.request_done(scope["method"], template, status, time.perf_counter() - started)
 
 
 def _request_id(scope: Scope) -> str:

@@ -13,14 +13,14 @@ schemas stay the documented contract, and the API tests check responses against 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import secrets
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
 from serving import metrics
@@ -179,22 +179,19 @@ class RecommendationService:
         segment: str | None,
     ) -> dict[str, Any]:
         """The fields every served list carries; queues its impressions record."""
-        recommendation_id = uuid.uuid4().hex
-        lookup = snapshot.bundle.item_ids.get
+        recommendation_id = secrets.token_hex(16)
         titles, categories = snapshot.titles, snapshot.categories
-        items = []
-        for item, score in zip(answer.item_ids, answer.scores, strict=True):
-            index = lookup(item)
-            items.append(
-                {"item_id": item, "score": score, "title": titles[index],
-                 "category": categories[index]}
-            )  # fmt: skip
-        now = time.time()
+        items = [
+            {"item_id": item, "score": score, "title": titles[index],
+             "category": categories[index]}
+            for item, score, index in zip(
+                answer.item_ids, answer.scores, answer.item_indices, strict=True
+            )
+        ]  # fmt: skip
         self._impressions.add(
             {
                 "recommendation_id": recommendation_id,
-                "served_at": now,
-                "day": time.strftime("%Y-%m-%d", time.gmtime(now)),
+                "served_at": time.time(),
                 "member_id": member_id,
                 "item_id": item_id,
                 "variant": snapshot.variant,
@@ -203,12 +200,10 @@ class RecommendationService:
                 "segment": (segment or _NO_SEGMENT) if item_id is None else None,
                 "fallback": answer.fallback,
                 "n_items": len(items),
-                "item_ids": json.dumps(answer.item_ids),
+                "item_ids": to_json(answer.item_ids).decode(),
             }
         )
-        metrics.RECOMMENDATIONS.labels(snapshot.variant, answer.model).inc()
-        if answer.fallback:
-            metrics.FALLBACKS.labels(snapshot.variant).inc()
+        metrics.served(snapshot.variant, answer.model, fallback=answer.fallback)
         return {
             "recommendation_id": recommendation_id,
             "variant": snapshot.variant,

@@ -35,7 +35,7 @@ def _event(event_id: str, kind: str, member: str, item: str, rec: str | None = N
 
 def _served(rec: str, n_items: int, model: str) -> dict:
     now = time.time()
-    return {"recommendation_id": rec, "served_at": now, "day": time.strftime("%Y-%m-%d"),
+    return {"recommendation_id": rec, "served_at": now,
             "member_id": "m1", "item_id": None, "variant": "default", "model": model,
             "model_version": "v1", "segment": "active", "fallback": False,
             "n_items": n_items, "item_ids": "[]"}  # fmt: skip

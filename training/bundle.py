@@ -623,8 +623,12 @@ def _load_lists(
 ) -> MemberLists | None:
     if entry is None:
         return None
+    # Plain ndarray views of the maps: a row read from an ``np.memmap`` makes another memmap
+    # object (a few microseconds each, on every storefront request).
     parts = {
-        part: np.load(path / LISTS_DIR / f"{part}.npy", mmap_mode=mode, allow_pickle=False)
+        part: np.load(path / LISTS_DIR / f"{part}.npy", mmap_mode=mode, allow_pickle=False).view(
+            np.ndarray
+        )
         for part in LIST_PARTS
     }
     return MemberLists(model=str(entry["model"]), **parts)

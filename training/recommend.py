@@ -68,6 +68,8 @@ class ItemList:
     #: filled the slots the model left empty, or the content model answered from declared
     #: preferences.
     fallback: bool
+    #: The bundle's internal indices of ``item_ids`` (callers look items up by them).
+    item_indices: list[int] = field(default_factory=list, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -184,9 +186,6 @@ class BundleRecommender:
         contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
         indices = self._member_indices(member_ids)
         depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
-        ids = np.full((len(indices), depth), -1, dtype=np.int64)
-        scores = np.full((len(indices), depth), -np.inf, dtype=np.float32)
-        padded = np.zeros(len(indices), dtype=bool)
         lists = self.bundle.lists
         precomputed = (
             lists is not None
@@ -195,42 +194,65 @@ class BundleRecommender:
             and exclude_purchased
             and depth <= lists.depth
         )
+        answers: list[Recommendation | None] = [None] * len(member_ids)
         scored = []
         for row, (index, context) in enumerate(zip(indices, contexts, strict=True)):
             if precomputed and index >= 0 and context.adds_nothing:
-                ids[row], scores[row] = lists.items[index, :depth], lists.scores[index, :depth]
-                padded[row] = lists.from_model[index] < depth
+                answers[row] = self._recommendation(
+                    member_ids[row], lists.items[index, :depth], lists.scores[index, :depth],
+                    name, padded=bool(lists.from_model[index] < depth), n=n,
+                    max_per_category=max_per_category,
+                )  # fmt: skip
             else:
                 scored.append(row)
         if scored:
+            ids = np.full((len(scored), depth), -1, dtype=np.int64)
+            scores = np.full((len(scored), depth), -np.inf, dtype=np.float32)
+            padded = np.zeros(len(scored), dtype=bool)
             self._score_rows(
-                name, scored, indices, contexts, ids, scores, padded,
+                name, indices[scored], [contexts[row] for row in scored], ids, scores, padded,
                 category=category, exclude_purchased=exclude_purchased,
             )  # fmt: skip
-        answers = []
-        for row, member_id in enumerate(member_ids):
-            row_ids, row_scores = ids[row], scores[row]
-            if max_per_category is not None:
-                row_ids, row_scores = self._cap_per_category(
-                    row_ids, row_scores, n, max_per_category
-                )
-            found = row_ids >= 0
-            answered_by = self._answering_model(name, indices[row], contexts[row])
-            answers.append(
-                Recommendation(
-                    member_id=member_id,
-                    item_ids=self.bundle.item_ids.external_ids[row_ids[found]].tolist(),
-                    scores=row_scores[found].tolist(),
-                    model=answered_by or FALLBACK_MODEL,
-                    fallback=answered_by is None or bool(padded[row]) or contexts[row].declared,
-                )
-            )
-        return answers
+            for position, row in enumerate(scored):
+                answered_by = self._answering_model(name, indices[row], contexts[row])
+                answers[row] = self._recommendation(
+                    member_ids[row], ids[position], scores[position],
+                    answered_by or FALLBACK_MODEL,
+                    padded=answered_by is None or bool(padded[position])
+                    or contexts[row].declared,
+                    n=n, max_per_category=max_per_category,
+                )  # fmt: skip
+        return [answer for answer in answers if answer is not None]
+
+    def _recommendation(
+        self,
+        member_id: str,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        model: str,
+        *,
+        padded: bool,
+        n: int,
+        max_per_category: int | None,
+    ) -> Recommendation:
+        """One member's answer from their ranked candidates (-1: none), capped per category
+        when asked; ``padded`` becomes the fallback flag."""
+        if max_per_category is not None:
+            ids, scores = self._cap_per_category(ids, scores, n, max_per_category)
+        found = ids >= 0
+        kept = ids[found]
+        return Recommendation(
+            member_id=member_id,
+            item_ids=self.bundle.item_ids.external_ids[kept].tolist(),
+            scores=scores[found].tolist(),
+            model=model,
+            fallback=padded,
+            item_indices=kept.tolist(),
+        )
 
     def _score_rows(
         self,
         name: str,
-        rows: Sequence[int],
         indices: np.ndarray,
         contexts: Sequence[MemberContext],
         ids: np.ndarray,
@@ -240,9 +262,11 @@ class BundleRecommender:
         category: str | None,
         exclude_purchased: bool,
     ) -> None:
-        """Score ``rows`` of a request by their answering model, then complete every row the
-        model could not fill from popularity; writes into ``ids``, ``scores`` and ``padded``."""
+        """Score members (``indices``, -1 when unknown, with their ``contexts``) by their
+        answering model, then complete every row the model could not fill from popularity;
+        writes into ``ids``, ``scores`` and ``padded`` (one row per member)."""
         depth = ids.shape[1]
+        rows = range(len(indices))
         allowed = self.allowed_items(category)
         excluded = {
             row: self._excluded(indices[row], contexts[row], exclude_purchased) for row in rows
@@ -375,6 +399,7 @@ class BundleRecommender:
             scores=scores[found_mask].tolist(),
             model=name if name is not None else FALLBACK_MODEL,
             fallback=padded,
+            item_indices=ids[found_mask].tolist(),
         )
 
     def _member_indices(self, member_ids: Sequence[str]) -> np.ndarray:
