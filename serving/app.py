@@ -22,6 +22,7 @@ from serving.auth import KeyRing
 from serving.bundle_sources import source_for
 from serving.errors import install_error_handlers
 from serving.event_store import EventStore
+from serving.fast_lane import StorefrontLane
 from serving.impressions import ImpressionBuffer
 from serving.middleware import RequestContextMiddleware
 from serving.model_store import ModelStore
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # rebuilds every route's dependency tree on every request (about 250 µs here).
     app.state.given_settings = settings
     install_error_handlers(app)
+    app.add_middleware(StorefrontLane)  # added first: it runs inside the request context
     app.add_middleware(RequestContextMiddleware)
     for router in ROUTERS:
         app.include_router(router)

@@ -13,17 +13,20 @@ FastAPI's.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any, TypeVar, get_origin
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
 
-__all__ = ["query_dependency", "query_openapi"]
+__all__ = ["parse_query", "query_dependency", "query_openapi"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
+@cache
 def _list_fields(model: type[BaseModel]) -> frozenset[str]:
     """Query names whose parameter may repeat (``?liked=a&liked=b``)."""
     return frozenset(
@@ -33,18 +36,23 @@ def _list_fields(model: type[BaseModel]) -> frozenset[str]:
     )
 
 
+def parse_query(model: type[M], params: QueryParams) -> M:
+    """``params`` validated as ``model`` (pydantic's ``ValidationError`` when invalid).
+    Repeated parameters are lists for list fields and the last value otherwise (as in
+    FastAPI)."""
+    data: dict[str, Any] = dict(params.items())
+    for name in _list_fields(model) & data.keys():
+        data[name] = params.getlist(name)
+    return model.model_validate(data)
+
+
 def query_dependency(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A dependency that validates the request's query string as ``model``. Repeated
-    parameters are lists for list fields and the last value otherwise (as in FastAPI)."""
-    repeated = _list_fields(model)
+    """A dependency that validates the request's query string as ``model``; invalid input is
+    FastAPI's ``RequestValidationError`` (a 422 naming each field)."""
 
     async def parse(request: Request) -> M:
-        params = request.query_params
-        data: dict[str, Any] = dict(params.items())
-        for name in repeated & data.keys():
-            data[name] = params.getlist(name)
         try:
-            return model.model_validate(data)
+            return parse_query(model, request.query_params)
         except ValidationError as error:
             problems = error.errors(include_url=False)
             raise RequestValidationError(

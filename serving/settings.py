@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     api_keys: dict[str, list[Role]] = Field(default_factory=dict)
     #: Whether read routes (recommendations, reports, models) need a key too.
     require_read_key: bool = False
+    #: Answer plainly valid storefront requests (GET member recommendations) in plain ASGI,
+    #: past FastAPI's routing (``serving.fast_lane``); the answers are the same.
+    fast_lane: bool = True
 
     @model_validator(mode="after")
     def _one_source(self) -> Settings:

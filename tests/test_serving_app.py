@@ -7,8 +7,11 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import polars as pl
+import pytest
 
 from serving.app import create_app
+from serving.fast_lane import StorefrontLane
 from serving.settings import Role, Settings, get_settings
 
 
@@ -43,3 +46,67 @@ def test_overridden_settings_can_require_a_key_for_reads(
             assert report.json()["error"]["code"] == "unauthorized"
 
     asyncio.run(exercise())
+
+
+def _comparable(response: httpx.Response) -> tuple[int, dict]:
+    """Status and body without what differs per request (ids)."""
+    body = response.json()
+    body.pop("recommendation_id", None)
+    if "error" in body:
+        body["error"].pop("request_id", None)
+    return response.status_code, body
+
+
+def test_the_fast_lane_answers_exactly_as_the_fastapi_route(
+    tiny_trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same bundle, two apps (lane on, lane off): every answer and every error is the same,
+    and both count the requests under the route's template."""
+    store, bundle = tiny_trained
+    members = pl.read_parquet(store / "interactions.parquet")["member_id"].unique().sort()[:5]
+    queries = [
+        "", "?n=3", "?n=7&max_per_category=1", "?n=4&category=nope", "?n=0", "?n=abc",
+        "?exclude_purchased=false&n=5", "?model=popular", "?model=ghost", "?segment=nope",
+    ]  # fmt: skip
+    paths = [f"/v1/members/{member}/recommendations{query}" for member in members
+             for query in queries]  # fmt: skip
+    paths += ["/v1/members/stranger/recommendations?liked=x&n=2", "/v1/members/%20/recommendations"]
+
+    answered_in_lane: list[bytes] = []
+    original = StorefrontLane._answer
+
+    async def counted(self: StorefrontLane, scope: dict) -> bytes | None:
+        body = await original(self, scope)
+        if body is not None:
+            answered_in_lane.append(body)
+        return body
+
+    monkeypatch.setattr(StorefrontLane, "_answer", counted)
+
+    async def answers(fast_lane: bool) -> list[tuple[int, dict]]:
+        settings = Settings(
+            bundle=bundle, events_url=f"sqlite:///{tmp_path / f'events-{fast_lane}.db'}",
+            poll_seconds=0, fast_lane=fast_lane,
+        )  # fmt: skip
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://app") as client,
+        ):
+            for _ in range(600):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            results = [_comparable(await client.get(path)) for path in paths]
+            metrics = (await client.get("/metrics")).text
+        assert 'route="/v1/members/{member_id}/recommendations"' in metrics
+        return results
+
+    lane = asyncio.run(answers(True))
+    in_lane = len(answered_in_lane)
+    routed = asyncio.run(answers(False))
+    assert lane == routed
+    assert in_lane >= 20 and len(answered_in_lane) == in_lane  # used, and only when on
+    statuses = {status for status, _ in lane}
+    assert {200, 422} <= statuses

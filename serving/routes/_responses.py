@@ -12,7 +12,9 @@ from pydantic_core import to_json
 
 from serving.schemas import ErrorResponse
 
-__all__ = ["errors", "json_response"]
+__all__ = ["JSON_MEDIA_TYPE", "errors", "json_response"]
+
+JSON_MEDIA_TYPE = "application/json"
 
 _MEANINGS = {
     401: "No API key, or not a valid one.",
@@ -39,4 +41,4 @@ def json_response(payload: Any) -> Response:
     it in Python before ``json.dumps``: several times the cost of reading a precomputed list.
     Routes that return this keep ``response_model`` for the OpenAPI contract.
     """
-    return Response(content=to_json(payload), media_type="application/json")
+    return Response(content=to_json(payload), media_type=JSON_MEDIA_TYPE)
