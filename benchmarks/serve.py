@@ -182,11 +182,18 @@ def _milliseconds(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def _field(pattern: str, output: str) -> str:
+    found = re.search(pattern, output)
+    if found is None:
+        raise SystemExit(f"wrk's output has no {pattern!r}; it was:\n{output}")
+    return found.group(1)
+
+
 def parse_wrk(output: str) -> WrkResult:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _milliseconds(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = _milliseconds(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    rps = float(_field(r"Requests/sec:\s+([\d.]+)", output))
+    p50 = _milliseconds(_field(r"50%\s+(\S+)", output))
+    p99 = _milliseconds(_field(r"99%\s+(\S+)", output))
+    total = int(_field(r"(\d+) requests in", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
