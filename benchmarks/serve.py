@@ -178,8 +178,12 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace, seconds: int) -> W
 
 
 def _milliseconds(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """wrk's latency (``812.00us``, ``3.61ms``, ``1.02s``, ``1.50m``) in milliseconds."""
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if found is None:
+        raise SystemExit(f"wrk printed a latency this script cannot read: {value!r}")
+    number, unit = found.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def _field(pattern: str, output: str) -> str:
@@ -299,7 +303,9 @@ route returning a JSON payload of the same size ({payload:,} bytes), measured in
 with the same uvicorn settings ({args.workers} workers, uvloop, httptools, no access log) and
 `wrk -t{args.threads} -c{args.connections} -d{args.duration}s` after a {args.warmup} s warm-up.
 Our server runs as `recsys serve` with the default settings: SQLite event store, live
-history read on every request, impressions logged, Prometheus metrics.
+history read on every request, impressions logged, Prometheus metrics; the bundle holds the
+members' precomputed lists (`recsys train --list-depth 50`, the default), and the storefront
+route answers through the fast lane (`RECSYS_FAST_LANE`, on by default).
 
 | | |
 |---|---|
