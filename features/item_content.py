@@ -29,7 +29,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from features.columns import BRAND, CATEGORY, DESCRIPTION, ITEM_ID, PRICE, TAGS, TITLE
 from features.errors import ConfigError
@@ -174,6 +173,10 @@ def _word_block(catalog: pl.DataFrame, config: ItemContentConfig) -> _Block | No
     documents = catalog.select(
         pl.concat_str(text_columns, separator=" ", ignore_nulls=True).fill_null("")
     ).to_series()
+    # Imported here: scikit-learn takes about a second to import, and only runs that build
+    # text features (content-aware models) need it.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectorizer = TfidfVectorizer(
         max_features=config.max_tfidf_features,
         min_df=config.min_df,

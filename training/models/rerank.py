@@ -62,9 +62,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
@@ -81,6 +80,11 @@ from training.models.base import ModelFitError, ModelParams, Recommender, top_n
 from training.models.ease import EASERecommender
 from training.models.item_knn import ItemKNNRecommender
 from training.models.popular import PopularityRecommender
+
+if TYPE_CHECKING:
+    # LightGBM (and the scikit-learn it loads) takes about a second to import: it is imported
+    # where a ranker is trained or loaded, not by every process that lists the models.
+    import lightgbm as lgb
 
 __all__ = ["FEATURE_NAMES", "RerankParams", "RerankRecommender"]
 
@@ -662,6 +666,8 @@ def _lightgbm_params(params: RerankParams) -> dict[str, Any]:
 
 
 def _dataset(examples: _Examples, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    import lightgbm as lgb
+
     return lgb.Dataset(
         examples.features,
         label=examples.labels,
@@ -675,6 +681,8 @@ def _dataset(examples: _Examples, reference: lgb.Dataset | None = None) -> lgb.D
 def _train_ranker(examples: _Examples, holdout: np.ndarray, params: RerankParams) -> lgb.Booster:
     """Train on the groups of the kept members, early-stopped on the held-out members' groups
     (a member is held out in every window, so the stopping point is not fit to them)."""
+    import lightgbm as lgb
+
     held_out = holdout[examples.group_members]
     lgb_params = _lightgbm_params(params)
     if held_out.all() or not held_out.any():  # too few groups to split: no early stopping
@@ -782,6 +790,8 @@ class RerankRecommender(Recommender):
         (directory / "rerank.json").write_text(json.dumps(state, indent=2))
 
     def _load_arrays(self, directory: Path, mmap: bool) -> None:
+        import lightgbm as lgb
+
         self.stage = _FirstStage(self.params).load(directory, mmap)
         self.ranker = lgb.Booster(model_file=str(directory / "ranker.txt"))
         state = json.loads((directory / "rerank.json").read_text())
