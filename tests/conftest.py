@@ -27,6 +27,13 @@ def online_retail_path() -> Path:
     return ONLINE_RETAIL
 
 
+@pytest.fixture
+def groceries_path() -> Path:
+    if not GROCERIES.exists():
+        pytest.skip(f"the Groceries baskets not found at {GROCERIES} (set RECSYS_SHARED_DATA)")
+    return GROCERIES
+
+
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(store, bundle) of a tiny generated store, trained once per session for the serving

@@ -1,0 +1,137 @@
+"""Association rules: the published Groceries figures and mlxtend's exact rule set."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.baskets import Baskets, read_basket_file
+from training.rules import RuleConfig, association_rules
+
+MEASURES = ("support", "confidence", "lift", "leverage", "conviction")
+
+
+def mlxtend_rules(baskets: Baskets, config: RuleConfig) -> dict[tuple, dict[str, float]]:
+    """The reference: mlxtend's FP-growth and association_rules, single consequents only."""
+    from mlxtend.frequent_patterns import association_rules as reference_rules
+    from mlxtend.frequent_patterns import fpgrowth
+
+    frame = pd.DataFrame(baskets.matrix.toarray(), columns=list(baskets.item_names))
+    itemsets = fpgrowth(frame, min_support=config.min_support, use_colnames=True,
+                        max_len=config.max_size)  # fmt: skip
+    if itemsets.empty:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # conviction divides by zero at conf 1
+        rules = reference_rules(itemsets, len(frame), metric="confidence",
+                                min_threshold=config.min_confidence)  # fmt: skip
+    rules = rules[rules["consequents"].apply(len) == 1]
+    return {
+        (tuple(sorted(row.antecedents)), next(iter(row.consequents))): {
+            name: float(getattr(row, name)) for name in MEASURES
+        }
+        for row in rules.itertuples()
+    }
+
+
+def our_rules(baskets: Baskets, config: RuleConfig) -> dict[tuple, dict[str, float]]:
+    table = association_rules(baskets, config)
+    return {
+        (tuple(row["antecedents"]), row["consequent"]): {name: row[name] for name in MEASURES}
+        for row in table.iter_rows(named=True)
+    }
+
+
+def assert_same_rules(ours: dict, reference: dict) -> None:
+    assert ours.keys() == reference.keys()
+    for key, measures in ours.items():
+        for name, value in measures.items():
+            expected = reference[key][name]
+            if math.isinf(expected):
+                assert math.isinf(value), (key, name)
+            else:
+                assert value == pytest.approx(expected, abs=1e-9, rel=1e-9), (key, name)
+
+
+@pytest.mark.parametrize(
+    ("min_support", "min_confidence", "expected"),
+    [(0.001, 0.5, 5668), (0.001, 0.8, 410), (0.005, 0.5, 120)],
+)
+def test_groceries_rule_counts_match_the_published_figures(
+    groceries_path: Path, min_support: float, min_confidence: float, expected: int
+) -> None:
+    baskets = read_basket_file(groceries_path)
+    assert (baskets.n_baskets, baskets.n_items) == (9835, 169)
+    config = RuleConfig(min_support=min_support, min_confidence=min_confidence, max_size=10)
+    assert len(association_rules(baskets, config)) == expected
+
+
+def test_groceries_strongest_rules_by_lift(groceries_path: Path) -> None:
+    config = RuleConfig(min_support=0.001, min_confidence=0.5, max_size=10)
+    top = association_rules(read_basket_file(groceries_path), config).head(3)
+    assert top.select("antecedents", "consequent").rows() == [
+        (["Instant food products", "soda"], "hamburger meat"),
+        (["popcorn", "soda"], "salty snack"),
+        (["baking powder", "flour"], "sugar"),
+    ]
+    assert top["lift"].round(3).to_list() == [18.996, 16.698, 16.408]
+
+
+def test_groceries_rules_equal_mlxtend_to_1e9(groceries_path: Path) -> None:
+    baskets = read_basket_file(groceries_path)
+    config = RuleConfig(min_support=0.002, min_confidence=0.3, max_size=10)
+    reference = mlxtend_rules(baskets, config)
+    assert len(reference) > 1000
+    assert_same_rules(our_rules(baskets, config), reference)
+
+
+def test_item_names_are_canonicalised(tmp_path: Path) -> None:
+    path = tmp_path / "baskets.csv"
+    path.write_text("milk ,bread\nmilk,bread,eggs\n bread\n")
+    baskets = read_basket_file(path)
+    assert sorted(baskets.item_names) == ["bread", "eggs", "milk"]
+    assert baskets.n_baskets == 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    min_support=st.sampled_from([0.05, 0.1, 0.2]),
+    min_confidence=st.sampled_from([0.0, 0.4, 0.8]),
+    max_size=st.integers(2, 4),
+)
+def test_random_baskets_give_mlxtend_rules(
+    seed: int, min_support: float, min_confidence: float, max_size: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    dense = rng.random((60, 9)) < rng.uniform(0.1, 0.6, size=9)  # items of varied popularity
+    baskets = Baskets(sp.csr_matrix(dense), np.array([f"i{k}" for k in range(9)], dtype=object))
+    config = RuleConfig(min_support=min_support, min_confidence=min_confidence,
+                        max_size=max_size)  # fmt: skip
+    assert_same_rules(our_rules(baskets, config), mlxtend_rules(baskets, config))
+
+
+def test_rule_table_columns_and_order() -> None:
+    dense = np.array([[1, 1, 0], [1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=bool)
+    baskets = Baskets(sp.csr_matrix(dense), np.array(["a", "b", "c"], dtype=object))
+    table = association_rules(baskets, RuleConfig(min_support=0.5, min_confidence=0.5))
+    assert table.columns[:7] == [
+        "antecedents",
+        "consequent",
+        "support",
+        "confidence",
+        "lift",
+        "leverage",
+        "conviction",
+    ]
+    assert table["lift"].to_list() == sorted(table["lift"].to_list(), reverse=True)
+    assert table.schema["antecedents"] == pl.List(pl.Utf8)

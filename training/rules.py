@@ -1,0 +1,189 @@
+"""Association rules ("frequently bought together") from baskets.
+
+Frequent itemsets are found level by level. Pairs come from one sparse product (the item x
+item co-occurrence counts ``B^T B`` of the frequent items). Larger itemsets are candidates
+whose every subset is frequent (Apriori's pruning), counted on packed bitsets: each frequent
+item keeps one bit per basket, and an itemset's count is the popcount of its items' AND. Rules
+have a single item as consequent and the rest of the itemset as antecedent, with the measures
+of Agrawal et al. and Brin et al., as mlxtend and arules define them (N baskets; counts c):
+
+* support = c(A u {b}) / N; confidence = c(A u {b}) / c(A); lift = confidence / support(b);
+* leverage = support(A u {b}) - support(A) support(b);
+* conviction = (1 - support(b)) / (1 - confidence), infinite when confidence is 1.
+
+An itemset is frequent when its count is at least ``ceil(min_support * N)``, the threshold of
+mlxtend's FP-growth, so that the rule sets are identical (tests/test_rules.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.baskets import Baskets
+
+__all__ = ["RULE_COLUMNS", "RuleConfig", "association_rules", "frequent_itemsets"]
+
+#: Columns of a rule table, in order.
+RULE_COLUMNS = (
+    "antecedents", "consequent", "support", "confidence", "lift", "leverage", "conviction",
+    "antecedent_support", "consequent_support", "count",
+)  # fmt: skip
+
+#: Candidate itemsets whose bitsets are ANDed at once (bounds the temporary memory).
+_CANDIDATE_WORDS_PER_CHUNK = 1 << 24
+
+
+class RuleConfig(BaseModel):
+    """Thresholds of rule mining; the defaults suit a retailer's order history."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_support: float = Field(default=0.005, gt=0, le=1)
+    min_confidence: float = Field(default=0.3, ge=0, le=1)
+    max_size: int = Field(default=3, ge=2, le=10)
+
+
+@dataclass(frozen=True)
+class Itemsets:
+    """Frequent itemsets of one size: sorted item indices per row and their basket counts."""
+
+    items: np.ndarray
+    counts: np.ndarray
+
+
+def frequent_itemsets(baskets: Baskets, min_support: float, max_size: int) -> list[Itemsets]:
+    """Frequent itemsets by size, from single items (index 0) up to ``max_size`` items."""
+    min_count = max(1, math.ceil(min_support * baskets.n_baskets))
+    matrix = sp.csc_matrix(baskets.matrix, dtype=np.float32)
+    item_counts = np.asarray(matrix.sum(axis=0)).ravel().astype(np.int64)
+    frequent = np.flatnonzero(item_counts >= min_count)
+    levels = [Itemsets(frequent[:, None], item_counts[frequent])]
+    if max_size < 2 or len(frequent) < 2:
+        return levels
+    levels.append(_frequent_pairs(matrix[:, frequent], frequent, min_count))
+    if max_size > 2 and len(levels[-1].items):
+        bits = _bitsets(matrix[:, frequent])
+        position = np.full(baskets.n_items, -1, dtype=np.int64)
+        position[frequent] = np.arange(len(frequent))
+        while len(levels) < max_size and len(levels[-1].items):
+            candidates = _candidates(levels[-1].items)
+            counts = _count(bits, position[candidates]) if len(candidates) else np.empty(0)
+            keep = counts >= min_count
+            levels.append(Itemsets(candidates[keep], counts[keep].astype(np.int64)))
+    return [level for level in levels if len(level.items)]
+
+
+def _frequent_pairs(matrix: sp.csc_matrix, items: np.ndarray, min_count: int) -> Itemsets:
+    """Pairs (i < j) of frequent items bought together in at least ``min_count`` baskets."""
+    co_counts = sp.triu(matrix.T @ matrix, k=1).tocoo()
+    keep = co_counts.data >= min_count
+    pairs = np.column_stack([items[co_counts.row[keep]], items[co_counts.col[keep]]])
+    counts = np.rint(co_counts.data[keep]).astype(np.int64)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    return Itemsets(pairs[order], counts[order])
+
+
+def _bitsets(matrix: sp.csc_matrix) -> np.ndarray:
+    """One row of packed basket bits per column of ``matrix`` (uint64 words)."""
+    n_baskets, n_items = matrix.shape
+    n_words = max(1, math.ceil(n_baskets / 64))
+    dense = np.zeros((n_items, n_words * 64), dtype=bool)
+    coo = matrix.tocoo()
+    dense[coo.col, coo.row] = True
+    return np.packbits(dense, axis=1, bitorder="little").view(np.uint64)
+
+
+def _candidates(itemsets: np.ndarray) -> np.ndarray:
+    """Itemsets one item larger whose every subset is frequent: joins of two frequent
+    itemsets that share all but their last item (rows sorted, so joins come in order)."""
+    size = itemsets.shape[1]
+    known = {tuple(row) for row in itemsets.tolist()}
+    joined: list[tuple[int, ...]] = []
+    for prefix_rows in _same_prefix_groups(itemsets):
+        lasts = itemsets[prefix_rows, -1].tolist()
+        prefix = tuple(itemsets[prefix_rows[0], :-1].tolist())
+        for first, second in combinations(lasts, 2):
+            candidate = (*prefix, first, second)
+            if all(
+                subset in known for subset in combinations(candidate, size) if subset[-1] == second
+            ):
+                joined.append(candidate)
+    return np.array(joined, dtype=np.int64).reshape(-1, size + 1)
+
+
+def _same_prefix_groups(itemsets: np.ndarray) -> Iterator[np.ndarray]:
+    """Row positions of consecutive itemsets that share everything but their last item."""
+    if itemsets.shape[1] == 1:
+        yield np.arange(len(itemsets))
+        return
+    prefixes = itemsets[:, :-1]
+    starts = np.flatnonzero(np.r_[True, (prefixes[1:] != prefixes[:-1]).any(axis=1)])
+    for start, stop in zip(starts, np.r_[starts[1:], len(itemsets)], strict=True):
+        if stop - start > 1:
+            yield np.arange(start, stop)
+
+
+def _count(bits: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Baskets holding every item of each candidate (rows of positions into ``bits``)."""
+    per_chunk = max(1, _CANDIDATE_WORDS_PER_CHUNK // (bits.shape[1] * candidates.shape[1]))
+    counts = np.empty(len(candidates), dtype=np.int64)
+    for start in range(0, len(candidates), per_chunk):
+        chunk = candidates[start : start + per_chunk]
+        common = bits[chunk[:, 0]]
+        for column in range(1, chunk.shape[1]):
+            common = common & bits[chunk[:, column]]
+        counts[start : start + per_chunk] = np.bitwise_count(common).sum(axis=1)
+    return counts
+
+
+def association_rules(baskets: Baskets, config: RuleConfig) -> pl.DataFrame:
+    """Every single-consequent rule with confidence at least ``config.min_confidence`` among
+    the frequent itemsets, strongest lift first (then confidence, support, names)."""
+    levels = frequent_itemsets(baskets, config.min_support, config.max_size)
+    count_of = {
+        tuple(items): int(count)
+        for level in levels
+        for items, count in zip(level.items.tolist(), level.counts.tolist(), strict=True)
+    }
+    n = baskets.n_baskets
+    names = baskets.item_names
+    rows: dict[str, list] = {name: [] for name in RULE_COLUMNS}
+    for level in levels[1:]:
+        for items, count in zip(level.items.tolist(), level.counts.tolist(), strict=True):
+            for position, consequent in enumerate(items):
+                antecedent = (*items[:position], *items[position + 1 :])
+                confidence = count / count_of[antecedent]
+                if confidence < config.min_confidence:
+                    continue
+                consequent_support = count_of[(consequent,)] / n
+                support, antecedent_support = count / n, count_of[antecedent] / n
+                rows["antecedents"].append(sorted(names[item] for item in antecedent))
+                rows["consequent"].append(names[consequent])
+                rows["support"].append(support)
+                rows["confidence"].append(confidence)
+                rows["lift"].append(confidence / consequent_support)
+                rows["leverage"].append(support - antecedent_support * consequent_support)
+                rows["conviction"].append(
+                    (1 - consequent_support) / (1 - confidence) if confidence < 1 else math.inf
+                )
+                rows["antecedent_support"].append(antecedent_support)
+                rows["consequent_support"].append(consequent_support)
+                rows["count"].append(count)
+    schema = {
+        "antecedents": pl.List(pl.Utf8), "consequent": pl.Utf8, "count": pl.Int64,
+        **{name: pl.Float64 for name in RULE_COLUMNS if name not in
+           ("antecedents", "consequent", "count")},
+    }  # fmt: skip
+    table = pl.DataFrame(rows, schema=schema).select(RULE_COLUMNS)
+    return table.sort(
+        ["lift", "confidence", "support", "consequent"],
+        descending=[True, True, True, False],
+    )
