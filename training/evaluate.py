@@ -221,18 +221,21 @@ def recommended_lists(model: Recommender, task: EvaluationTask, n: int) -> np.nd
     k-heap per row instead. Where several items tie at the cut, the lower item index wins (the
     order ``top_n`` documents), whereas argpartition may pick any of the tied items.
 
-    BLAS runs single-threaded meanwhile: the heaps run on OpenMP threads, and alternating
-    them with a BLAS thread pool (factor models score by matrix product) left each pool
-    spinning while the other worked, which halved the speed on two cores.
+    The scoring (a matrix product for factor models) has the cores to itself and the heaps
+    run on one thread: with both thread pools active at once, each pool's threads spun while
+    the other worked, which halved the speed on two cores; this split took ALS's lists for
+    20,000 members x 100,000 items from 3.4-4.1 s to 2.7-2.8 s.
     """
     batch = max(1, _SCORE_CELLS_PER_BATCH // max(model.n_items, 1))
     lists = [np.empty((0, n), dtype=np.int64)]
-    with threadpool_limits(1, "blas"):
-        for start in range(0, task.n_members, batch):
-            rows = slice(start, start + batch)
-            scores = np.asarray(model.score(task.members[rows], task.histories[rows]), np.float32)
-            excluded_rows, excluded_items = task.exclude[rows].nonzero()
-            scores[excluded_rows, excluded_items] = -np.inf
+    for start in range(0, task.n_members, batch):
+        rows = slice(start, start + batch)
+        with threadpool_limits(limits=None, user_api="blas"):
+            scores = model.score(task.members[rows], task.histories[rows])
+        scores = np.asarray(scores, np.float32)
+        excluded_rows, excluded_items = task.exclude[rows].nonzero()
+        scores[excluded_rows, excluded_items] = -np.inf
+        with threadpool_limits(1, "openmp"):
             lists.append(_best_items(scores, n))
     return np.vstack(lists)
 
