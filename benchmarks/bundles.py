@@ -30,7 +30,8 @@ from features.baskets import baskets_from_interactions
 from features.presets import get_preset
 from features.validate import load_interactions
 from tests.rules_reference import RuleSet, basket_frame, mlxtend_rules, rule_set, same_rules
-from training.rules import RuleConfig, association_rules
+from training.config import RuleConfig
+from training.rules import association_rules
 
 SECTION_TITLE = "## Bundles (association rules)"
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "online-retail" / "online_retail.csv.gz"

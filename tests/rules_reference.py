@@ -10,7 +10,7 @@ import pandas as pd
 import polars as pl
 
 from features.baskets import Baskets
-from training.rules import RuleConfig
+from training.config import RuleConfig
 
 __all__ = ["MEASURES", "RuleSet", "basket_frame", "mlxtend_rules", "rule_set", "same_rules"]
 

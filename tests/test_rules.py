@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,13 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.baskets import Baskets, read_basket_file
+from features.baskets import Baskets, baskets_from_interactions, read_basket_file
+from features.generate import BUNDLES_FILE, StoreConfig, generate_store
+from features.validate import load_interactions
+from tests.cli import run_recsys
 from tests.rules_reference import basket_frame, mlxtend_rules, rule_set, same_rules
-from training.rules import RuleConfig, association_rules
+from training.config import RuleConfig
+from training.rules import association_rules
 
 
 def assert_same_rules(baskets: Baskets, config: RuleConfig) -> int:
@@ -94,3 +99,87 @@ def test_rule_table_columns_and_order() -> None:
     ]
     assert table["lift"].to_list() == sorted(table["lift"].to_list(), reverse=True)
     assert table.schema["antecedents"] == pl.List(pl.Utf8)
+
+
+def test_cli_mines_a_basket_file_into_csv_or_parquet(tmp_path: Path) -> None:
+    basket_file = tmp_path / "baskets.csv"
+    basket_file.write_text("milk,bread\nmilk,bread,eggs\nbread,eggs\nmilk,bread\n")
+    csv_out, parquet_out = tmp_path / "rules.csv", tmp_path / "rules.parquet"
+    for out in (csv_out, parquet_out):
+        result = run_recsys(
+            "bundles", "--baskets", basket_file, "--min-support", 0.5, "--min-confidence", 0.6,
+            "--out", out,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    table = pl.read_parquet(parquet_out)
+    rules = {(tuple(row["antecedents"]), row["consequent"]) for row in table.iter_rows(named=True)}
+    assert rules == {(("milk",), "bread"), (("bread",), "milk")}
+    assert pl.read_csv(csv_out).columns[:7] == [
+        "antecedents",
+        "consequent",
+        "support",
+        "confidence",
+        "lift",
+        "leverage",
+        "conviction",
+    ]
+
+
+def test_cli_mines_purchase_orders_of_an_interactions_file(tmp_path: Path) -> None:
+    interactions = tmp_path / "interactions.csv"
+    interactions.write_text(
+        "member_id,item_id,event,timestamp,order_id\n"
+        "m1,milk,purchase,2024-01-01,o1\nm1,bread,purchase,2024-01-01,o1\n"
+        "m2,milk,purchase,2024-01-02,o2\nm2,bread,purchase,2024-01-02,o2\n"
+        "m3,milk,view,2024-01-02,\nm3,eggs,purchase,2024-01-03,o3\n"
+    )
+    out = tmp_path / "rules.parquet"
+    result = run_recsys(
+        "bundles", "-i", interactions, "--min-support", 0.5, "--min-confidence", 0.9,
+        "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "from 3 baskets" in result.stdout.replace("\n", " ")
+    assert pl.read_parquet(out).height == 2  # milk <=> bread; the view is not a purchase
+
+
+def test_cli_needs_exactly_one_source_of_baskets(tmp_path: Path) -> None:
+    result = run_recsys("bundles", "--out", tmp_path / "rules.csv")
+    assert result.returncode == 2
+    assert "either --interactions or --baskets" in result.stderr
+
+
+def test_cli_groceries_at_support_0005_gives_120_rules(
+    groceries_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "rules.csv"
+    result = run_recsys(
+        "bundles", "--baskets", groceries_path, "--min-support", 0.005, "--min-confidence", 0.5,
+        "--max-size", 10, "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert pl.read_csv(out).height == 120
+
+
+def test_planted_bundles_of_the_synthetic_store_are_found(tmp_path: Path) -> None:
+    """Every planted pair should be among the strongest rules mined from the store's orders:
+    recall of planted pairs in the top rules by lift (as many rules as planted pairs x 2)."""
+    config = StoreConfig(members=3000, items=600, events=150_000, seed=11, bundles=12)
+    generate_store(config, tmp_path / "store")
+    interactions = load_interactions(tmp_path / "store" / "interactions.parquet").frame
+    planted = pl.read_csv(tmp_path / "store" / BUNDLES_FILE)
+    pairs = {
+        frozenset(pair)
+        for items in planted["item_ids"].str.split("|").to_list()
+        for pair in combinations(items, 2)
+    }
+    rules = association_rules(
+        baskets_from_interactions(interactions),
+        RuleConfig(min_support=0.002, min_confidence=0.2, max_size=2),
+    )
+    top = rules.head(2 * len(pairs))
+    found = {
+        frozenset([*row["antecedents"], row["consequent"]]) for row in top.iter_rows(named=True)
+    }
+    recall = len(pairs & found) / len(pairs)
+    assert recall >= 0.9, f"planted pairs recalled among the top rules: {recall:.0%}"

@@ -34,7 +34,13 @@ from features.validate import (
     load_items,
     load_members,
 )
-from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT, MODEL_NAMES, TuningBudget
+from training.config import (
+    DEFAULT_LIST_DEPTH,
+    DEFAULT_SPLIT,
+    MODEL_NAMES,
+    RuleConfig,
+    TuningBudget,
+)
 
 if TYPE_CHECKING:
     from training.bundle import Bundle
@@ -170,6 +176,55 @@ def _write_table(frame: pl.DataFrame, path: Path) -> None:
         frame.write_csv(path)
     else:
         raise ConfigError(f"--out {path}: use a .csv or .parquet file name")
+
+
+@app.command()
+def bundles(
+    out: Annotated[Path, typer.Option(help="The rules, one per row (.csv or .parquet).")],
+    interactions: Annotated[
+        Path | None,
+        typer.Option(
+            "--interactions", "-i", help="Interactions file: baskets are its purchase orders."
+        ),
+    ] = None,
+    baskets: Annotated[
+        Path | None,
+        typer.Option(help="Basket file instead: one basket per line, items comma-separated."),
+    ] = None,
+    preset: PresetOption = None,
+    columns: ColumnsOption = None,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
+    min_support: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of baskets an itemset must be in.")
+    ] = RuleConfig().min_support,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Least P(consequent | antecedents).")
+    ] = RuleConfig().min_confidence,
+    max_size: Annotated[
+        int, typer.Option(min=2, max=10, help="Most items in a rule (antecedents + consequent).")
+    ] = RuleConfig().max_size,
+) -> None:
+    """Frequently-bought-together rules: support, confidence, lift, leverage, conviction."""
+    from features.baskets import baskets_from_interactions, read_basket_file
+    from training.rules import association_rules
+
+    if (interactions is None) == (baskets is None):
+        raise ConfigError("give either --interactions or --baskets (one of them)")
+    if baskets is not None:
+        found = read_basket_file(baskets)
+    else:
+        assert interactions is not None
+        loaded = load_with_options(interactions, preset, columns, max_bad_share)
+        found = baskets_from_interactions(loaded.frame)
+    config = RuleConfig(min_support=min_support, min_confidence=min_confidence, max_size=max_size)
+    rules = association_rules(found, config)
+    if out.suffix == ".csv":  # CSV has no lists: antecedents joined by " | "
+        rules = rules.with_columns(pl.col("antecedents").list.join(" | "))
+    _write_table(rules, out)
+    console.print(
+        f"{rules.height:,} rules from {found.n_baskets:,} baskets and {found.n_items:,} items "
+        f"written to {out}"
+    )
 
 
 @app.command()

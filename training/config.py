@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DEFAULT_LIST_DEPTH", "DEFAULT_SPLIT", "MODEL_NAMES", "TuningBudget"]
+__all__ = ["DEFAULT_LIST_DEPTH", "DEFAULT_SPLIT", "MODEL_NAMES", "RuleConfig", "TuningBudget"]
 
 #: Every model, in the order they are tuned; ``training.models.MODEL_CLASSES`` follows it.
 MODEL_NAMES: tuple[str, ...] = (
@@ -35,3 +35,13 @@ class TuningBudget(BaseModel):
 
     trials: int = Field(default=8, ge=1)
     seconds: float = Field(default=60.0, gt=0)
+
+
+class RuleConfig(BaseModel):
+    """Thresholds of rule mining; the defaults suit a retailer's order history."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_support: float = Field(default=0.005, gt=0, le=1)
+    min_confidence: float = Field(default=0.3, ge=0, le=1)
+    max_size: int = Field(default=3, ge=2, le=10)

@@ -25,11 +25,11 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
 
 from features.baskets import Baskets
+from training.config import RuleConfig
 
-__all__ = ["RULE_COLUMNS", "RuleConfig", "association_rules", "frequent_itemsets"]
+__all__ = ["RULE_COLUMNS", "association_rules", "frequent_itemsets"]
 
 #: Columns of a rule table, in order.
 RULE_COLUMNS = (
@@ -39,16 +39,6 @@ RULE_COLUMNS = (
 
 #: Candidate itemsets whose bitsets are ANDed at once (bounds the temporary memory).
 _CANDIDATE_WORDS_PER_CHUNK = 1 << 24
-
-
-class RuleConfig(BaseModel):
-    """Thresholds of rule mining; the defaults suit a retailer's order history."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_support: float = Field(default=0.005, gt=0, le=1)
-    min_confidence: float = Field(default=0.3, ge=0, le=1)
-    max_size: int = Field(default=3, ge=2, le=10)
 
 
 @dataclass(frozen=True)
