@@ -18,7 +18,7 @@ from features.validate import load_interactions
 from tests.cli import run_recsys
 from tests.rules_reference import basket_frame, mlxtend_rules, rule_set, same_rules
 from training.config import RuleConfig
-from training.rules import association_rules
+from training.rules import RULE_COLUMNS, association_rules
 
 
 def assert_same_rules(baskets: Baskets, config: RuleConfig) -> int:
@@ -88,15 +88,7 @@ def test_rule_table_columns_and_order() -> None:
     dense = np.array([[1, 1, 0], [1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=bool)
     baskets = Baskets(sp.csr_matrix(dense), np.array(["a", "b", "c"], dtype=object))
     table = association_rules(baskets, RuleConfig(min_support=0.5, min_confidence=0.5))
-    assert table.columns[:7] == [
-        "antecedents",
-        "consequent",
-        "support",
-        "confidence",
-        "lift",
-        "leverage",
-        "conviction",
-    ]
+    assert table.columns == list(RULE_COLUMNS)
     assert table["lift"].to_list() == sorted(table["lift"].to_list(), reverse=True)
     assert table.schema["antecedents"] == pl.List(pl.Utf8)
 
@@ -115,15 +107,7 @@ def test_cli_mines_a_basket_file_into_csv_or_parquet(tmp_path: Path) -> None:
     rules = {(tuple(row["antecedents"]), row["consequent"]) for row in table.iter_rows(named=True)}
     # milk => bread 3/3, bread => milk 3/4, eggs => bread 2/2; bread => eggs is 2/4 < 0.6
     assert rules == {(("milk",), "bread"), (("bread",), "milk"), (("eggs",), "bread")}
-    assert pl.read_csv(csv_out).columns[:7] == [
-        "antecedents",
-        "consequent",
-        "support",
-        "confidence",
-        "lift",
-        "leverage",
-        "conviction",
-    ]
+    assert pl.read_csv(csv_out).columns == list(RULE_COLUMNS)
 
 
 def test_cli_mines_purchase_orders_of_an_interactions_file(tmp_path: Path) -> None:
