@@ -127,6 +127,9 @@ def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
     assert metrics["chosen"] in {"popular", "ease"}
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["lists"] == {"model": metrics["chosen"], "depth": 7}
+    assert "rules.parquet" in manifest["extra_files"]
+    rules = pl.read_parquet(bundle / "rules.parquet")
+    assert rules.height == metrics["rules"]["rules"] > 0  # the store plants bundles
     assert {"precision@10", "recall@10", "ndcg@10", "map"} <= set(metrics["models"]["ease"])
 
     member = pl.read_parquet(store / "interactions.parquet")[col.MEMBER_ID][0]

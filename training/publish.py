@@ -23,12 +23,15 @@ from training.train import TrainOutcome
 __all__ = [
     "METRICS_FILE",
     "REPORT_FILE",
+    "RULES_FILE",
     "catalog_for_bundle",
     "write_training_bundle",
 ]
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+#: Frequently-bought-together rules (``training.rules.RULE_COLUMNS``), for the bundle routes.
+RULES_FILE = "rules.parquet"
 
 
 def catalog_for_bundle(items: pl.DataFrame | None, interactions: pl.DataFrame) -> pl.DataFrame:
@@ -86,6 +89,10 @@ def _write_bundle(outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | No
         metrics_path = Path(scratch) / METRICS_FILE
         metrics_path.write_text(json.dumps(outcome.metrics, indent=2, default=float))
         report_path = write_report(outcome.metrics, Path(scratch) / REPORT_FILE)
+        extra_files = {METRICS_FILE: metrics_path, REPORT_FILE: report_path}
+        if outcome.rules is not None:
+            extra_files[RULES_FILE] = Path(scratch) / RULES_FILE
+            outcome.rules.write_parquet(extra_files[RULES_FILE])
         return write_bundle(
             out_dir,
             models=outcome.models,
@@ -101,7 +108,7 @@ def _write_bundle(outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | No
             member_segments=data.member_segments,
             catalog=catalog_for_bundle(items, data.interactions),
             indexes=outcome.indexes,
-            extra_files={METRICS_FILE: metrics_path, REPORT_FILE: report_path},
+            extra_files=extra_files,
             metrics={
                 "chosen": outcome.metrics["chosen"],
                 "primary_metric": outcome.metrics["primary_metric"],

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features import columns as col
+from features.baskets import baskets_from_interactions
 from features.errors import ConfigError
 from features.matrices import EventWeights
 from features.members import SEGMENT, compute_member_profiles
@@ -37,7 +38,7 @@ from features.splits import (
     SplitSpec,
     temporal_split,
 )
-from training.config import MODEL_NAMES, TuningBudget
+from training.config import MODEL_NAMES, RuleConfig, TuningBudget
 from training.dataset import TrainingData, build_training_data
 from training.evaluate import (
     EvaluationTask,
@@ -50,6 +51,7 @@ from training.index import IndexConfig, ItemIndex, measure_recall
 from training.metrics import DEFAULT_KS
 from training.models import ModelFitError, Recommender, model_class
 from training.models.popular import PopularityRecommender
+from training.rules import association_rules
 from training.tune import TuningResult, tune_model
 
 __all__ = ["TrainConfig", "TrainOutcome", "carve_validation", "run_training"]
@@ -76,6 +78,8 @@ class TrainConfig(BaseModel):
     max_eval_members: int | None = Field(default=50_000, ge=1)
     seed: int = 42
     index: IndexConfig = IndexConfig()
+    #: Frequently-bought-together rules mined from the training purchases into the bundle.
+    rules: RuleConfig = RuleConfig()
 
     @field_validator("models")
     @classmethod
@@ -108,6 +112,8 @@ class TrainOutcome:
     data: TrainingData
     test_task: EvaluationTask
     indexes: dict[str, ItemIndex] = field(default_factory=dict)
+    #: Association rules of the training purchases (``training.rules.RULE_COLUMNS``).
+    rules: pl.DataFrame | None = None
 
 
 def carve_validation(train: pl.DataFrame, test: pl.DataFrame, spec: SplitSpec | None) -> Split:
@@ -304,6 +310,8 @@ def run_training(
     if PopularityRecommender.name not in models:
         models[PopularityRecommender.name] = PopularityRecommender(by_segment=True).fit(data)
     indexes, index_report = _build_indexes(models, test_task, config)
+    baskets = baskets_from_interactions(data.interactions)
+    rules = association_rules(baskets, config.rules)
     metrics = {
         "chosen": chosen,
         "primary_metric": config.primary_metric,
@@ -326,10 +334,11 @@ def run_training(
             "models": long_tail,
         },
         "index": index_report,
+        "rules": {"baskets": baskets.n_baskets, "rules": rules.height},
         "timings": timings,
         "config": config.model_dump(mode="json"),
     }
-    return TrainOutcome(metrics, models, data, test_task, indexes)
+    return TrainOutcome(metrics, models, data, test_task, indexes, rules)
 
 
 def _describe_spec(spec: SplitSpec | None) -> str:
