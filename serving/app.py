@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "recommendations", "description": "Lists for members."},
             {"name": "items", "description": "Lists for item pages."},
+            {"name": "bundles", "description": "Frequently bought together."},
             {"name": "events", "description": "What members did with what they saw."},
             {"name": "reports", "description": "Online CTR and offline evaluation."},
             {"name": "models", "description": "What is loaded."},

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,6 +41,10 @@ logger = logging.getLogger(__name__)
 #: Segment recorded for members who have none (unknown to the bundle, none declared).
 _NO_SEGMENT = "unknown"
 _LISTED_CATEGORIES = 20
+#: The model name reported for lists the association rules answered.
+_RULES_MODEL = "rules"
+#: Similar items fetched beyond what a bundle needs, since those of other categories drop out.
+_SIMILAR_OVERFETCH = 50
 
 
 def _recommendation_id() -> str:
@@ -104,6 +109,81 @@ class RecommendationService:
         answer = recommender.similar_items(index, n, model=model)
         served = self._serve(snapshot, answer, member_id=None, item_id=item_id, segment=None)
         return {"item_id": item_id, **served}
+
+    async def complements(self, item_ids: Sequence[str], n: int) -> dict[str, Any]:
+        """What goes with these items (GET /v1/items/{item_id}/bundles, POST /v1/bundles),
+        from the primary variant: the consequents of the bundle's rules whose antecedents are
+        all in the cart, strongest first; completed by items similar to the cart's first item
+        in its category (flagged) when the rules propose fewer than ``n``."""
+        snapshot = self._models.primary()
+        cart = []
+        for item_id in item_ids:
+            index = snapshot.bundle.item_ids.get(item_id)
+            if index is None:
+                raise NotFoundError(f"unknown item {item_id!r}: the loaded bundle has no such item")
+            cart.append(index)
+        allowed = snapshot.recommender.allowed_items()
+        found = snapshot.rules.complements(cart, n, allowed) if snapshot.rules else []
+        extras = [
+            {"source": "rules", "support": c.support, "confidence": c.confidence,
+             "lift": c.lift, "antecedents": list(c.antecedents)}
+            for c in found
+        ]  # fmt: skip
+        names = snapshot.bundle.item_ids.external_ids
+        answer = ItemList(
+            item_ids=[str(names[c.item]) for c in found],
+            scores=[c.lift for c in found],
+            model=_RULES_MODEL,
+            fallback=False,
+            item_indices=[c.item for c in found],
+        )
+        if len(found) < n:
+            answer, extras = self._with_similar(snapshot, cart, n, answer, extras)
+        served = self._serve(snapshot, answer, member_id=None, item_id=item_ids[0], segment=None)
+        for item, extra in zip(served["items"], extras, strict=True):
+            item.update(extra)
+        return {"cart": list(item_ids), **served}
+
+    @staticmethod
+    def _with_similar(
+        snapshot: ModelSnapshot,
+        cart: Sequence[int],
+        n: int,
+        answer: ItemList,
+        extras: list[dict[str, Any]],
+    ) -> tuple[ItemList, list[dict[str, Any]]]:
+        """``answer`` completed to ``n`` from the cart's first item's category (any category
+        when it has none): items similar to it first, then the category's best sellers;
+        flagged ``source: similar``."""
+        anchor = cart[0]
+        category = snapshot.categories[anchor]
+        taken = {*cart, *answer.item_indices}
+        similar = snapshot.recommender.similar_items(anchor, n + len(taken) + _SIMILAR_OVERFETCH)
+        scores = dict(zip(similar.item_indices, similar.scores, strict=True))
+        popular = np.argsort(-snapshot.recommender.popularity_of(-1), kind="stable")
+        allowed = snapshot.recommender.allowed_items()
+        added: list[int] = []
+        for index in (*similar.item_indices, *popular.tolist()):
+            if len(added) == n - len(answer.item_ids):
+                break
+            if index in taken or not allowed[index]:
+                continue
+            if category is not None and snapshot.categories[index] != category:
+                continue
+            taken.add(index)
+            added.append(index)
+        names = snapshot.bundle.item_ids.external_ids
+        floor = min([*answer.scores, *scores.values(), 0.0])
+        completed = ItemList(
+            item_ids=[*answer.item_ids, *(str(names[index]) for index in added)],
+            scores=[*answer.scores, *(scores.get(index, floor - 1.0) for index in added)],
+            model=answer.model if answer.item_ids else similar.model,
+            fallback=bool(added) or answer.fallback,
+            item_indices=[*answer.item_indices, *added],
+        )
+        filler = {"source": "similar", "support": None, "confidence": None, "lift": None,
+                  "antecedents": []}  # fmt: skip
+        return completed, [*extras, *(dict(filler) for _ in added)]
 
     async def _answer(
         self,

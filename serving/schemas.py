@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "MAX_BATCH_MEMBERS",
+    "MAX_CART_ITEMS",
     "MAX_EVENTS_PER_REQUEST",
     "MAX_N",
     "BatchRecommendationRequest",
     "BatchRecommendationResponse",
+    "BundleItem",
+    "BundleQuery",
+    "BundleRequest",
+    "BundleResponse",
     "CtrGroup",
     "CtrReport",
     "ErrorResponse",
@@ -49,6 +54,8 @@ MAX_BATCH_MEMBERS = 100
 MAX_EVENTS_PER_REQUEST = 1000
 #: Most declared preferences a cold-start request may carry.
 MAX_LIKED = 50
+#: Items in a cart sent to POST /v1/bundles.
+MAX_CART_ITEMS = 50
 
 
 def _storable(value: str) -> str:
@@ -134,6 +141,25 @@ class SimilarItemsQuery(_Strict):
         description="A model that knows item similarity (default: the chosen one, else the "
         "first of item_knn, ease, als, lightfm, content in the bundle).",
     )
+
+
+class BundleQuery(_Strict):
+    """Query parameters of GET /v1/items/{item_id}/bundles."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    n: int = Field(default=5, ge=1, le=MAX_N, description="How many items to propose.")
+
+
+class BundleRequest(_Strict):
+    """Body of POST /v1/bundles: a cart, and how many complements to propose."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"item_ids": ["I00042", "I00007"], "n": 5}]}
+    )
+
+    item_ids: list[ExternalId] = Field(min_length=1, max_length=MAX_CART_ITEMS)
+    n: int = Field(default=5, ge=1, le=MAX_N, description="How many items to propose.")
 
 
 class BatchRecommendationRequest(RecommendationOptions):
@@ -248,6 +274,48 @@ class BatchRecommendationResponse(BaseModel):
 
 class SimilarItemsResponse(_Served):
     item_id: str
+
+
+class BundleItem(RecommendedItem):
+    source: Literal["rules", "similar"] = Field(
+        description="rules: a frequently-bought-together rule proposes it; similar: no rule "
+        "did, so an item similar to the cart's first item in its category stands in."
+    )
+    support: float | None = Field(description="Share of baskets with the rule's items.")
+    confidence: float | None = Field(description="P(item | the rule's antecedents).")
+    lift: float | None = Field(description="Confidence over the item's own basket share.")
+    antecedents: list[str] = Field(description="The cart items of the rule that proposes it.")
+
+
+class BundleResponse(BaseModel):
+    """Items to add to a cart (or to an item page's "frequently bought together")."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "recommendation_id": "0187a2b3c4d5e6f70011223344556677",
+                    "cart": ["I00042"],
+                    "variant": "champion",
+                    "model": "rules",
+                    "model_version": "7",
+                    "fallback": False,
+                    "items": [
+                        {**_ITEM_EXAMPLE, "source": "rules", "support": 0.012,
+                         "confidence": 0.61, "lift": 8.4, "antecedents": ["I00042"]}
+                    ],
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    recommendation_id: str = Field(description="Quote it in events for this list's items.")
+    cart: list[str] = Field(description="The items the proposal is for.")
+    variant: str
+    model: str = Field(description="rules, or the similarity model when no rule applied.")
+    model_version: str
+    fallback: bool = Field(description="True when similar items completed the list.")
+    items: list[BundleItem]
 
 
 class EventsAccepted(BaseModel):

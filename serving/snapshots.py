@@ -20,12 +20,14 @@ from features.matrices import EventWeights
 from training.bundle import Bundle, load_bundle
 from training.models import MODEL_CLASSES
 from training.recommend import BundleRecommender
+from training.rules import RuleIndex
 
-__all__ = ["METRICS_FILE", "REPORT_FILE", "ModelSnapshot", "load_snapshot"]
+__all__ = ["METRICS_FILE", "REPORT_FILE", "RULES_FILE", "ModelSnapshot", "load_snapshot"]
 
 #: The extra files ``recsys train`` puts into a bundle (training.publish).
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+RULES_FILE = "rules.parquet"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class ModelSnapshot:
     categories: Sequence[str | None]
     #: Every category of the catalog (what the category filter accepts).
     category_names: frozenset[str]
+    #: The bundle's frequently-bought-together rules (None: the bundle has none).
+    rules: RuleIndex | None = None
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -102,4 +106,12 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         titles=_display_column(bundle.catalog, col.TITLE, n_items),
         categories=_display_column(bundle.catalog, col.CATEGORY, n_items),
         category_names=frozenset(recommender.categories),
+        rules=_rules(bundle),
     )
+
+
+def _rules(bundle: Bundle) -> RuleIndex | None:
+    path = bundle.extra_files.get(RULES_FILE)
+    if path is None:
+        return None
+    return RuleIndex(pl.read_parquet(path), bundle.item_ids.get)

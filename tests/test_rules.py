@@ -18,7 +18,7 @@ from features.validate import load_interactions
 from tests.cli import run_recsys
 from tests.rules_reference import basket_frame, mlxtend_rules, rule_set, same_rules
 from training.config import RuleConfig
-from training.rules import RULE_COLUMNS, association_rules
+from training.rules import RULE_COLUMNS, RuleIndex, association_rules
 
 
 def assert_same_rules(baskets: Baskets, config: RuleConfig) -> int:
@@ -168,3 +168,27 @@ def test_planted_bundles_of_the_synthetic_store_are_found(tmp_path: Path) -> Non
     }
     recall = len(pairs & found) / len(pairs)
     assert recall >= 0.9, f"planted pairs recalled among the top rules: {recall:.0%}"
+
+
+def test_rule_index_proposes_consequents_of_rules_inside_the_cart() -> None:
+    rules = pl.DataFrame(
+        {
+            "antecedents": [["a"], ["a"], ["a", "b"], ["c"], ["a"], ["ghost"]],
+            "consequent": ["c", "d", "d", "a", "b", "a"],
+            "support": [0.1, 0.1, 0.05, 0.1, 0.2, 0.1],
+            "confidence": [0.5, 0.4, 0.9, 0.5, 0.6, 0.9],
+            "lift": [2.0, 1.5, 6.0, 2.0, 1.2, 9.0],
+        }
+    )
+    index_of = {"a": 0, "b": 1, "c": 2, "d": 3}
+    rule_index = RuleIndex(rules, index_of.get)
+    assert len(rule_index) == 5  # the rule naming an unindexed item is left out
+    found = rule_index.complements([0, 1], n=5)
+    # d: its strongest rule is {a, b} => d (lift 6), not a => d; b is in the cart.
+    assert [(c.item, c.lift, c.antecedents) for c in found] == [
+        (3, 6.0, ("a", "b")),
+        (2, 2.0, ("a",)),
+    ]
+    assert [c.item for c in rule_index.complements([0], n=5)] == [2, 3, 1]
+    allowed = np.array([True, True, False, True])
+    assert [c.item for c in rule_index.complements([0], n=1, allowed=allowed)] == [3]

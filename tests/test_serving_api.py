@@ -14,6 +14,7 @@ import pytest
 
 from serving.schemas import (
     BatchRecommendationResponse,
+    BundleResponse,
     RecommendationResponse,
     SimilarItemsResponse,
 )
@@ -325,3 +326,56 @@ def test_simulate_replays_a_test_period_into_the_ctr_report(
     window = {"from": datetime.fromtimestamp(started, UTC).isoformat()}
     report = server.client.get("/v1/reports/ctr", params=window).json()["total"]
     assert report["impressions"] >= 600 and report["clicks"] == summary["clicks"]
+
+
+@pytest.fixture(scope="module")
+def rules(tiny_trained: tuple[Path, Path]) -> pl.DataFrame:
+    table = pl.read_parquet(tiny_trained[1] / "rules.parquet")
+    assert table.height > 0, "the tiny store plants bundles: training must find rules"
+    return table
+
+
+def test_item_bundles_come_from_the_rules_with_their_measures(
+    server: Server, rules: pl.DataFrame
+) -> None:
+    single = rules.filter(pl.col("antecedents").list.len() == 1)
+    anchor = single["antecedents"][0][0]
+    expected = single.filter(pl.col("antecedents").list.first() == anchor).sort(
+        "lift", descending=True
+    )
+    response = server.client.get(f"/v1/items/{anchor}/bundles?n=3")
+    assert response.status_code == 200, response.text
+    body = BundleResponse.model_validate_json(response.content, strict=True)
+    assert body.cart == [anchor] and len(body.items) == 3
+    first = body.items[0]
+    assert (first.source, first.item_id) == ("rules", expected["consequent"][0])
+    assert first.lift == pytest.approx(expected["lift"][0])
+    assert first.confidence == pytest.approx(expected["confidence"][0])
+    assert anchor not in {item.item_id for item in body.items}
+    assert len({item.item_id for item in body.items}) == 3
+
+
+def test_a_cart_never_gets_its_own_items_back(
+    server: Server, rules: pl.DataFrame, catalog: pl.DataFrame
+) -> None:
+    cart = list({*rules["antecedents"][0], rules["consequent"][0]})
+    response = server.client.post("/v1/bundles", json={"item_ids": cart, "n": 6})
+    assert response.status_code == 200, response.text
+    body = BundleResponse.model_validate_json(response.content, strict=True)
+    proposed = [item.item_id for item in body.items]
+    assert 0 < len(proposed) == len(set(proposed)) <= 6
+    assert not set(cart) & set(proposed)
+    sources = [item.source for item in body.items]
+    assert sources == sorted(sources, key=lambda source: source != "rules")  # rules first
+    assert body.fallback == ("similar" in sources)
+    # Stand-ins come from the first cart item's category (the tiny catalog has ~4 per category).
+    category = catalog.filter(pl.col("item_id") == cart[0])["category"][0]
+    assert all(item.category == category for item in body.items if item.source == "similar")
+
+
+def test_bundle_errors_are_json_4xx(server: Server) -> None:
+    assert server.client.get("/v1/items/no-such-item/bundles").status_code == 404
+    missing = server.client.post("/v1/bundles", json={"item_ids": ["no-such-item"]})
+    assert missing.status_code == 404 and "no-such-item" in missing.json()["error"]["message"]
+    assert server.client.post("/v1/bundles", json={"item_ids": []}).status_code == 422
+    assert server.client.get("/v1/items/x/bundles?n=0").status_code == 422

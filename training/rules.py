@@ -18,7 +18,7 @@ mlxtend's FP-growth, so that the rule sets are identical (tests/test_rules.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from features.baskets import Baskets
 from training.config import RuleConfig
 
-__all__ = ["RULE_COLUMNS", "association_rules", "frequent_itemsets"]
+__all__ = ["RULE_COLUMNS", "Complement", "RuleIndex", "association_rules", "frequent_itemsets"]
 
 #: Columns of a rule table, in order.
 RULE_COLUMNS = (
@@ -177,3 +177,66 @@ def association_rules(baskets: Baskets, config: RuleConfig) -> pl.DataFrame:
         ["lift", "confidence", "support", "consequent"],
         descending=[True, True, True, False],
     )
+
+
+@dataclass(frozen=True)
+class Complement:
+    """An item that goes with a cart, by the strongest rule that proposes it."""
+
+    item: int
+    antecedents: tuple[str, ...]
+    support: float
+    confidence: float
+    lift: float
+
+
+class RuleIndex:
+    """Rules by antecedent set, to answer "what goes with these items?" in microseconds.
+
+    Built once per loaded bundle from its rule table, over the bundle's item indices (rules
+    naming items the bundle does not index are left out).
+    """
+
+    def __init__(self, rules: pl.DataFrame, item_index: Callable[[str], int | None]) -> None:
+        self._rules: dict[frozenset[int], list[tuple[int, float, float, float, tuple[str, ...]]]]
+        self._rules = {}
+        self.max_antecedents = 0
+        for row in rules.iter_rows(named=True):
+            antecedents = [item_index(name) for name in row["antecedents"]]
+            consequent = item_index(row["consequent"])
+            if consequent is None or None in antecedents:
+                continue
+            key = frozenset(index for index in antecedents if index is not None)
+            self._rules.setdefault(key, []).append(
+                (consequent, row["support"], row["confidence"], row["lift"],
+                 tuple(row["antecedents"]))
+            )  # fmt: skip
+            self.max_antecedents = max(self.max_antecedents, len(key))
+
+    def __len__(self) -> int:
+        return sum(len(rules) for rules in self._rules.values())
+
+    def complements(
+        self, cart: Collection[int], n: int, allowed: np.ndarray | None = None
+    ) -> list[Complement]:
+        """The ``n`` best items to add to ``cart``: every rule whose antecedents are all in
+        the cart proposes its consequent; an item keeps its strongest rule (lift, then
+        confidence, then support); items in the cart, or not ``allowed``, are never proposed."""
+        items = sorted(set(cart))
+        best: dict[int, Complement] = {}
+        for size in range(1, min(len(items), self.max_antecedents) + 1):
+            for antecedents in combinations(items, size):
+                for item, support, confidence, lift, names in self._rules.get(
+                    frozenset(antecedents), ()
+                ):
+                    if item in cart or (allowed is not None and not allowed[item]):
+                        continue
+                    found = Complement(item, names, support, confidence, lift)
+                    kept = best.get(item)
+                    if kept is None or _strength(found) > _strength(kept):
+                        best[item] = found
+        return sorted(best.values(), key=_strength, reverse=True)[:n]
+
+
+def _strength(complement: Complement) -> tuple[float, float, float, int]:
+    return (complement.lift, complement.confidence, complement.support, -complement.item)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from serving.routes import admin, events, health, items, models, recommendations, reports
+from serving.routes import (
+    admin,
+    bundles,
+    events,
+    health,
+    items,
+    models,
+    recommendations,
+    reports,
+)
 
 __all__ = ["ROUTERS"]
 
 ROUTERS = (
     recommendations.router,
     items.router,
+    bundles.router,
     events.router,
     reports.router,
     models.router,

@@ -1,0 +1,47 @@
+"""Frequently bought together: for an item page, and for a cart."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from serving.deps import ReadAccess, ServiceDep
+from serving.query import query_dependency, query_openapi
+from serving.routes._responses import errors, json_response
+from serving.schemas import BundleQuery, BundleRequest, BundleResponse, ExternalId
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["bundles"],
+    dependencies=[ReadAccess],
+    responses=errors(401, 403, 404, 422, 503),
+)
+
+
+@router.get(
+    "/items/{item_id}/bundles",
+    summary="Frequently bought with an item",
+    response_model=BundleResponse,
+    openapi_extra=query_openapi(BundleQuery),
+)
+async def item_bundles(
+    item_id: Annotated[ExternalId, Path(description="The item's id.", examples=["I00042"])],
+    query: Annotated[BundleQuery, Depends(query_dependency(BundleQuery))],
+    service: ServiceDep,
+) -> Response:
+    """The items most often bought with this one (the bundle's association rules, strongest
+    lift first, with support, confidence and lift); items similar to it in its category
+    complete the list, flagged ``source: similar``, when the rules propose fewer than ``n``.
+    An item the bundle does not know is a 404."""
+    return json_response(await service.complements([item_id], query.n))
+
+
+@router.post("/bundles", summary="Complements of a cart", response_model=BundleResponse)
+async def cart_bundles(body: BundleRequest, service: ServiceDep) -> Response:
+    """The best items to add to a cart: every rule whose antecedents are all in the cart
+    proposes its consequent, an item keeps its strongest rule, and no item already in the
+    cart is proposed. Completed like the item route; an unknown cart item is a 404."""
+    return json_response(await service.complements(body.item_ids, body.n))
