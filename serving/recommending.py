@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections import defaultdict
@@ -43,6 +44,8 @@ _NO_SEGMENT = "unknown"
 _LISTED_CATEGORIES = 20
 #: The model name reported for lists the association rules answered.
 _RULES_MODEL = "rules"
+#: Anchors considered per bundle asked for (some have no rule, some repeat an item).
+_ANCHORS_PER_BUNDLE = 3
 #: Similar items fetched beyond what a bundle needs, since those of other categories drop out.
 _SIMILAR_OVERFETCH = 50
 
@@ -143,6 +146,70 @@ class RecommendationService:
         for item, extra in zip(served["items"], extras, strict=True):
             item.update(extra)
         return {"cart": list(item_ids), **served}
+
+    async def member_bundles(self, member_id: str, n: int) -> dict[str, Any]:
+        """Bundles for a member (GET /v1/members/{member_id}/bundles): each of the member's
+        top recommendations is an anchor, paired with its strongest complement by the rules
+        (never an item the member bought, in the bundle or since), or with a stand-in of its
+        category when no rule applies (scored as lift 1, independence). A bundle scores its
+        complement's lift over the anchor's rank; the best ``n`` bundles, no item twice."""
+        snapshot = self._models.for_member(member_id)
+        recommender = snapshot.recommender
+        index = snapshot.bundle.member_ids.get(member_id)
+        events = await self._live_events([member_id], snapshot.built_at)
+        context = member_context(snapshot, events, known=index is not None)
+        depth = min(_ANCHORS_PER_BUNDLE * n, len(snapshot.bundle.item_ids))
+        [anchors] = recommender.recommend([member_id], depth, contexts=[context])
+        allowed = recommender.allowed_items().copy()
+        allowed[recommender.purchased(-1 if index is None else index, context)] = False
+        candidates = []
+        for rank, (anchor, anchor_score) in enumerate(
+            zip(anchors.item_indices, anchors.scores, strict=True), start=1
+        ):
+            found = snapshot.rules.complements([anchor], 1, allowed) if snapshot.rules else []
+            if found:
+                pair = ItemList([], [], _RULES_MODEL, False, item_indices=[found[0].item])
+                extra = {"source": "rules", "support": found[0].support,
+                         "confidence": found[0].confidence, "lift": found[0].lift,
+                         "antecedents": list(found[0].antecedents)}  # fmt: skip
+                score = found[0].lift / rank
+            else:
+                empty = ItemList([], [], _RULES_MODEL, False)
+                pair, [extra] = self._with_similar(snapshot, [anchor], 1, empty, [])
+                score = 1.0 / rank
+            if pair.item_indices:
+                candidates.append((score, anchor, anchor_score, pair.item_indices[0], extra))
+        bundles, used = [], set()
+        for score, anchor, anchor_score, complement, extra in sorted(
+            candidates, key=lambda candidate: -candidate[0]
+        ):
+            if len(bundles) == n or anchor in used or complement in used:
+                continue
+            used.update((anchor, complement))
+            bundles.append((score, anchor, anchor_score, complement, extra))
+        names = snapshot.bundle.item_ids.external_ids
+        listed = ItemList(
+            item_ids=[str(names[i]) for _, a, _, c, _ in bundles for i in (a, c)],
+            scores=[value for _, _, s, _, e in bundles for value in (s, e["lift"] or 1.0)],
+            model=anchors.model,
+            fallback=anchors.fallback or any(e["source"] == "similar" for *_, e in bundles),
+            item_indices=[i for _, a, _, c, _ in bundles for i in (a, c)],
+        )
+        served = self._serve(
+            snapshot, listed, member_id=member_id, item_id=None,
+            segment=snapshot.segment_of(index) if index is not None else None,
+        )  # fmt: skip
+        items = served.pop("items")
+        anchor_extra = {"source": "recommended", "support": None, "confidence": None,
+                        "lift": None, "antecedents": []}  # fmt: skip
+        grouped = []
+        for position, (score, anchor, _, complement, extra) in enumerate(bundles):
+            pair = [{**items[2 * position], **anchor_extra}, {**items[2 * position + 1], **extra}]
+            prices = [snapshot.prices[anchor], snapshot.prices[complement]]
+            known = all(price is not None and math.isfinite(price) for price in prices)
+            total = float(sum(prices)) if known else None  # type: ignore[arg-type]
+            grouped.append({"items": pair, "score": score, "total_price": total})
+        return {"member_id": member_id, **served, "bundles": grouped}
 
     @staticmethod
     def _with_similar(

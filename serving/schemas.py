@@ -32,6 +32,8 @@ __all__ = [
     "ExternalId",
     "GroupBy",
     "Health",
+    "MemberBundle",
+    "MemberBundlesResponse",
     "MemberRecommendationQuery",
     "ModelsResponse",
     "Rate",
@@ -277,9 +279,10 @@ class SimilarItemsResponse(_Served):
 
 
 class BundleItem(RecommendedItem):
-    source: Literal["rules", "similar"] = Field(
+    source: Literal["rules", "similar", "recommended"] = Field(
         description="rules: a frequently-bought-together rule proposes it; similar: no rule "
-        "did, so an item similar to the cart's first item in its category stands in."
+        "did, so an item of the anchor's category stands in; recommended: a member bundle's "
+        "anchor, from the member's recommendations."
     )
     support: float | None = Field(description="Share of baskets with the rule's items.")
     confidence: float | None = Field(description="P(item | the rule's antecedents).")
@@ -316,6 +319,29 @@ class BundleResponse(BaseModel):
     model_version: str
     fallback: bool = Field(description="True when similar items completed the list.")
     items: list[BundleItem]
+
+
+class MemberBundle(BaseModel):
+    """An item the member is likely to want (the anchor) with what is bought with it."""
+
+    items: list[BundleItem] = Field(description="The anchor first, then its complements.")
+    score: float = Field(description="The complement's lift over the anchor's rank (1-based): "
+                         "strong pairs around the member's top recommendations first.")  # fmt: skip
+    total_price: float | None = Field(description="Sum of the catalog prices (null when one "
+                                      "is unknown).")  # fmt: skip
+
+
+class MemberBundlesResponse(BaseModel):
+    """Bundles ranked for a member."""
+
+    recommendation_id: str = Field(description="Quote it in events for these items.")
+    member_id: str
+    variant: str
+    model: str = Field(description="The model whose recommendations gave the anchors.")
+    model_version: str
+    fallback: bool = Field(description="True when a same-category stand-in completed a bundle "
+                           "or popularity gave the anchors.")  # fmt: skip
+    bundles: list[MemberBundle]
 
 
 class EventsAccepted(BaseModel):

@@ -46,6 +46,7 @@ class ModelSnapshot:
     #: Display fields per internal item index (None where the catalog has none).
     titles: Sequence[str | None]
     categories: Sequence[str | None]
+    prices: Sequence[float | None]
     #: Every category of the catalog (what the category filter accepts).
     category_names: frozenset[str]
     #: The bundle's frequently-bought-together rules (None: the bundle has none).
@@ -79,6 +80,12 @@ def _display_column(catalog: pl.DataFrame | None, name: str, n_items: int) -> li
     return catalog.get_column(name).cast(pl.Utf8).to_list()
 
 
+def _prices(catalog: pl.DataFrame | None, n_items: int) -> list[float | None]:
+    if catalog is None or col.PRICE not in catalog.columns:
+        return [None] * n_items
+    return catalog.get_column(col.PRICE).cast(pl.Float64).to_list()
+
+
 def _built_at(bundle: Bundle) -> float:
     created = datetime.fromisoformat(str(bundle.manifest["created_at"]))
     return (created if created.tzinfo else created.replace(tzinfo=UTC)).timestamp()
@@ -105,6 +112,7 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         event_weights=_event_weights(bundle),
         titles=_display_column(bundle.catalog, col.TITLE, n_items),
         categories=_display_column(bundle.catalog, col.CATEGORY, n_items),
+        prices=_prices(bundle.catalog, n_items),
         category_names=frozenset(recommender.categories),
         rules=_rules(bundle),
     )

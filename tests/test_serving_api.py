@@ -15,6 +15,7 @@ import pytest
 from serving.schemas import (
     BatchRecommendationResponse,
     BundleResponse,
+    MemberBundlesResponse,
     RecommendationResponse,
     SimilarItemsResponse,
 )
@@ -379,3 +380,29 @@ def test_bundle_errors_are_json_4xx(server: Server) -> None:
     assert missing.status_code == 404 and "no-such-item" in missing.json()["error"]["message"]
     assert server.client.post("/v1/bundles", json={"item_ids": []}).status_code == 422
     assert server.client.get("/v1/items/x/bundles?n=0").status_code == 422
+
+
+def test_member_bundles_pair_recommendations_with_complements(
+    server: Server, known_member: str, tiny_trained: tuple[Path, Path]
+) -> None:
+    response = server.client.get(f"/v1/members/{known_member}/bundles?n=4")
+    assert response.status_code == 200, response.text
+    body = MemberBundlesResponse.model_validate_json(response.content, strict=True)
+    assert body.member_id == known_member and 0 < len(body.bundles) <= 4
+    items = [item.item_id for bundle in body.bundles for item in bundle.items]
+    assert len(items) == len(set(items))  # no item twice
+    bought = set(
+        pl.read_parquet(tiny_trained[0] / "interactions.parquet")
+        .filter((pl.col("member_id") == known_member) & (pl.col("event") == "purchase"))
+        .get_column("item_id")
+    )
+    assert not bought & set(items)
+    scores = [bundle.score for bundle in body.bundles]
+    assert scores == sorted(scores, reverse=True)
+    for bundle in body.bundles:
+        anchor, complement = bundle.items
+        assert anchor.source == "recommended" and complement.source in {"rules", "similar"}
+        if complement.source == "rules":
+            assert complement.lift is not None and complement.antecedents == [anchor.item_id]
+    cold = server.client.get("/v1/members/nobody-yet/bundles?n=2")
+    assert cold.status_code == 200 and cold.json()["fallback"]

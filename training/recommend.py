@@ -505,6 +505,10 @@ class BundleRecommender:
             return np.asarray(self.bundle.segment_popularity[code], dtype=np.float32)
         return np.asarray(self.bundle.popularity, dtype=np.float32)
 
+    def purchased(self, member_index: int, context: MemberContext | None = None) -> np.ndarray:
+        """Item indices the member bought: in the bundle (when known) and since (context)."""
+        return self._excluded(member_index, context or _NO_CONTEXT, exclude_purchased=True)
+
     def popularity_of(self, member_index: int) -> np.ndarray:
         """Segment popularity for a known member with a segment, else global popularity."""
         return self._popularity(member_index, _NO_CONTEXT)

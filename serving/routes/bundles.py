@@ -9,7 +9,13 @@ from fastapi import APIRouter, Depends, Path, Response
 from serving.deps import ReadAccess, ServiceDep
 from serving.query import query_dependency, query_openapi
 from serving.routes._responses import errors, json_response
-from serving.schemas import BundleQuery, BundleRequest, BundleResponse, ExternalId
+from serving.schemas import (
+    BundleQuery,
+    BundleRequest,
+    BundleResponse,
+    ExternalId,
+    MemberBundlesResponse,
+)
 
 __all__ = ["router"]
 
@@ -45,3 +51,22 @@ async def cart_bundles(body: BundleRequest, service: ServiceDep) -> Response:
     proposes its consequent, an item keeps its strongest rule, and no item already in the
     cart is proposed. Completed like the item route; an unknown cart item is a 404."""
     return json_response(await service.complements(body.item_ids, body.n))
+
+
+@router.get(
+    "/members/{member_id}/bundles",
+    summary="Bundles ranked for a member",
+    response_model=MemberBundlesResponse,
+    openapi_extra=query_openapi(BundleQuery),
+)
+async def member_bundles(
+    member_id: Annotated[ExternalId, Path(description="The member's id.", examples=["M000001"])],
+    query: Annotated[BundleQuery, Depends(query_dependency(BundleQuery))],
+    service: ServiceDep,
+) -> Response:
+    """Up to ``n`` two-item bundles: each anchor is one of the member's top recommendations
+    (purchases excluded, events since the bundle counted), paired with its strongest
+    frequently-bought-together complement that the member has not bought (a same-category
+    stand-in, flagged, when no rule applies); with each item's measures, the total price and a
+    score (the complement's lift over the anchor's rank). No item appears twice."""
+    return json_response(await service.member_bundles(member_id, query.n))
