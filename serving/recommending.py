@@ -173,10 +173,10 @@ class RecommendationService:
                          "confidence": found[0].confidence, "lift": found[0].lift,
                          "antecedents": list(found[0].antecedents)}  # fmt: skip
                 score = found[0].lift / rank
-            else:
+            else:  # a stand-in of the anchor's category, if the category has one left
                 empty = ItemList([], [], _RULES_MODEL, False)
-                pair, [extra] = self._with_similar(snapshot, [anchor], 1, empty, [])
-                score = 1.0 / rank
+                pair, extras = self._with_similar(snapshot, [anchor], 1, empty, [])
+                extra, score = (extras[0] if extras else {}), 1.0 / rank
             if pair.item_indices:
                 candidates.append((score, anchor, anchor_score, pair.item_indices[0], extra))
         bundles, used = [], set()

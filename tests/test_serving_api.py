@@ -404,5 +404,7 @@ def test_member_bundles_pair_recommendations_with_complements(
         assert anchor.source == "recommended" and complement.source in {"rules", "similar"}
         if complement.source == "rules":
             assert complement.lift is not None and complement.antecedents == [anchor.item_id]
-    cold = server.client.get("/v1/members/nobody-yet/bundles?n=2")
-    assert cold.status_code == 200 and cold.json()["fallback"]
+    for stranger in ("nobody-yet", "0"):  # "0": a cold start whose anchors have no stand-in
+        cold = server.client.get(f"/v1/members/{stranger}/bundles")
+        assert cold.status_code == 200, cold.text
+        MemberBundlesResponse.model_validate_json(cold.content, strict=True)
