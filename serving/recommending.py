@@ -19,6 +19,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,20 @@ def _recommendation_id() -> str:
     bits. In time order, the served-lists table's unique index grows at its end; random ids
     land anywhere in it, and those index inserts cost a sixth of a worker's CPU under load."""
     return f"{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """A member bundle in the making: an anchor from the member's list and its complement."""
+
+    score: float
+    anchor: int
+    anchor_score: float
+    complement: int
+    #: The complement's lift (1 for a stand-in: independence).
+    lift: float
+    #: The complement's fields in the response (source and measures).
+    extra: dict[str, Any]
 
 
 class RecommendationService:
@@ -168,32 +183,35 @@ class RecommendationService:
         ):
             found = snapshot.rules.complements([anchor], 1, allowed) if snapshot.rules else []
             if found:
-                pair = ItemList([], [], _RULES_MODEL, False, item_indices=[found[0].item])
-                extra = {"source": "rules", "support": found[0].support,
-                         "confidence": found[0].confidence, "lift": found[0].lift,
-                         "antecedents": list(found[0].antecedents)}  # fmt: skip
-                score = found[0].lift / rank
-            else:  # a stand-in of the anchor's category, if the category has one left
-                empty = ItemList([], [], _RULES_MODEL, False)
-                pair, extras = self._with_similar(snapshot, [anchor], 1, empty, [])
-                extra, score = (extras[0] if extras else {}), 1.0 / rank
-            if pair.item_indices:
-                candidates.append((score, anchor, anchor_score, pair.item_indices[0], extra))
-        bundles, used = [], set()
-        for score, anchor, anchor_score, complement, extra in sorted(
-            candidates, key=lambda candidate: -candidate[0]
-        ):
-            if len(bundles) == n or anchor in used or complement in used:
+                best = found[0]
+                extra = {"source": "rules", "support": best.support, "confidence": best.confidence,
+                         "lift": best.lift, "antecedents": list(best.antecedents)}  # fmt: skip
+                candidates.append(
+                    _Pair(best.lift / rank, anchor, anchor_score, best.item, best.lift, extra)
+                )
                 continue
-            used.update((anchor, complement))
-            bundles.append((score, anchor, anchor_score, complement, extra))
+            # No rule: a stand-in of the anchor's category, if the category has one left.
+            empty = ItemList([], [], _RULES_MODEL, False)
+            stand_in, extras = self._with_similar(snapshot, [anchor], 1, empty, [])
+            if stand_in.item_indices:
+                complement = stand_in.item_indices[0]
+                candidates.append(
+                    _Pair(1.0 / rank, anchor, anchor_score, complement, 1.0, extras[0])
+                )
+        pairs: list[_Pair] = []
+        used: set[int] = set()
+        for pair in sorted(candidates, key=lambda candidate: -candidate.score):
+            if len(pairs) < n and pair.anchor not in used and pair.complement not in used:
+                used.update((pair.anchor, pair.complement))
+                pairs.append(pair)
         names = snapshot.bundle.item_ids.external_ids
+        indices = [item for pair in pairs for item in (pair.anchor, pair.complement)]
         listed = ItemList(
-            item_ids=[str(names[i]) for _, a, _, c, _ in bundles for i in (a, c)],
-            scores=[value for _, _, s, _, e in bundles for value in (s, e["lift"] or 1.0)],
+            item_ids=[str(names[item]) for item in indices],
+            scores=[value for pair in pairs for value in (pair.anchor_score, pair.lift)],
             model=anchors.model,
-            fallback=anchors.fallback or any(e["source"] == "similar" for *_, e in bundles),
-            item_indices=[i for _, a, _, c, _ in bundles for i in (a, c)],
+            fallback=anchors.fallback or any(p.extra["source"] == "similar" for p in pairs),
+            item_indices=indices,
         )
         served = self._serve(
             snapshot, listed, member_id=member_id, item_id=None,
@@ -203,12 +221,13 @@ class RecommendationService:
         anchor_extra = {"source": "recommended", "support": None, "confidence": None,
                         "lift": None, "antecedents": []}  # fmt: skip
         grouped = []
-        for position, (score, anchor, _, complement, extra) in enumerate(bundles):
-            pair = [{**items[2 * position], **anchor_extra}, {**items[2 * position + 1], **extra}]
-            prices = [snapshot.prices[anchor], snapshot.prices[complement]]
+        for position, pair in enumerate(pairs):
+            anchor_item, complement_item = items[2 * position], items[2 * position + 1]
+            shown = [{**anchor_item, **anchor_extra}, {**complement_item, **pair.extra}]
+            prices = [snapshot.prices[pair.anchor], snapshot.prices[pair.complement]]
             known = all(price is not None and math.isfinite(price) for price in prices)
             total = float(sum(prices)) if known else None  # type: ignore[arg-type]
-            grouped.append({"items": pair, "score": score, "total_price": total})
+            grouped.append({"items": shown, "score": pair.score, "total_price": total})
         return {"member_id": member_id, **served, "bundles": grouped}
 
     @staticmethod
