@@ -35,7 +35,7 @@ from serving.schemas import ExternalId, MemberRecommendationQuery
 __all__ = ["ROUTE_PATH", "StorefrontLane"]
 
 ROUTE_PATH = "/v1/members/{member_id}/recommendations"
-_PATH = re.compile(r"/v1/members/([^/]+)/recommendations")
+_PATH = re.compile(re.escape(ROUTE_PATH).replace(re.escape("{member_id}"), "([^/]+)"))
 _MEMBER_ID = TypeAdapter(ExternalId)
 _CONTENT_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode())
 

@@ -20,9 +20,9 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
-import numpy as np
 from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -246,10 +246,9 @@ class RecommendationService:
         taken = {*cart, *answer.item_indices}
         similar = snapshot.recommender.similar_items(anchor, n + len(taken) + _SIMILAR_OVERFETCH)
         scores = dict(zip(similar.item_indices, similar.scores, strict=True))
-        popular = np.argsort(-snapshot.recommender.popularity_of(-1), kind="stable")
         allowed = snapshot.recommender.allowed_items()
         added: list[int] = []
-        for index in (*similar.item_indices, *popular.tolist()):
+        for index in chain(similar.item_indices, map(int, snapshot.best_sellers)):
             if len(added) == n - len(answer.item_ids):
                 break
             if index in taken or not allowed[index]:

@@ -13,21 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from features import columns as col
 from features.matrices import EventWeights
-from training.bundle import Bundle, load_bundle
+from training.bundle import METRICS_FILE, RULES_FILE, Bundle, load_bundle
 from training.models import MODEL_CLASSES
 from training.recommend import BundleRecommender
 from training.rules import RuleIndex
 
-__all__ = ["METRICS_FILE", "REPORT_FILE", "RULES_FILE", "ModelSnapshot", "load_snapshot"]
-
-#: The extra files ``recsys train`` puts into a bundle (training.publish).
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.html"
-RULES_FILE = "rules.parquet"
+__all__ = ["ModelSnapshot", "load_snapshot"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +45,8 @@ class ModelSnapshot:
     prices: Sequence[float | None]
     #: Every category of the catalog (what the category filter accepts).
     category_names: frozenset[str]
+    #: Item indices by global popularity, best first (stand-ins of bundles take from it).
+    best_sellers: np.ndarray
     #: The bundle's frequently-bought-together rules (None: the bundle has none).
     rules: RuleIndex | None = None
 
@@ -114,6 +112,7 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         categories=_display_column(bundle.catalog, col.CATEGORY, n_items),
         prices=_prices(bundle.catalog, n_items),
         category_names=frozenset(recommender.categories),
+        best_sellers=np.argsort(-recommender.popularity_of(-1), kind="stable"),
         rules=_rules(bundle),
     )
 

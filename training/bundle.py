@@ -61,6 +61,9 @@ from training.models.base import Recommender
 
 __all__ = [
     "FORMAT_VERSION",
+    "METRICS_FILE",
+    "REPORT_FILE",
+    "RULES_FILE",
     "Bundle",
     "BundleError",
     "MemberLists",
@@ -86,6 +89,10 @@ SEGMENT_POPULARITY = "segments/popularity.npy"
 MEMBER_SEGMENTS = "segments/members.npy"
 CATALOG = "catalog.parquet"
 LISTS_DIR = "lists"
+#: The extra files ``recsys train`` adds (training.publish) and serving reads.
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+RULES_FILE = "rules.parquet"
 LIST_PARTS = ("items", "scores", "from_model")
 
 #: Catalog fields that serving filters or displays by; other catalog columns (descriptions,

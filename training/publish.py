@@ -11,7 +11,15 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from training.bundle import add_member_lists, data_fingerprint, load_bundle, write_bundle
+from training.bundle import (
+    METRICS_FILE,
+    REPORT_FILE,
+    RULES_FILE,
+    add_member_lists,
+    data_fingerprint,
+    load_bundle,
+    write_bundle,
+)
 from training.config import DEFAULT_LIST_DEPTH
 from training.dataset import TrainingData, history_matrix
 from training.models import MODEL_CLASSES
@@ -20,18 +28,7 @@ from training.recommend import BundleRecommender
 from training.report import write_report
 from training.train import TrainOutcome
 
-__all__ = [
-    "METRICS_FILE",
-    "REPORT_FILE",
-    "RULES_FILE",
-    "catalog_for_bundle",
-    "write_training_bundle",
-]
-
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.html"
-#: Frequently-bought-together rules (``training.rules.RULE_COLUMNS``), for the bundle routes.
-RULES_FILE = "rules.parquet"
+__all__ = ["catalog_for_bundle", "write_training_bundle"]
 
 
 def catalog_for_bundle(items: pl.DataFrame | None, interactions: pl.DataFrame) -> pl.DataFrame:
