@@ -24,6 +24,9 @@ BRAND: Final = "brand"
 TAGS: Final = "tags"
 DESCRIPTION: Final = "description"
 AVAILABLE: Final = "available"
+#: Bought again and again (groceries, refills): bundles may propose it to a member who
+#: bought it before.
+REPEATABLE: Final = "repeatable"
 
 #: Member table columns (``members.parquet`` / ``--members``).
 JOINED_AT: Final = "joined_at"

@@ -53,6 +53,7 @@ from features.columns import (
     PRICE,
     QUANTITY,
     REGION,
+    REPEATABLE,
     TAGS,
     TIER,
     TIMESTAMP,
@@ -676,6 +677,7 @@ def _catalog_table(
             TAGS: _item_tags(rng, catalog),
             DESCRIPTION: description,
             AVAILABLE: pa.array(~unavailable),
+            REPEATABLE: pa.array(catalog.consumable),
             RELEASED_AT: pa.array(released, type=pa.timestamp("us")),
         }
     )

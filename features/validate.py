@@ -263,6 +263,7 @@ _ITEM_FIELDS: tuple[tuple[str, FieldKind], ...] = (
     (col.ITEM_ID, "text"),
     (col.PRICE, "price"),
     (col.AVAILABLE, "bool"),
+    (col.REPEATABLE, "bool"),
     (col.TITLE, "text"),
     (col.CATEGORY, "text"),
     (col.BRAND, "text"),

@@ -19,10 +19,9 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
+import numpy as np
 from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,10 +44,6 @@ _NO_SEGMENT = "unknown"
 _LISTED_CATEGORIES = 20
 #: The model name reported for lists the association rules answered.
 _RULES_MODEL = "rules"
-#: Anchors considered per bundle asked for (some have no rule, some repeat an item).
-_ANCHORS_PER_BUNDLE = 3
-#: Similar items fetched beyond what a bundle needs, since those of other categories drop out.
-_SIMILAR_OVERFETCH = 50
 
 
 def _recommendation_id() -> str:
@@ -58,18 +53,20 @@ def _recommendation_id() -> str:
     return f"{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
-@dataclass(frozen=True)
-class _Pair:
-    """A member bundle in the making: an anchor from the member's list and its complement."""
+#: Fields of a bundle item that a recommendation put there (no rule measures).
+_ANCHOR_FIELDS: dict[str, Any] = {
+    "source": "recommended", "support": None, "confidence": None, "lift": None, "antecedents": [],
+}  # fmt: skip
+#: Fields of a bundle item that stands in for a missing rule (same category, similar).
+_STAND_IN_FIELDS: dict[str, Any] = {**_ANCHOR_FIELDS, "source": "similar"}
 
-    score: float
-    anchor: int
-    anchor_score: float
-    complement: int
-    #: The complement's lift (1 for a stand-in: independence).
-    lift: float
-    #: The complement's fields in the response (source and measures).
-    extra: dict[str, Any]
+
+def _rule_fields(
+    antecedents: Sequence[str], support: float, confidence: float, lift: float
+) -> dict[str, Any]:
+    """Fields of a bundle item that a rule proposed: the rule's antecedents and measures."""
+    return {"source": "rules", "support": support, "confidence": confidence, "lift": lift,
+            "antecedents": list(antecedents)}  # fmt: skip
 
 
 class RecommendationService:
@@ -142,11 +139,7 @@ class RecommendationService:
             cart.append(index)
         allowed = snapshot.recommender.allowed_items()
         found = snapshot.rules.complements(cart, n, allowed) if snapshot.rules else []
-        extras = [
-            {"source": "rules", "support": c.support, "confidence": c.confidence,
-             "lift": c.lift, "antecedents": list(c.antecedents)}
-            for c in found
-        ]  # fmt: skip
+        extras = [_rule_fields(c.antecedents, c.support, c.confidence, c.lift) for c in found]
         names = snapshot.bundle.item_ids.external_ids
         answer = ItemList(
             item_ids=[str(names[c.item]) for c in found],
@@ -163,54 +156,24 @@ class RecommendationService:
         return {"cart": list(item_ids), **served}
 
     async def member_bundles(self, member_id: str, n: int) -> dict[str, Any]:
-        """Bundles for a member (GET /v1/members/{member_id}/bundles): each of the member's
-        top recommendations is an anchor, paired with its strongest complement by the rules
-        (never an item the member bought, in the bundle or since), or with a stand-in of its
-        category when no rule applies (scored as lift 1, independence). A bundle scores its
-        complement's lift over the anchor's rank; the best ``n`` bundles, no item twice."""
+        """Bundles for a member (GET /v1/members/{member_id}/bundles), composed by
+        :class:`training.member_bundles.BundleComposer` from the member's recommendations with
+        their events since the bundle: each bundle an anchor and its complement, measures,
+        total price and score, best first."""
         snapshot = self._models.for_member(member_id)
-        recommender = snapshot.recommender
         index = snapshot.bundle.member_ids.get(member_id)
         events = await self._live_events([member_id], snapshot.built_at)
         context = member_context(snapshot, events, known=index is not None)
-        depth = min(_ANCHORS_PER_BUNDLE * n, len(snapshot.bundle.item_ids))
-        [anchors] = recommender.recommend([member_id], depth, contexts=[context])
-        allowed = recommender.allowed_items().copy()
-        allowed[recommender.purchased(-1 if index is None else index, context)] = False
-        candidates = []
-        for rank, (anchor, anchor_score) in enumerate(
-            zip(anchors.item_indices, anchors.scores, strict=True), start=1
-        ):
-            found = snapshot.rules.complements([anchor], 1, allowed) if snapshot.rules else []
-            if found:
-                best = found[0]
-                extra = {"source": "rules", "support": best.support, "confidence": best.confidence,
-                         "lift": best.lift, "antecedents": list(best.antecedents)}  # fmt: skip
-                candidates.append(
-                    _Pair(best.lift / rank, anchor, anchor_score, best.item, best.lift, extra)
-                )
-                continue
-            # No rule: a stand-in of the anchor's category, if the category has one left.
-            empty = ItemList([], [], _RULES_MODEL, False)
-            stand_in, extras = self._with_similar(snapshot, [anchor], 1, empty, [])
-            if stand_in.item_indices:
-                complement = stand_in.item_indices[0]
-                candidates.append(
-                    _Pair(1.0 / rank, anchor, anchor_score, complement, 1.0, extras[0])
-                )
-        pairs: list[_Pair] = []
-        used: set[int] = set()
-        for pair in sorted(candidates, key=lambda candidate: -candidate.score):
-            if len(pairs) < n and pair.anchor not in used and pair.complement not in used:
-                used.update((pair.anchor, pair.complement))
-                pairs.append(pair)
-        names = snapshot.bundle.item_ids.external_ids
-        indices = [item for pair in pairs for item in (pair.anchor, pair.complement)]
+        found = snapshot.composer.for_members([member_id], n, contexts=[context])
+        count = int(found.counts()[0])
+        anchors, complements = found.anchors[0, :count], found.complements[0, :count]
+        indices = np.column_stack([anchors, complements]).ravel().tolist()
+        scores = np.column_stack([found.anchor_scores[0, :count], found.lift[0, :count]])
         listed = ItemList(
-            item_ids=[str(names[item]) for item in indices],
-            scores=[value for pair in pairs for value in (pair.anchor_score, pair.lift)],
-            model=anchors.model,
-            fallback=anchors.fallback or any(p.extra["source"] == "similar" for p in pairs),
+            item_ids=snapshot.bundle.item_ids.external_ids[indices].tolist(),
+            scores=scores.ravel().tolist(),
+            model=found.models[0],
+            fallback=bool(found.fallback[0]),
             item_indices=indices,
         )
         served = self._serve(
@@ -218,17 +181,27 @@ class RecommendationService:
             segment=snapshot.segment_of(index) if index is not None else None,
         )  # fmt: skip
         items = served.pop("items")
-        anchor_extra = {"source": "recommended", "support": None, "confidence": None,
-                        "lift": None, "antecedents": []}  # fmt: skip
-        grouped = []
-        for position, pair in enumerate(pairs):
+        bundles = []
+        for position in range(count):
             anchor_item, complement_item = items[2 * position], items[2 * position + 1]
-            shown = [{**anchor_item, **anchor_extra}, {**complement_item, **pair.extra}]
-            prices = [snapshot.prices[pair.anchor], snapshot.prices[pair.complement]]
-            known = all(price is not None and math.isfinite(price) for price in prices)
-            total = float(sum(prices)) if known else None  # type: ignore[arg-type]
-            grouped.append({"items": shown, "score": pair.score, "total_price": total})
-        return {"member_id": member_id, **served, "bundles": grouped}
+            complement_extra = _STAND_IN_FIELDS
+            if found.from_rules[0, position]:
+                measures = (found.support, found.confidence, found.lift)
+                complement_extra = _rule_fields(
+                    [anchor_item["item_id"]], *(float(m[0, position]) for m in measures)
+                )
+            total_price = float(found.total_price[0, position])
+            bundles.append(
+                {
+                    "items": [
+                        {**anchor_item, **_ANCHOR_FIELDS},
+                        {**complement_item, **complement_extra},
+                    ],
+                    "score": float(found.scores[0, position]),
+                    "total_price": total_price if math.isfinite(total_price) else None,
+                }
+            )
+        return {"member_id": member_id, **served, "bundles": bundles}
 
     @staticmethod
     def _with_similar(
@@ -238,37 +211,22 @@ class RecommendationService:
         answer: ItemList,
         extras: list[dict[str, Any]],
     ) -> tuple[ItemList, list[dict[str, Any]]]:
-        """``answer`` completed to ``n`` from the cart's first item's category (any category
-        when it has none): items similar to it first, then the category's best sellers;
-        flagged ``source: similar``."""
-        anchor = cart[0]
-        category = snapshot.categories[anchor]
+        """``answer`` completed to ``n`` with stand-ins of the cart's first item (items
+        similar to it in its category, then the category's best sellers), flagged
+        ``source: similar``."""
         taken = {*cart, *answer.item_indices}
-        similar = snapshot.recommender.similar_items(anchor, n + len(taken) + _SIMILAR_OVERFETCH)
-        scores = dict(zip(similar.item_indices, similar.scores, strict=True))
-        allowed = snapshot.recommender.allowed_items()
-        added: list[int] = []
-        for index in chain(similar.item_indices, map(int, snapshot.best_sellers)):
-            if len(added) == n - len(answer.item_ids):
-                break
-            if index in taken or not allowed[index]:
-                continue
-            if category is not None and snapshot.categories[index] != category:
-                continue
-            taken.add(index)
-            added.append(index)
+        items, scores = snapshot.composer.stand_ins([cart[0]], n - len(answer.item_ids), [taken])
+        kept = items[0] >= 0
+        added, added_scores = items[0][kept].tolist(), scores[0][kept].tolist()
         names = snapshot.bundle.item_ids.external_ids
-        floor = min([*answer.scores, *scores.values(), 0.0])
         completed = ItemList(
             item_ids=[*answer.item_ids, *(str(names[index]) for index in added)],
-            scores=[*answer.scores, *(scores.get(index, floor - 1.0) for index in added)],
-            model=answer.model if answer.item_ids else similar.model,
+            scores=[*answer.scores, *added_scores],
+            model=answer.model,
             fallback=bool(added) or answer.fallback,
             item_indices=[*answer.item_indices, *added],
         )
-        filler = {"source": "similar", "support": None, "confidence": None, "lift": None,
-                  "antecedents": []}  # fmt: skip
-        return completed, [*extras, *(dict(filler) for _ in added)]
+        return completed, [*extras, *(dict(_STAND_IN_FIELDS) for _ in added)]
 
     async def _answer(
         self,

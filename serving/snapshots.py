@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from features import columns as col
 from features.matrices import EventWeights
 from training.bundle import METRICS_FILE, RULES_FILE, Bundle, load_bundle
+from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
 from training.recommend import BundleRecommender
 from training.rules import RuleIndex
@@ -42,11 +42,10 @@ class ModelSnapshot:
     #: Display fields per internal item index (None where the catalog has none).
     titles: Sequence[str | None]
     categories: Sequence[str | None]
-    prices: Sequence[float | None]
     #: Every category of the catalog (what the category filter accepts).
     category_names: frozenset[str]
-    #: Item indices by global popularity, best first (stand-ins of bundles take from it).
-    best_sellers: np.ndarray
+    #: Member bundles from the recommender and the rules.
+    composer: BundleComposer
     #: The bundle's frequently-bought-together rules (None: the bundle has none).
     rules: RuleIndex | None = None
 
@@ -78,12 +77,6 @@ def _display_column(catalog: pl.DataFrame | None, name: str, n_items: int) -> li
     return catalog.get_column(name).cast(pl.Utf8).to_list()
 
 
-def _prices(catalog: pl.DataFrame | None, n_items: int) -> list[float | None]:
-    if catalog is None or col.PRICE not in catalog.columns:
-        return [None] * n_items
-    return catalog.get_column(col.PRICE).cast(pl.Float64).to_list()
-
-
 def _built_at(bundle: Bundle) -> float:
     created = datetime.fromisoformat(str(bundle.manifest["created_at"]))
     return (created if created.tzinfo else created.replace(tzinfo=UTC)).timestamp()
@@ -100,6 +93,8 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
     bundle.member_ids.get("")  # builds the id -> index dicts now, not on a request
     bundle.item_ids.get("")
     n_items = len(bundle.item_ids)
+    rules_path = bundle.extra_files.get(RULES_FILE)
+    rules = pl.read_parquet(rules_path) if rules_path is not None else None
     return ModelSnapshot(
         variant=variant,
         version=version,
@@ -110,15 +105,7 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         event_weights=_event_weights(bundle),
         titles=_display_column(bundle.catalog, col.TITLE, n_items),
         categories=_display_column(bundle.catalog, col.CATEGORY, n_items),
-        prices=_prices(bundle.catalog, n_items),
         category_names=frozenset(recommender.categories),
-        best_sellers=np.argsort(-recommender.popularity_of(-1), kind="stable"),
-        rules=_rules(bundle),
+        composer=BundleComposer(recommender, rules),
+        rules=RuleIndex(rules, bundle.item_ids.get) if rules is not None else None,
     )
-
-
-def _rules(bundle: Bundle) -> RuleIndex | None:
-    path = bundle.extra_files.get(RULES_FILE)
-    if path is None:
-        return None
-    return RuleIndex(pl.read_parquet(path), bundle.item_ids.get)

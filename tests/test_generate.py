@@ -28,6 +28,7 @@ from features.columns import (
     PRICE,
     QUANTITY,
     REGION,
+    REPEATABLE,
     TAGS,
     TIER,
     TIMESTAMP,
@@ -123,6 +124,7 @@ def test_files_follow_the_data_contract(store: Store) -> None:
             TAGS: pl.String,
             DESCRIPTION: pl.String,
             AVAILABLE: pl.Boolean,
+            REPEATABLE: pl.Boolean,
             RELEASED_AT: pl.Datetime("us"),
         }
     )

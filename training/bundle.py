@@ -97,7 +97,9 @@ LIST_PARTS = ("items", "scores", "from_model")
 
 #: Catalog fields that serving filters or displays by; other catalog columns (descriptions,
 #: tags) only matter to training and stay out of the bundle.
-CATALOG_FIELDS = (col.TITLE, col.CATEGORY, col.BRAND, col.PRICE, col.AVAILABLE)
+CATALOG_FIELDS = (
+    col.TITLE, col.CATEGORY, col.BRAND, col.PRICE, col.AVAILABLE, col.REPEATABLE,
+)  # fmt: skip
 
 #: Top-level names the bundle itself uses; extra files may not take them.
 _RESERVED_TOP_LEVEL = frozenset(

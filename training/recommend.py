@@ -39,6 +39,7 @@ __all__ = [
     "BundleRecommender",
     "ItemList",
     "MemberContext",
+    "RankedLists",
     "Recommendation",
 ]
 
@@ -77,6 +78,19 @@ class Recommendation(ItemList):
     """One member's list."""
 
     member_id: str = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class RankedLists:
+    """Ranked lists of many members as arrays, one row per member."""
+
+    #: Internal item indices, best first; -1 where the filtered catalog ran out.
+    items: np.ndarray
+    scores: np.ndarray
+    #: The model that answered each row (:data:`FALLBACK_MODEL` for popularity alone).
+    models: list[str]
+    #: Per row: popularity answered or completed it (see :attr:`ItemList.fallback`).
+    fallback: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,11 @@ class BundleRecommender:
         """Every category of the catalog, sorted."""
         return self._category_names
 
+    @property
+    def category_codes(self) -> np.ndarray:
+        """Each item's position in :attr:`categories` (-1: the item has no category)."""
+        return self._category_codes
+
     def allowed_items(self, category: str | None = None) -> np.ndarray:
         """Boolean mask of items that may be recommended (available, in ``category``)."""
         if category is None:
@@ -177,52 +196,77 @@ class BundleRecommender:
         ``contexts`` (one per member, or None) adds what the bundle does not know of each
         member. ``max_per_category`` caps the items of one category in a list (storefront
         carousels); the cap gives way only when the candidates cannot fill ``n`` otherwise.
+        """
+        depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
+        ranked = self.ranked(
+            member_ids, depth, model=model, category=category,
+            exclude_purchased=exclude_purchased, contexts=contexts,
+        )  # fmt: skip
+        return [
+            self._recommendation(
+                member_id, ranked.items[row], ranked.scores[row], ranked.models[row],
+                padded=bool(ranked.fallback[row]), n=n, max_per_category=max_per_category,
+            )
+            for row, member_id in enumerate(member_ids)
+        ]  # fmt: skip
+
+    def ranked(
+        self,
+        member_ids: Sequence[str],
+        depth: int,
+        *,
+        model: str | None = None,
+        category: str | None = None,
+        exclude_purchased: bool = True,
+        contexts: Sequence[MemberContext | None] | None = None,
+    ) -> RankedLists:
+        """Every member's top ``depth`` as arrays (one row per member, in order): what
+        :meth:`recommend` lists, for callers that work on many members at once (campaign
+        exports, bundles for a batch of members).
+
         A member the bundle knows, with nothing in their context, is answered from the
         bundle's precomputed lists when they hold the answer (same model, no category filter,
-        purchases excluded, deep enough); the lists hold exactly what scoring would give.
+        purchases excluded, deep enough): one array gather for all such members. The lists
+        hold exactly what scoring would give; everyone else is scored.
         """
         name = model or self.bundle.chosen
         self.bundle.model(name)  # an unknown name fails here, listing the models there are
         contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
-        indices = self._member_indices(member_ids)
-        depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
+        indices = self.member_indices(member_ids)
+        items = np.full((len(member_ids), depth), -1, dtype=np.int64)
+        scores = np.full((len(member_ids), depth), -np.inf, dtype=np.float32)
+        fallback = np.zeros(len(member_ids), dtype=bool)
+        models = [name] * len(member_ids)
         lists = self.bundle.lists
-        precomputed = (
+        precomputed = np.zeros(len(member_ids), dtype=bool)
+        if (
             lists is not None
             and lists.model == name
             and category is None
             and exclude_purchased
             and depth <= lists.depth
-        )
-        answers: list[Recommendation | None] = [None] * len(member_ids)
-        scored = []
-        for row, (index, context) in enumerate(zip(indices, contexts, strict=True)):
-            if precomputed and index >= 0 and context.adds_nothing:
-                answers[row] = self._recommendation(
-                    member_ids[row], lists.items[index, :depth], lists.scores[index, :depth],
-                    name, padded=bool(lists.from_model[index] < depth), n=n,
-                    max_per_category=max_per_category,
-                )  # fmt: skip
-            else:
-                scored.append(row)
+        ):
+            precomputed = (indices >= 0) & np.array([c.adds_nothing for c in contexts], dtype=bool)
+            listed = indices[precomputed]
+            items[precomputed] = lists.items[listed, :depth]
+            scores[precomputed] = lists.scores[listed, :depth]
+            fallback[precomputed] = lists.from_model[listed] < depth
+        scored = np.flatnonzero(~precomputed).tolist()
         if scored:
-            ids = np.full((len(scored), depth), -1, dtype=np.int64)
-            scores = np.full((len(scored), depth), -np.inf, dtype=np.float32)
+            scored_items, scored_scores = items[scored], scores[scored]  # copies, filled below
             padded = np.zeros(len(scored), dtype=bool)
             self._score_rows(
-                name, indices[scored], [contexts[row] for row in scored], ids, scores, padded,
-                category=category, exclude_purchased=exclude_purchased,
+                name, indices[scored], [contexts[row] for row in scored], scored_items,
+                scored_scores, padded, category=category, exclude_purchased=exclude_purchased,
             )  # fmt: skip
+            items[scored], scores[scored] = scored_items, scored_scores
             for position, row in enumerate(scored):
                 answered_by = self._answering_model(name, indices[row], contexts[row])
-                answers[row] = self._recommendation(
-                    member_ids[row], ids[position], scores[position],
-                    answered_by or FALLBACK_MODEL,
-                    padded=answered_by is None or bool(padded[position])
-                    or contexts[row].declared,
-                    n=n, max_per_category=max_per_category,
-                )  # fmt: skip
-        return [answer for answer in answers if answer is not None]
+                models[row] = answered_by or FALLBACK_MODEL
+                fallback[row] = (
+                    answered_by is None or bool(padded[position]) or contexts[row].declared
+                )
+        return RankedLists(items=items, scores=scores, models=models, fallback=fallback)
 
     def _recommendation(
         self,
@@ -402,7 +446,7 @@ class BundleRecommender:
             item_indices=ids[found_mask].tolist(),
         )
 
-    def _member_indices(self, member_ids: Sequence[str]) -> np.ndarray:
+    def member_indices(self, member_ids: Sequence[str]) -> np.ndarray:
         """Internal indices, -1 for members the bundle does not know (dict lookups: O(members))."""
         lookup = self.bundle.member_ids.get
         found = [lookup(member_id) for member_id in member_ids]

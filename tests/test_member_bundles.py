@@ -1,0 +1,206 @@
+"""Member bundles: the vectorised batch against a plain loop of the documented rules, and the
+rules themselves (no item twice, no repeat purchase unless repeatable, stand-ins)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features import columns as col
+from training.bundle import RULES_FILE, Bundle, load_bundle
+from training.member_bundles import (
+    ANCHORS_PER_BUNDLE,
+    STAND_INS_PER_ITEM,
+    BundleComposer,
+    MemberBundles,
+)
+from training.models import MODEL_CLASSES
+from training.recommend import BundleRecommender, MemberContext
+
+N = 4
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_trained: tuple[Path, Path]) -> Bundle:
+    return load_bundle(tiny_trained[1], model_classes=MODEL_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def rules(bundle: Bundle) -> pl.DataFrame:
+    return pl.read_parquet(bundle.extra_files[RULES_FILE])
+
+
+def composer_of(bundle: Bundle, rules: pl.DataFrame | None) -> BundleComposer:
+    return BundleComposer(BundleRecommender(bundle), rules)
+
+
+@pytest.fixture(scope="module")
+def members(bundle: Bundle) -> list[str]:
+    return [*bundle.member_ids.external_ids.tolist(), "stranger-1", "stranger-2"]
+
+
+def reference_bundles(
+    bundle: Bundle, rules: pl.DataFrame, member_id: str, n: int
+) -> list[tuple[int, int, float]]:
+    """(anchor, complement, score) of one member's bundles, by a plain loop over the rules as
+    docs/api.md states them."""
+    recommender = BundleRecommender(bundle)
+    names = bundle.item_ids
+    catalog = bundle.catalog
+    assert catalog is not None
+    available = catalog.get_column(col.AVAILABLE).fill_null(True).to_list()
+    repeatable = catalog.get_column(col.REPEATABLE).fill_null(False).to_list()
+    [anchors] = recommender.recommend([member_id], ANCHORS_PER_BUNDLE * n)
+    index = bundle.member_ids.get(member_id)
+    bought = set(recommender.purchased(-1 if index is None else index).tolist())
+    not_again = {item for item in bought if not repeatable[item]}
+    single = rules.filter(pl.col("antecedents").list.len() == 1).sort(
+        ["lift", "confidence", "support"], descending=True
+    )
+    by_anchor: dict[int, list[tuple[int, float]]] = {}
+    for row in single.iter_rows(named=True):
+        anchor, item = names.get(row["antecedents"][0]), names.get(row["consequent"])
+        if anchor is not None and item is not None and available[item]:
+            by_anchor.setdefault(anchor, []).append((item, row["lift"]))
+    stand_ins = composer_of(bundle, rules)
+    candidates = []
+    for rank, anchor in enumerate(anchors.item_indices, start=1):
+        ruled = [(item, lift) for item, lift in by_anchor.get(anchor, []) if item not in not_again]
+        if ruled:
+            candidates.append((ruled[0][1] / rank, anchor, ruled[0][0]))
+            continue
+        standing, _ = stand_ins.stand_ins([anchor], STAND_INS_PER_ITEM)
+        usable = [item for item in standing[0].tolist() if item >= 0 and item not in not_again]
+        if usable:
+            candidates.append((1.0 / rank, anchor, usable[0]))
+    chosen: list[tuple[int, int, float]] = []
+    used: set[int] = set()
+    for score, anchor, item in sorted(candidates, key=lambda candidate: -candidate[0]):
+        if len(chosen) < n and anchor not in used and item not in used:
+            used.update((anchor, item))
+            chosen.append((anchor, item, score))
+    return chosen
+
+
+def rows_of(found: MemberBundles, row: int) -> list[tuple[int, int, float]]:
+    count = int(found.counts()[row])
+    return [
+        (int(found.anchors[row, k]), int(found.complements[row, k]), float(found.scores[row, k]))
+        for k in range(count)
+    ]
+
+
+def test_a_batch_equals_the_plain_loop_member_by_member(
+    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+) -> None:
+    found = composer_of(bundle, rules).for_members(members, N)
+    assert found.anchors.shape == (len(members), N)
+    for row, member_id in enumerate(members):
+        expected = reference_bundles(bundle, rules, member_id, N)
+        got = rows_of(found, row)
+        assert [pair[:2] for pair in got] == [pair[:2] for pair in expected], member_id
+        assert np.allclose([p[2] for p in got], [p[2] for p in expected])
+    assert found.from_rules.any(), "the tiny store plants bundles: some must come from rules"
+
+
+def test_a_batch_equals_one_member_at_a_time(
+    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+) -> None:
+    composer = composer_of(bundle, rules)
+    batch = composer.for_members(members, N)
+    for row, member_id in enumerate(members[::7]):
+        alone = composer_of(bundle, rules).for_members([member_id], N)
+        for field in ("anchors", "complements", "from_rules", "lift", "confidence", "support",
+                      "scores", "total_price", "fallback"):  # fmt: skip
+            np.testing.assert_array_equal(
+                getattr(alone, field)[0], getattr(batch, field)[7 * row], err_msg=field
+            )
+        assert alone.models[0] == batch.models[7 * row]
+
+
+def test_no_item_twice_and_measures_and_prices_agree(
+    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+) -> None:
+    found = composer_of(bundle, rules).for_members(members, N)
+    catalog = bundle.catalog
+    assert catalog is not None
+    prices = catalog.get_column(col.PRICE).to_numpy()
+    measures = {
+        (tuple(row["antecedents"]), row["consequent"]): row for row in rules.iter_rows(named=True)
+    }
+    names = bundle.item_ids.external_ids
+    for row in range(len(members)):
+        count = int(found.counts()[row])
+        assert (found.anchors[row, count:] == -1).all()
+        items = [*found.anchors[row, :count], *found.complements[row, :count]]
+        assert len(items) == len(set(items))
+        assert list(found.scores[row, :count]) == sorted(found.scores[row, :count], reverse=True)
+        for k in range(count):
+            anchor, complement = found.anchors[row, k], found.complements[row, k]
+            assert math.isclose(found.total_price[row, k], prices[anchor] + prices[complement])
+            if found.from_rules[row, k]:
+                rule = measures[((names[anchor],), names[complement])]
+                assert found.lift[row, k] == rule["lift"]
+                assert found.confidence[row, k] == rule["confidence"]
+                assert found.support[row, k] == rule["support"]
+            else:
+                assert found.lift[row, k] == 1.0 and math.isnan(found.support[row, k])
+                assert found.fallback[row]
+
+
+def test_a_purchase_is_offered_again_only_when_repeatable(
+    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+) -> None:
+    catalog = bundle.catalog
+    assert catalog is not None
+    repeatable = catalog.get_column(col.REPEATABLE).to_numpy()
+    composer = composer_of(bundle, rules)
+    found = composer.for_members(members, N)
+    row, k = np.argwhere(found.from_rules & ~repeatable[np.maximum(found.complements, 0)])[0]
+    member, complement = members[row], int(found.complements[row, k])
+    bought_now = [MemberContext(purchased=[complement])]
+    assert complement not in composer.for_members([member], N, contexts=bought_now).complements
+
+    everything_repeatable = replace(
+        bundle, catalog=catalog.with_columns(pl.lit(True).alias(col.REPEATABLE))
+    )
+    again = composer_of(everything_repeatable, rules).for_members([member], N, contexts=bought_now)
+    assert complement in again.complements
+
+
+def test_without_rules_every_bundle_is_a_flagged_stand_in_of_the_anchors_category(
+    bundle: Bundle, members: list[str]
+) -> None:
+    found = composer_of(bundle, None).for_members(members, N)
+    catalog = bundle.catalog
+    assert catalog is not None
+    categories = catalog.get_column(col.CATEGORY).to_list()
+    assert (found.counts() > 0).all() and not found.from_rules.any()
+    assert found.fallback.all()
+    taken = found.anchors >= 0
+    for anchor, complement in zip(found.anchors[taken], found.complements[taken], strict=True):
+        assert categories[anchor] == categories[complement]
+
+
+def test_stand_ins_are_similar_items_of_the_category_then_its_best_sellers(
+    bundle: Bundle,
+) -> None:
+    composer = composer_of(bundle, None)
+    catalog = bundle.catalog
+    assert catalog is not None
+    categories = catalog.get_column(col.CATEGORY).to_list()
+    available = catalog.get_column(col.AVAILABLE).to_list()
+    anchors = list(range(0, len(bundle.item_ids), 5))
+    taken = [{anchor + 1} for anchor in anchors]
+    items, scores = composer.stand_ins(anchors, 6, taken)
+    for anchor, row, row_scores, excluded in zip(anchors, items, scores, taken, strict=True):
+        kept = row[row >= 0].tolist()
+        assert kept and anchor not in kept and not excluded & set(kept)
+        assert len(kept) == len(set(kept))
+        assert all(categories[item] == categories[anchor] and available[item] for item in kept)
+        assert list(row_scores[: len(kept)]) == sorted(row_scores[: len(kept)], reverse=True)

@@ -1,0 +1,387 @@
+"""Bundles for members: each member's top recommendations paired with what goes with them.
+
+A member's bundle is an anchor (one of the member's top recommendations) and a complement: the
+consequent of the anchor's strongest frequently-bought-together rule that the member may be
+offered, or, when the anchor has no such rule, a stand-in from its category (an item similar to
+it, else the category's best seller), flagged and scored as independence (lift 1). A bundle
+scores its complement's lift over its anchor's rank, and a member gets the best ``n`` bundles
+with no item twice.
+
+The same code answers one member (``GET /v1/members/{id}/bundles``) and a million (the
+campaign export): everything runs on arrays of shape (members, anchors, candidates), so a batch
+costs a few vector operations per anchor rank, not a Python loop per member. Per-item tables
+make that possible: the strongest complements of every item (from the rules, once per bundle)
+and its stand-ins (computed the first time an item is an anchor, then kept).
+
+"May be offered": available in the catalog, and not bought by the member (in the bundle's
+history or since), unless the catalog marks the item ``repeatable`` (groceries, refills).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from features import columns as col
+from training.recommend import BundleRecommender, MemberContext, RankedLists
+
+__all__ = ["BundleComposer", "MemberBundles"]
+
+#: Anchors considered per bundle asked for (some have no complement left, some repeat an item).
+ANCHORS_PER_BUNDLE = 3
+#: Complements kept per item, strongest first: an anchor whose complements the member has all
+#: bought gets a stand-in instead.
+COMPLEMENTS_PER_ITEM = 16
+#: Stand-ins kept per item.
+STAND_INS_PER_ITEM = 16
+#: Similar items fetched beyond the stand-ins needed, since those of other categories drop out.
+_SIMILAR_OVERFETCH = 50
+#: Anchors whose similar items are computed at once (a factor model's similarities are a
+#: dense anchors x catalog product).
+_SIMILAR_CHUNK = 256
+#: Marks a stand-in row not computed yet.
+_NOT_COMPUTED = -2
+
+
+@dataclass(frozen=True)
+class MemberBundles:
+    """The bundles of a batch of members, best first: arrays of shape (members, n).
+
+    A row with fewer than ``n`` bundles is padded with -1 (items) and NaN (measures)."""
+
+    anchors: np.ndarray
+    #: The anchor's score in the member's recommendations.
+    anchor_scores: np.ndarray
+    complements: np.ndarray
+    #: True: the complement comes from a rule; False: a same-category stand-in.
+    from_rules: np.ndarray
+    #: The rule's measures (lift 1 and NaN support and confidence for a stand-in).
+    lift: np.ndarray
+    confidence: np.ndarray
+    support: np.ndarray
+    #: Complement lift over anchor rank: the order of a member's bundles.
+    scores: np.ndarray
+    #: Anchor price plus complement price (NaN when the catalog lacks either).
+    total_price: np.ndarray
+    #: Per member: the model that ranked the anchors.
+    models: list[str]
+    #: Per member: popularity ranked the anchors, or a stand-in completed a bundle.
+    fallback: np.ndarray
+
+    def counts(self) -> np.ndarray:
+        """Bundles found per member."""
+        return (self.anchors >= 0).sum(axis=1)
+
+
+class BundleComposer:
+    """Composes member bundles from a bundle's recommender and its association rules."""
+
+    def __init__(self, recommender: BundleRecommender, rules: pl.DataFrame | None) -> None:
+        self._recommender = recommender
+        bundle = recommender.bundle
+        self._n_items = len(bundle.item_ids)
+        self._available = recommender.allowed_items()
+        self._repeatable = _repeatable(bundle.catalog, self._n_items)
+        self._codes = recommender.category_codes
+        self._prices = _prices(bundle.catalog, self._n_items)
+        self._complement_table = _ComplementTable.from_rules(
+            rules, bundle.item_ids.external_ids, self._available
+        )
+        self._stand_in_items = np.full(
+            (self._n_items, STAND_INS_PER_ITEM), _NOT_COMPUTED, dtype=np.int64
+        )
+        popularity = recommender.popularity_of(-1)
+        self._best_sellers = np.argsort(-popularity, kind="stable")
+        self._best_sellers = self._best_sellers[self._available[self._best_sellers]]
+        by_category = np.argsort(self._codes[self._best_sellers], kind="stable")
+        self._category_best_sellers = self._best_sellers[by_category]
+        self._category_starts = np.searchsorted(
+            self._codes[self._category_best_sellers], np.arange(len(recommender.categories) + 1)
+        )
+
+    def for_members(
+        self,
+        member_ids: Sequence[str],
+        n: int,
+        *,
+        contexts: Sequence[MemberContext | None] | None = None,
+    ) -> MemberBundles:
+        """The best ``n`` bundles of each member (in the order given): anchors from the
+        member's recommendations, with what ``contexts`` adds (events since the bundle)."""
+        depth = min(ANCHORS_PER_BUNDLE * n, self._n_items)
+        ranked = self._recommender.ranked(member_ids, depth, contexts=contexts)
+        indices = self._recommender.member_indices(member_ids)
+        return self._compose(ranked, self._not_again(indices, contexts), n)
+
+    def stand_ins(
+        self,
+        anchors: Sequence[int] | np.ndarray,
+        count: int,
+        taken: Sequence[Collection[int]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``count`` stand-ins per anchor, as (items, scores) of shape (anchors, count),
+        -1 padded: available items of the anchor's category (any category when it has none),
+        never the anchor or an item of ``taken`` (one collection per anchor). The items most
+        similar to the anchor come first, with the similarity model's scores; the category's
+        best sellers complete them, scored below."""
+        anchors = np.asarray(anchors, dtype=np.int64)
+        items = np.full((len(anchors), count), -1, dtype=np.int64)
+        scores = np.full((len(anchors), count), -np.inf, dtype=np.float32)
+        extra = max((len(row) for row in taken), default=0) if taken else 0
+        similar, similar_scores = self._similar(anchors, count + extra + _SIMILAR_OVERFETCH)
+        for row, anchor in enumerate(anchors.tolist()):
+            code = int(self._codes[anchor])
+            excluded = {anchor, *(taken[row] if taken else ())}
+            found: list[int] = []
+            found_scores: list[float] = []
+            for item, score in zip(
+                similar[row].tolist(), similar_scores[row].tolist(), strict=True
+            ):
+                if len(found) == count:
+                    break
+                if item < 0 or item in excluded or not self._available[item]:
+                    continue
+                if code >= 0 and self._codes[item] != code:
+                    continue
+                excluded.add(item)
+                found.append(item)
+                found_scores.append(score)
+            floor = min([*found_scores, 0.0]) - 1.0
+            for item in self._best_sellers_of(code)[: count + len(excluded)].tolist():
+                if len(found) == count:
+                    break
+                if item not in excluded:
+                    found.append(item)
+                    found_scores.append(floor)
+            items[row, : len(found)] = found
+            scores[row, : len(found)] = found_scores
+        return items, scores
+
+    def _similar(self, anchors: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The similarity model's nearest items per anchor (none without such a model)."""
+        name = self._recommender.similarity_model()
+        fetch = min(fetch, self._n_items - 1)
+        if name is None or fetch <= 0:
+            return np.empty((len(anchors), 0), np.int64), np.empty((len(anchors), 0), np.float32)
+        model = self._recommender.bundle.model(name)
+        parts = [
+            model.similar_items(anchors[start : start + _SIMILAR_CHUNK], fetch)
+            for start in range(0, len(anchors), _SIMILAR_CHUNK)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _best_sellers_of(self, code: int) -> np.ndarray:
+        """Available items of category ``code`` by popularity (every category for -1)."""
+        if code < 0:
+            return self._best_sellers
+        start, stop = self._category_starts[code], self._category_starts[code + 1]
+        return self._category_best_sellers[start:stop]
+
+    def _not_again(
+        self, indices: np.ndarray, contexts: Sequence[MemberContext | None] | None
+    ) -> np.ndarray:
+        """Sorted keys (row x items + item) of what each member may not be offered: their
+        purchases, in the bundle and since, except repeatable items."""
+        purchases = self._recommender.bundle.purchases
+        bought = purchases[np.maximum(indices, 0)]
+        rows = np.repeat(np.arange(len(indices)), np.diff(bought.indptr))
+        items = bought.indices.astype(np.int64)
+        known = indices[rows] >= 0
+        row_parts, item_parts = [rows[known]], [items[known]]
+        for row, context in enumerate(contexts or ()):
+            if context is not None and len(context.purchased):
+                row_parts.append(np.full(len(context.purchased), row, dtype=np.int64))
+                item_parts.append(np.asarray(context.purchased, dtype=np.int64))
+        rows, items = np.concatenate(row_parts), np.concatenate(item_parts)
+        again = self._repeatable[items]
+        return np.unique(rows[~again] * self._n_items + items[~again])
+
+    def _stand_in_table(self, anchors: np.ndarray) -> np.ndarray:
+        """Stand-ins of ``anchors`` (any shape) from the per-item table, computing the rows
+        of items that are anchors for the first time."""
+        missing = np.unique(anchors[self._stand_in_items[anchors, 0] == _NOT_COMPUTED])
+        if len(missing):
+            self._stand_in_items[missing], _ = self.stand_ins(missing, STAND_INS_PER_ITEM)
+        return self._stand_in_items[anchors]
+
+    def _compose(self, ranked: RankedLists, not_again: np.ndarray, n: int) -> MemberBundles:
+        """Pairs every anchor with its first complement the member may be offered (else its
+        first such stand-in), then keeps each member's best ``n`` pairs with no item twice."""
+        anchors = ranked.items
+        n_members, depth = anchors.shape
+        present = anchors >= 0
+        safe = np.maximum(anchors, 0)
+        keys = np.arange(n_members, dtype=np.int64)[:, None, None] * self._n_items
+
+        def offerable(candidates: np.ndarray) -> np.ndarray:
+            ok = (candidates >= 0) & present[..., None]
+            return ok & ~_contains(not_again, keys + np.maximum(candidates, 0))
+
+        ruled = self._complement_table.gather(safe)
+        ok = offerable(ruled.items)
+        from_rules = ok.any(axis=2)
+        first = ok.argmax(axis=2)[..., None]
+        complements = np.take_along_axis(ruled.items, first, axis=2)[..., 0]
+        measures = {
+            name: np.where(from_rules, np.take_along_axis(values, first, axis=2)[..., 0], np.nan)
+            for name, values in ruled.measures.items()
+        }
+        needs_stand_in = present & ~from_rules
+        if needs_stand_in.any():
+            stand_ins = np.full((n_members, depth, STAND_INS_PER_ITEM), -1, dtype=np.int64)
+            stand_ins[needs_stand_in] = self._stand_in_table(anchors[needs_stand_in])
+            usable = offerable(stand_ins)
+            picked = np.take_along_axis(stand_ins, usable.argmax(axis=2)[..., None], axis=2)
+            complements = np.where(from_rules, complements, picked[..., 0])
+            found = from_rules | usable.any(axis=2)
+        else:
+            found = from_rules
+        lift = np.where(from_rules, measures["lift"], 1.0)
+        scores = np.where(found, lift / np.arange(1, depth + 1), -np.inf)
+        chosen = _distinct_best(anchors, complements, scores, found, n)
+        taken = chosen >= 0
+        position = np.maximum(chosen, 0)
+
+        def pick(values: np.ndarray, pad: float | int) -> np.ndarray:
+            return np.where(taken, np.take_along_axis(values, position, axis=1), pad)
+
+        chosen_from_rules = pick(from_rules, False).astype(bool)
+        return MemberBundles(
+            anchors=pick(anchors, -1),
+            anchor_scores=pick(ranked.scores, np.nan),
+            complements=pick(complements, -1),
+            from_rules=chosen_from_rules,
+            lift=pick(lift, np.nan),
+            confidence=pick(measures["confidence"], np.nan),
+            support=pick(measures["support"], np.nan),
+            scores=pick(scores, np.nan),
+            total_price=pick(self._prices[safe] + self._prices[np.maximum(complements, 0)], np.nan),
+            models=ranked.models,
+            fallback=ranked.fallback | (taken & ~chosen_from_rules).any(axis=1),
+        )
+
+
+@dataclass(frozen=True)
+class _Complements:
+    """Candidates per anchor: items (anchors' shape + one axis), -1 padded, and measures."""
+
+    items: np.ndarray
+    measures: dict[str, np.ndarray]
+
+
+_MEASURES = ("lift", "confidence", "support")
+
+
+@dataclass(frozen=True)
+class _ComplementTable:
+    """The single-antecedent rules grouped by antecedent item (CSR layout): rules
+    ``starts[i]:starts[i + 1]`` are item i's, strongest first (lift, confidence, support, then
+    the lower item index), at most :data:`COMPLEMENTS_PER_ITEM` each, available items only."""
+
+    starts: np.ndarray
+    items: np.ndarray
+    measures: dict[str, np.ndarray]
+
+    @classmethod
+    def from_rules(
+        cls, rules: pl.DataFrame | None, item_ids: np.ndarray, available: np.ndarray
+    ) -> _ComplementTable:
+        n_items = len(item_ids)
+        index = pl.DataFrame(
+            {"name": pl.Series(item_ids, dtype=pl.Utf8), "index": np.arange(n_items)}
+        )
+        table = (
+            pl.DataFrame(schema={"antecedents": pl.List(pl.Utf8), "consequent": pl.Utf8,
+                                 **{name: pl.Float64 for name in _MEASURES}})
+            if rules is None
+            else rules
+        )  # fmt: skip
+        pairs = (
+            table.filter(pl.col("antecedents").list.len() == 1)
+            .select(pl.col("antecedents").list.first().alias("name"), "consequent", *_MEASURES)
+            .join(index, on="name")
+            .rename({"index": "anchor"})
+            .join(index.rename({"name": "consequent", "index": "item"}), on="consequent")
+            .filter(pl.col("item").map_batches(lambda items: pl.Series(available[items])))
+            .sort(
+                ["anchor", "lift", "confidence", "support", "item"],
+                descending=[False, True, True, True, False],
+            )
+            .filter(pl.int_range(pl.len()).over("anchor") < COMPLEMENTS_PER_ITEM)
+        )
+        anchors = pairs.get_column("anchor").to_numpy()
+        return cls(
+            starts=np.searchsorted(anchors, np.arange(n_items + 1)).astype(np.int64),
+            items=pairs.get_column("item").to_numpy().astype(np.int64),
+            measures={name: pairs.get_column(name).to_numpy() for name in _MEASURES},
+        )
+
+    def gather(self, anchors: np.ndarray) -> _Complements:
+        """The complements of every anchor, as arrays of ``anchors.shape + (K,)``."""
+        offsets = np.arange(COMPLEMENTS_PER_ITEM)
+        positions = self.starts[anchors][..., None] + offsets
+        inside = positions < self.starts[anchors + 1][..., None]
+        if not len(self.items):
+            shape = (*anchors.shape, COMPLEMENTS_PER_ITEM)
+            return _Complements(
+                np.full(shape, -1, dtype=np.int64),
+                {name: np.full(shape, np.nan) for name in _MEASURES},
+            )
+        positions = np.where(inside, positions, 0)
+        return _Complements(
+            np.where(inside, self.items[positions], -1),
+            {name: np.where(inside, values[positions], np.nan)
+             for name, values in self.measures.items()},
+        )  # fmt: skip
+
+
+def _repeatable(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:
+    """Items the catalog marks repeatable (none without the column)."""
+    if catalog is None or col.REPEATABLE not in catalog.columns:
+        return np.zeros(n_items, dtype=bool)
+    return catalog.get_column(col.REPEATABLE).fill_null(False).to_numpy().astype(bool)
+
+
+def _prices(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:
+    """Each item's catalog price (NaN where unknown)."""
+    if catalog is None or col.PRICE not in catalog.columns:
+        return np.full(n_items, np.nan)
+    return catalog.get_column(col.PRICE).cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Whether each of ``keys`` is in ``sorted_keys`` (vectorised set membership)."""
+    if not len(sorted_keys):
+        return np.zeros(keys.shape, dtype=bool)
+    positions = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[positions] == keys
+
+
+def _distinct_best(
+    anchors: np.ndarray, complements: np.ndarray, scores: np.ndarray, found: np.ndarray, n: int
+) -> np.ndarray:
+    """Per member, the positions (along the anchor axis) of the best ``n`` pairs, best first,
+    such that no item is in two of them; -1 pads. Greedy by score (ties: better-ranked anchor
+    first), one vector step per anchor rank for all members at once."""
+    n_members, depth = anchors.shape
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rows = np.arange(n_members)
+    used = np.full((n_members, 2 * n), -1, dtype=np.int64)
+    chosen = np.full((n_members, n), -1, dtype=np.int64)
+    count = np.zeros(n_members, dtype=np.int64)
+    for step in range(depth):
+        position = order[:, step]
+        anchor, complement = anchors[rows, position], complements[rows, position]
+        clash = (used == anchor[:, None]).any(axis=1) | (used == complement[:, None]).any(axis=1)
+        take = np.flatnonzero(found[rows, position] & ~clash & (count < n))
+        if not len(take):
+            continue
+        slot = count[take]
+        chosen[take, slot] = position[take]
+        used[take, 2 * slot] = anchor[take]
+        used[take, 2 * slot + 1] = complement[take]
+        count[take] += 1
+    return chosen
