@@ -513,6 +513,93 @@ def recommend(
         console.print(table)
 
 
+@app.command()
+def export(
+    bundle: BundleOption,
+    out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet), written whole.")],
+    kind: Annotated[
+        str, typer.Option(help="recommendations (one row per item) or bundles (one per bundle).")
+    ] = "recommendations",
+    n: Annotated[
+        int, typer.Option("--n", "-n", min=1, max=1000, help="Items (or bundles) per member.")
+    ] = 10,
+    members: Annotated[
+        Path | None,
+        typer.Option(help="Only these members: a CSV/Parquet with member_id, or one id a line."),
+    ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Only the bundle's members of this segment.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Members answered at once.")] = 4096,
+) -> None:
+    """Recommendations or bundles for every member (or a list, or a segment), streamed to a
+    file in batches: memory holds one batch, whatever the number of members."""
+    from training.export import export_members
+
+    if kind not in ("recommendations", "bundles"):
+        raise ConfigError(f"--kind: {kind!r} is not 'recommendations' or 'bundles'")
+    opened = _open_bundle(bundle)
+    chosen = _campaign_members(opened, members, segment)
+    total = len(opened.member_ids) if chosen is None else len(chosen)
+    columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("members", total=total)
+        summary = export_members(
+            opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
+            batch=batch, progress=lambda done: progress.advance(task, done),
+        )  # fmt: skip
+    unknown = (
+        f" ({summary.unknown_members:,} unknown to the bundle: popularity, flagged fallback)"
+        if summary.unknown_members
+        else ""
+    )
+    console.print(
+        f"{summary.rows:,} rows for {summary.members:,} members{unknown} written to {out} "
+        f"in {summary.seconds:.1f} s"
+    )
+
+
+def _campaign_members(bundle: Bundle, path: Path | None, segment: str | None) -> list[str] | None:
+    """The members an export is for: a file's, a segment's, both (intersected), or all (None)."""
+    chosen: list[str] | None = None
+    if path is not None:
+        chosen = _read_member_ids(path)
+    if segment is not None:
+        if segment not in bundle.segment_names or bundle.member_segments is None:
+            known = ", ".join(bundle.segment_names) or "none (trained without member profiles)"
+            raise ConfigError(f"--segment: unknown segment {segment!r}; known: {known}")
+        code = bundle.segment_names.index(segment)
+        in_segment = bundle.member_ids.external_ids[bundle.member_segments == code].tolist()
+        chosen = in_segment if chosen is None else sorted(set(chosen) & set(in_segment))
+    return chosen
+
+
+def _read_member_ids(path: Path) -> list[str]:
+    """Member ids from a CSV or Parquet file's member_id column, or a text file, one per line."""
+    if not path.is_file():
+        raise ConfigError(f"--members {path}: no such file")
+    if path.suffix in (".csv", ".parquet"):
+        frame = (
+            pl.read_parquet(path)
+            if path.suffix == ".parquet"
+            else pl.read_csv(path, infer_schema=False)
+        )
+        if col.MEMBER_ID not in frame.columns:
+            raise ConfigError(
+                f"--members {path}: no {col.MEMBER_ID!r} column (columns: {frame.columns})"
+            )
+        ids = frame.get_column(col.MEMBER_ID).cast(pl.Utf8)
+    else:
+        ids = pl.Series(path.read_text().splitlines(), dtype=pl.Utf8)
+    return (
+        ids.str.strip_chars()
+        .filter(ids.str.strip_chars() != "")
+        .unique(maintain_order=True)
+        .to_list()
+    )
+
+
 def _titles(bundle: Bundle) -> dict[str, str]:
     catalog = bundle.catalog
     if catalog is None or col.TITLE not in catalog.columns:
