@@ -18,7 +18,7 @@ from features.validate import load_interactions
 from tests.cli import run_recsys
 from tests.rules_reference import basket_frame, mlxtend_rules, rule_set, same_rules
 from training.config import RuleConfig
-from training.rules import RULE_COLUMNS, RuleIndex, association_rules
+from training.rules import RULE_COLUMNS, RuleIndex, association_rules, count_threshold
 
 
 def assert_same_rules(baskets: Baskets, config: RuleConfig) -> int:
@@ -146,11 +146,18 @@ def test_cli_groceries_at_support_0005_gives_120_rules(
     assert pl.read_csv(out).height == 120
 
 
-def test_planted_bundles_of_the_synthetic_store_are_found(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "config",
+    [RuleConfig(min_support=0.002, min_confidence=0.2, max_size=2), RuleConfig()],
+    ids=["support-0.002", "training-default"],
+)
+def test_planted_bundles_of_the_synthetic_store_are_found(
+    tmp_path: Path, config: RuleConfig
+) -> None:
     """Every planted pair should be among the strongest rules mined from the store's orders:
     recall of planted pairs in the top rules by lift (as many rules as planted pairs x 2)."""
-    config = StoreConfig(members=3000, items=600, events=150_000, seed=11, bundles=12)
-    generate_store(config, tmp_path / "store")
+    store = StoreConfig(members=3000, items=600, events=150_000, seed=11, bundles=12)
+    generate_store(store, tmp_path / "store")
     interactions = load_interactions(tmp_path / "store" / "interactions.parquet").frame
     planted = pl.read_csv(tmp_path / "store" / BUNDLES_FILE)
     pairs = {
@@ -158,16 +165,34 @@ def test_planted_bundles_of_the_synthetic_store_are_found(tmp_path: Path) -> Non
         for items in planted["item_ids"].str.split("|").to_list()
         for pair in combinations(items, 2)
     }
-    rules = association_rules(
-        baskets_from_interactions(interactions),
-        RuleConfig(min_support=0.002, min_confidence=0.2, max_size=2),
-    )
-    top = rules.head(2 * len(pairs))
+    rules = association_rules(baskets_from_interactions(interactions), config)
+    top = rules.filter(pl.col("antecedents").list.len() == 1).head(2 * len(pairs))
     found = {
         frozenset([*row["antecedents"], row["consequent"]]) for row in top.iter_rows(named=True)
     }
     recall = len(pairs & found) / len(pairs)
     assert recall >= 0.9, f"planted pairs recalled among the top rules: {recall:.0%}"
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), floor=st.integers(1, 8), max_pairs=st.integers(1, 40))
+def test_default_count_threshold_is_the_least_that_bounds_the_pairs(
+    seed: int, floor: int, max_pairs: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    dense = rng.random((80, 12)) < rng.uniform(0.05, 0.6, size=12)
+    baskets = Baskets(sp.csr_matrix(dense), np.array([f"i{k}" for k in range(12)], dtype=object))
+    together = dense.T.astype(np.int64) @ dense.astype(np.int64)
+    pair_counts = together[np.triu_indices(12, k=1)]
+
+    def passing(count: int) -> int:
+        return int((pair_counts >= count).sum())
+
+    threshold = count_threshold(baskets, RuleConfig(min_count=floor, max_pairs=max_pairs))
+    assert threshold >= floor and passing(threshold) <= max_pairs
+    assert threshold == floor or passing(threshold - 1) > max_pairs
+    explicit = RuleConfig(min_support=0.1, min_count=floor, max_pairs=max_pairs)
+    assert count_threshold(baskets, explicit) == 8  # ceil(0.1 x 80): the support wins
 
 
 def test_rule_index_proposes_consequents_of_rules_inside_the_cart() -> None:

@@ -195,8 +195,17 @@ def bundles(
     columns: ColumnsOption = None,
     max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
     min_support: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of baskets an itemset must be in.")
-    ] = RuleConfig().min_support,
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of baskets an itemset must be in (default: --min-count baskets, raised "
+            "until at most 20,000 pairs pass).",
+        ),
+    ] = None,
+    min_count: Annotated[
+        int, typer.Option(min=1, help="Baskets an itemset must be in, without --min-support.")
+    ] = RuleConfig().min_count,
     min_confidence: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Least P(consequent | antecedents).")
     ] = RuleConfig().min_confidence,
@@ -206,7 +215,7 @@ def bundles(
 ) -> None:
     """Frequently-bought-together rules: support, confidence, lift, leverage, conviction."""
     from features.baskets import baskets_from_interactions, read_basket_file
-    from training.rules import association_rules
+    from training.rules import association_rules, count_threshold
 
     if (interactions is None) == (baskets is None):
         raise ConfigError("give either --interactions or --baskets (one of them)")
@@ -216,14 +225,18 @@ def bundles(
         assert interactions is not None
         loaded = load_with_options(interactions, preset, columns, max_bad_share)
         found = baskets_from_interactions(loaded.frame)
-    config = RuleConfig(min_support=min_support, min_confidence=min_confidence, max_size=max_size)
+    config = RuleConfig(
+        min_support=min_support, min_count=min_count, min_confidence=min_confidence,
+        max_size=max_size,
+    )  # fmt: skip
     rules = association_rules(found, config)
+    threshold = count_threshold(found, config)
     if out.suffix == ".csv":  # CSV has no lists: antecedents joined by " | "
         rules = rules.with_columns(pl.col("antecedents").list.join(" | "))
     _write_table(rules, out)
     console.print(
         f"{rules.height:,} rules from {found.n_baskets:,} baskets and {found.n_items:,} items "
-        f"written to {out}"
+        f"(itemsets in at least {threshold:,} baskets) written to {out}"
     )
 
 

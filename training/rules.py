@@ -12,7 +12,8 @@ of Agrawal et al. and Brin et al., as mlxtend and arules define them (N baskets;
 * conviction = (1 - support(b)) / (1 - confidence), infinite when confidence is 1.
 
 An itemset is frequent when its count is at least ``ceil(min_support * N)``, the threshold of
-mlxtend's FP-growth, so that the rule sets are identical (tests/test_rules.py).
+mlxtend's FP-growth, so that the rule sets are identical (tests/test_rules.py); without a
+``min_support``, the count threshold scales to the data (:func:`count_threshold`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ import scipy.sparse as sp
 from features.baskets import Baskets
 from training.config import RuleConfig
 
-__all__ = ["RULE_COLUMNS", "Complement", "RuleIndex", "association_rules", "frequent_itemsets"]
+__all__ = [
+    "RULE_COLUMNS",
+    "Complement",
+    "RuleIndex",
+    "association_rules",
+    "count_threshold",
+    "frequent_itemsets",
+]
 
 #: Columns of a rule table, in order.
 RULE_COLUMNS = (
@@ -49,11 +57,30 @@ class Itemsets:
     counts: np.ndarray
 
 
-def frequent_itemsets(baskets: Baskets, min_support: float, max_size: int) -> list[Itemsets]:
-    """Frequent itemsets by size, from single items (index 0) up to ``max_size`` items."""
-    min_count = max(1, math.ceil(min_support * baskets.n_baskets))
+def count_threshold(baskets: Baskets, config: RuleConfig) -> int:
+    """Baskets an itemset must be in to be frequent: ``ceil(min_support * N)`` when the config
+    sets a support; else ``config.min_count``, raised to the least count that at most
+    ``config.max_pairs`` pairs reach (one sparse product over the items that reach it)."""
+    if config.min_support is not None:
+        return max(1, math.ceil(config.min_support * baskets.n_baskets))
+    matrix, item_counts = _columns(baskets)
+    frequent = np.flatnonzero(item_counts >= config.min_count)
+    pair_counts = _frequent_pairs(matrix[:, frequent], frequent, config.min_count).counts
+    if len(pair_counts) <= config.max_pairs:
+        return config.min_count
+    return int(np.sort(pair_counts)[::-1][config.max_pairs]) + 1
+
+
+def _columns(baskets: Baskets) -> tuple[sp.csc_matrix, np.ndarray]:
+    """The basket x item matrix by columns, and the baskets each item is in."""
     matrix = sp.csc_matrix(baskets.matrix, dtype=np.float32)
-    item_counts = np.asarray(matrix.sum(axis=0)).ravel().astype(np.int64)
+    return matrix, np.asarray(matrix.sum(axis=0)).ravel().astype(np.int64)
+
+
+def frequent_itemsets(baskets: Baskets, min_count: int, max_size: int) -> list[Itemsets]:
+    """Itemsets in at least ``min_count`` baskets, by size, from single items (index 0) up to
+    ``max_size`` items."""
+    matrix, item_counts = _columns(baskets)
     frequent = np.flatnonzero(item_counts >= min_count)
     levels = [Itemsets(frequent[:, None], item_counts[frequent])]
     if max_size < 2 or len(frequent) < 2:
@@ -137,7 +164,7 @@ def _count(bits: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 def association_rules(baskets: Baskets, config: RuleConfig) -> pl.DataFrame:
     """Every single-consequent rule with confidence at least ``config.min_confidence`` among
     the frequent itemsets, strongest lift first (then confidence, support, names)."""
-    levels = frequent_itemsets(baskets, config.min_support, config.max_size)
+    levels = frequent_itemsets(baskets, count_threshold(baskets, config), config.max_size)
     count_of = {
         tuple(items): int(count)
         for level in levels

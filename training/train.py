@@ -51,7 +51,7 @@ from training.index import IndexConfig, ItemIndex, measure_recall
 from training.metrics import DEFAULT_KS
 from training.models import ModelFitError, Recommender, model_class
 from training.models.popular import PopularityRecommender
-from training.rules import association_rules
+from training.rules import association_rules, count_threshold
 from training.tune import TuningResult, tune_model
 
 __all__ = ["TrainConfig", "TrainOutcome", "carve_validation", "run_training"]
@@ -334,7 +334,11 @@ def run_training(
             "models": long_tail,
         },
         "index": index_report,
-        "rules": {"baskets": baskets.n_baskets, "rules": rules.height},
+        "rules": {
+            "baskets": baskets.n_baskets,
+            "min_count": count_threshold(baskets, config.rules),
+            "rules": rules.height,
+        },
         "timings": timings,
         "config": config.model_dump(mode="json"),
     }
