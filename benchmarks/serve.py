@@ -107,11 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
     """Generate and train (in this process; seconds of wall time returned)."""
     from features.generate import StoreConfig, generate_store
-    from features.splits import parse_split_spec
-    from features.validate import load_interactions, load_items, load_members
     from training.config import TuningBudget
-    from training.publish import write_training_bundle
-    from training.train import TrainConfig, run_training
+    from training.publish import train_generated_store
+    from training.train import TrainConfig
 
     bundle = work / "bundle"
     if args.reuse and (bundle / "manifest.json").is_file():
@@ -121,21 +119,12 @@ def build_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
     config = StoreConfig(members=args.members, items=args.items, events=args.events,
                          seed=args.seed)  # fmt: skip
     generate_store(config, store)
-    interactions = load_interactions(store / "interactions.parquet").frame
-    items = load_items(store / "items.parquet").frame
-    spec = parse_split_spec("last-days:30")
-    outcome = run_training(
-        spec.split(interactions),
-        spec,
-        TrainConfig(
-            models=tuple(args.models.split(",")),
-            budget=TuningBudget(trials=1, seconds=60),
-            max_eval_members=5_000,
-        ),
-        items=items,
-        members=load_members(store / "members.parquet").frame,
+    training = TrainConfig(
+        models=tuple(args.models.split(",")),
+        budget=TuningBudget(trials=1, seconds=60),
+        max_eval_members=5_000,
     )
-    write_training_bundle(outcome, bundle, items)
+    train_generated_store(store, bundle, training, split="last-days:30")
     return bundle, time.perf_counter() - started
 
 

@@ -27,11 +27,9 @@ import polars as pl
 import pytest
 
 from features.generate import StoreConfig, generate_store
-from features.splits import parse_split_spec
-from features.validate import load_interactions, load_items, load_members
 from training.config import TuningBudget
-from training.publish import write_training_bundle
-from training.train import TrainConfig, run_training
+from training.publish import train_generated_store
+from training.train import TrainConfig
 
 TINY_STORE = StoreConfig(members=400, items=120, events=20_000, seed=5)
 TINY_MODELS = ("popular", "item_knn", "als", "content")
@@ -45,17 +43,8 @@ def train_tiny_bundle(root: Path) -> tuple[Path, Path]:
     """Generate a tiny store and train a bundle on it; returns (store, bundle)."""
     store, bundle = root / "store", root / "bundle"
     generate_store(TINY_STORE, store)
-    interactions = load_interactions(store / "interactions.parquet").frame
-    items = load_items(store / "items.parquet").frame
-    spec = parse_split_spec("last-days:60")
-    outcome = run_training(
-        spec.split(interactions),
-        spec,
-        TrainConfig(models=TINY_MODELS, budget=TuningBudget(trials=1, seconds=10)),
-        items=items,
-        members=load_members(store / "members.parquet").frame,
-    )
-    write_training_bundle(outcome, bundle, items)
+    config = TrainConfig(models=TINY_MODELS, budget=TuningBudget(trials=1, seconds=10))
+    train_generated_store(store, bundle, config, split="last-days:60")
     return store, bundle
 
 

@@ -20,15 +20,15 @@ from training.bundle import (
     load_bundle,
     write_bundle,
 )
-from training.config import DEFAULT_LIST_DEPTH
+from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT
 from training.dataset import TrainingData, history_matrix
 from training.models import MODEL_CLASSES
 from training.models.popular import PopularityRecommender
 from training.recommend import BundleRecommender
 from training.report import write_report
-from training.train import TrainOutcome
+from training.train import TrainConfig, TrainOutcome
 
-__all__ = ["catalog_for_bundle", "write_training_bundle"]
+__all__ = ["catalog_for_bundle", "train_generated_store", "write_training_bundle"]
 
 
 def catalog_for_bundle(items: pl.DataFrame | None, interactions: pl.DataFrame) -> pl.DataFrame:
@@ -113,3 +113,30 @@ def _write_bundle(outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | No
             },
             params=outcome.metrics["params"],
         )
+
+
+def train_generated_store(
+    store: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    split: str = DEFAULT_SPLIT,
+    list_depth: int = DEFAULT_LIST_DEPTH,
+) -> TrainOutcome:
+    """Train on a store written by ``recsys generate`` (its interactions, catalog and member
+    files) and write the bundle to ``out_dir``: what benchmarks and tests need of a trained
+    bundle, in one call (no MLflow)."""
+    from features.generate import INTERACTIONS_FILE, ITEMS_FILE, MEMBERS_FILE
+    from features.splits import parse_split_spec
+    from features.validate import load_interactions, load_items, load_members
+    from training.train import run_training
+
+    interactions = load_interactions(store / INTERACTIONS_FILE).frame
+    items = load_items(store / ITEMS_FILE).frame
+    spec = parse_split_spec(split)
+    outcome = run_training(
+        spec.split(interactions), spec, config, items=items,
+        members=load_members(store / MEMBERS_FILE).frame,
+    )  # fmt: skip
+    write_training_bundle(outcome, out_dir, items, list_depth=list_depth)
+    return outcome

@@ -1,0 +1,245 @@
+"""Campaign export: bundles and recommendations for every member, in batches, against a loop of
+single-member calls.
+
+Generates a store (1,000,000 members, 20,000 items, 10,000,000 events by default), trains
+popularity and ALS on it (one tuning trial, no MLflow, each member's top 50 precomputed), then
+in one run:
+
+1. on a seeded sample of ``--sample`` members, in this process: the loop a campaign would
+   otherwise run (one ``BundleComposer.for_members([member])`` or
+   ``BundleRecommender.recommend([member])`` call per member, what one API request computes)
+   against one batched call for the whole sample; ``--repeat`` alternating rounds after a
+   warm-up, medians; the batch's answers must equal the loop's;
+2. ``recsys export`` of every member's bundles (``-n 5``) and recommendations (``-n 10``) to
+   Parquet, each in a child process: wall time, peak RSS (the child's own, from ``os.wait4``)
+   and rows written.
+
+Results go to docs/benchmarks.md ("Campaign export").
+
+    uv run python benchmarks/export.py [--members 1000000 --items 20000 --events 10000000]
+                                       [--sample 2000] [--repeat 3] [--work DIR --reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
+
+from features.generate import StoreConfig, generate_store
+from training.bundle import RULES_FILE, Bundle, load_bundle
+from training.config import TuningBudget
+from training.member_bundles import BundleComposer
+from training.models import MODEL_CLASSES
+from training.publish import train_generated_store
+from training.recommend import BundleRecommender
+from training.train import TrainConfig
+
+SECTION_TITLE = "## Campaign export"
+RECSYS = Path(sys.executable).with_name("recsys")
+BUNDLES_PER_MEMBER = 5
+ITEMS_PER_MEMBER = 10
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--sample", type=int, default=2_000, help="Members of the loop/batch test.")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=None, help="Keep the store and bundle here.")
+    parser.add_argument("--reuse", action="store_true", help="Reuse the bundle in --work.")
+    parser.add_argument("--doc", type=str, default=str(BENCHMARKS_DOC), help="'' for none")
+    return parser.parse_args(argv)
+
+
+def build_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
+    """Generate the store and train on it (seconds of wall time returned; 0 when reused)."""
+    bundle = work / "bundle"
+    if args.reuse and (bundle / "manifest.json").is_file():
+        return bundle, 0.0
+    started = time.perf_counter()
+    store = work / "store"
+    generate_store(
+        StoreConfig(members=args.members, items=args.items, events=args.events, seed=args.seed),
+        store,
+    )
+    config = TrainConfig(
+        models=("popular", "als"), budget=TuningBudget(trials=1, seconds=60),
+        max_eval_members=5_000,
+    )  # fmt: skip
+    train_generated_store(store, bundle, config)
+    return bundle, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class LoopAgainstBatch:
+    """Seconds per member of a loop of single calls and of one batched call (medians)."""
+
+    what: str
+    loop_s: list[float]
+    batch_s: list[float]
+    members: int
+
+    @property
+    def loop_us(self) -> float:
+        return 1e6 * statistics.median(self.loop_s) / self.members
+
+    @property
+    def batch_us(self) -> float:
+        return 1e6 * statistics.median(self.batch_s) / self.members
+
+    @property
+    def speedup(self) -> float:
+        return self.loop_us / self.batch_us
+
+
+def timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def compare_bundles(bundle: Bundle, sample: list[str], repeat: int) -> LoopAgainstBatch:
+    rules_path = bundle.extra_files.get(RULES_FILE)
+    rules = pl.read_parquet(rules_path) if rules_path is not None else None
+    composer = BundleComposer(BundleRecommender(bundle), rules)
+    batch = composer.for_members(sample, BUNDLES_PER_MEMBER)  # warms the stand-in table too
+    for row, member in enumerate(sample):
+        alone = composer.for_members([member], BUNDLES_PER_MEMBER)
+        if not (np.array_equal(alone.anchors[0], batch.anchors[row])
+                and np.array_equal(alone.complements[0], batch.complements[row])):  # fmt: skip
+            raise SystemExit(f"member {member}: the batch's bundles differ from a single call's")
+    loop_s, batch_s = [], []
+    for _ in range(repeat):
+        loop_s.append(
+            timed(lambda: [composer.for_members([m], BUNDLES_PER_MEMBER) for m in sample])
+        )
+        batch_s.append(timed(lambda: composer.for_members(sample, BUNDLES_PER_MEMBER)))
+    return LoopAgainstBatch("bundles", loop_s, batch_s, len(sample))
+
+
+def compare_recommendations(bundle: Bundle, sample: list[str], repeat: int) -> LoopAgainstBatch:
+    recommender = BundleRecommender(bundle)
+    batch = recommender.ranked(sample, ITEMS_PER_MEMBER)
+    for row, member in enumerate(sample):
+        [alone] = recommender.recommend([member], ITEMS_PER_MEMBER)
+        if alone.item_indices != [i for i in batch.items[row].tolist() if i >= 0]:
+            raise SystemExit(f"member {member}: the batch's list differs from a single call's")
+    loop_s, batch_s = [], []
+    for _ in range(repeat):
+        loop_s.append(timed(lambda: [recommender.recommend([m], ITEMS_PER_MEMBER) for m in sample]))
+        batch_s.append(timed(lambda: recommender.ranked(sample, ITEMS_PER_MEMBER)))
+    return LoopAgainstBatch("recommendations", loop_s, batch_s, len(sample))
+
+
+@dataclass(frozen=True)
+class ExportRun:
+    kind: str
+    n: int
+    wall_s: float
+    peak_rss_bytes: int
+    rows: int
+    members: int
+
+
+def run_export(bundle: Path, kind: str, n: int, out: Path, log: Path) -> ExportRun:
+    """``recsys export`` in a child process; its own peak RSS comes from ``os.wait4``."""
+    command = [str(RECSYS), "export", "--bundle", str(bundle), "--out", str(out),
+               "--kind", kind, "-n", str(n)]  # fmt: skip
+    with log.open("w") as sink:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall_s = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"recsys export failed: {log.read_text()[-2000:]}")
+    table = pq.ParquetFile(out)
+    members = pl.scan_parquet(out).select(pl.col("member_id").n_unique()).collect().item()
+    return ExportRun(kind, n, wall_s, usage.ru_maxrss * 1024, table.metadata.num_rows, members)
+
+
+def gb(value: int) -> str:
+    return f"{value / 1e9:.2f} GB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="recsys-export-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    bundle_path, build_s = build_bundle(args, work)
+    bundle = load_bundle(bundle_path, mmap=True, model_classes=MODEL_CLASSES)
+    members = bundle.member_ids.external_ids
+    sample = random.Random(args.seed).sample(members.tolist(), min(args.sample, len(members)))
+    comparisons = [
+        compare_bundles(bundle, sample, args.repeat),
+        compare_recommendations(bundle, sample, args.repeat),
+    ]
+    exports = [
+        run_export(bundle_path, "bundles", BUNDLES_PER_MEMBER, work / "bundles.parquet",
+                   work / "export-bundles.log"),
+        run_export(bundle_path, "recommendations", ITEMS_PER_MEMBER,
+                   work / "recommendations.parquet", work / "export-recommendations.log"),
+    ]  # fmt: skip
+    rules = bundle.extra_files.get(RULES_FILE)
+    n_rules = pl.scan_parquet(rules).select(pl.len()).collect().item() if rules else 0
+    comparison_rows = "\n".join(
+        f"| {c.what} | {c.loop_us:.0f} µs | {c.batch_us:.1f} µs | **{c.speedup:.0f}x** | "
+        f"{c.loop_us * len(members) / 60e6:.1f} min |"
+        for c in comparisons
+    )
+    export_rows = "\n".join(
+        f"| {e.kind} (n={e.n}) | {e.members:,} | {e.rows:,} | {e.wall_s:.1f} s | "
+        f"{gb(e.peak_rss_bytes)} |"
+        for e in exports
+    )
+    section = f"""{SECTION_TITLE}
+
+Every member's bundles and recommendations to a file (`recsys export`), on a generated store
+of {len(members):,} members (with purchases in train) and {len(bundle.item_ids):,} items
+({args.events:,} events; popularity + ALS, each member's top 50 precomputed; {n_rules:,}
+rules mined at the default thresholds). First the same answers computed by a loop of
+single-member calls (what one API request computes, called once per member) against one
+batched call, on {len(sample):,} sampled members, {args.repeat} alternating rounds after a
+warm-up (medians; the batch's answers equal the loop's, checked member by member); then the
+whole export, each kind in a child process.
+
+| | |
+|---|---|
+| date | {datetime.now(UTC).date().isoformat()} |
+| command | `uv run python benchmarks/export.py` |
+| machine | {machine_description()} |
+| store and training | {f"{build_s:.0f} s" if build_s else "reused"} |
+
+| answers | loop, per member | batch, per member | speed-up | loop for every member |
+|---|---:|---:|---:|---:|
+{comparison_rows}
+
+| export | members | rows | wall | peak RSS |
+|---|---:|---:|---:|---:|
+{export_rows}
+"""
+    print(section)
+    if args.doc:
+        update_section(Path(args.doc), SECTION_TITLE, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
