@@ -11,8 +11,8 @@ in one run:
    against one batched call for the whole sample; ``--repeat`` alternating rounds after a
    warm-up, medians; the batch's answers must equal the loop's;
 2. ``recsys export`` of every member's bundles (``-n 5``) and recommendations (``-n 10``) to
-   Parquet, each in a child process: wall time, peak RSS (the child's own, from ``os.wait4``)
-   and rows written.
+   Parquet, each in a child process: wall time, peak RSS (the child's own high-water mark,
+   ``benchmarks/child_process.py``) and rows written.
 
 Results go to docs/benchmarks.md ("Campaign export").
 
@@ -23,10 +23,8 @@ Results go to docs/benchmarks.md ("Campaign export").
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+from child_process import run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 
 from features.generate import StoreConfig, generate_store
@@ -160,19 +159,15 @@ class ExportRun:
 
 
 def run_export(bundle: Path, kind: str, n: int, out: Path, log: Path) -> ExportRun:
-    """``recsys export`` in a child process; its own peak RSS comes from ``os.wait4``."""
+    """``recsys export`` in a child process, with its own peak RSS."""
     command = [str(RECSYS), "export", "--bundle", str(bundle), "--out", str(out),
                "--kind", kind, "-n", str(n)]  # fmt: skip
-    with log.open("w") as sink:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall_s = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    child = run_child(command, log, REPO_ROOT)
+    if child.returncode != 0:
         raise SystemExit(f"recsys export failed: {log.read_text()[-2000:]}")
-    table = pq.ParquetFile(out)
+    rows = pq.ParquetFile(out).metadata.num_rows
     members = pl.scan_parquet(out).select(pl.col("member_id").n_unique()).collect().item()
-    return ExportRun(kind, n, wall_s, usage.ru_maxrss * 1024, table.metadata.num_rows, members)
+    return ExportRun(kind, n, child.wall_s, child.peak_rss_bytes, rows, members)
 
 
 def gb(value: int) -> str:

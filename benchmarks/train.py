@@ -16,8 +16,8 @@ segments, evaluation, the FAISS index and the bundle. The members' precomputed s
 
 ``recsys train`` runs in a child process through the console script's own entry point
 (``training.cli:main``, same arguments); a few product functions are wrapped there to log a
-time per pipeline stage. Each child's peak RSS comes from ``os.wait4`` (its own rusage, not the
-largest child so far). The results are printed and written to the "Training" section of
+time per pipeline stage. Each child's peak RSS is its own high-water mark
+(``benchmarks/child_process.py``). The results are printed and written to the "Training" section of
 ``docs/benchmarks.md``; other sections of that file are kept. The exit status is 1 when a
 target is missed.
 
@@ -35,12 +35,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from child_process import ChildResult, run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 
 SECTION_TITLE = "## Training"
@@ -234,15 +234,6 @@ out.write_text(json.dumps({
 """
 
 
-@dataclass(frozen=True)
-class ChildResult:
-    """Wall time, peak RSS and exit status of one child process."""
-
-    wall_s: float
-    peak_rss_bytes: int
-    returncode: int
-
-
 @dataclass
 class Run:
     """One product run beside its reference."""
@@ -331,18 +322,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_child(command: list[str], stdout: Path) -> ChildResult:
-    """Run ``command`` with output to ``stdout``; its own peak RSS comes from ``os.wait4``."""
-    with stdout.open("w") as sink:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall_s = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait
-    # On Linux ru_maxrss is in KiB.
-    return ChildResult(wall_s, usage.ru_maxrss * 1024, child.returncode)
-
-
 def generate_store(args: argparse.Namespace, out: Path) -> None:
     command = [
         *recsys_command(),
@@ -382,6 +361,7 @@ def measure_once(store: Path, scratch: Path, max_eval_members: int) -> Run:
             *train_arguments(store, bundle, max_eval_members),
         ],
         scratch / "product.out",
+        REPO_ROOT,
     )
     if product.returncode != 0:
         print((scratch / "product.out").read_text()[-4000:], file=sys.stderr)
@@ -390,14 +370,16 @@ def measure_once(store: Path, scratch: Path, max_eval_members: int) -> Run:
     out = scratch / "reference.json"
     arguments = [str(store), str(bundle), str(out), str(SPLIT_DAYS)]
     reference = run_child(
-        [sys.executable, "-c", REFERENCE_PROGRAM, *arguments], scratch / "reference.out"
+        [sys.executable, "-c", REFERENCE_PROGRAM, *arguments], scratch / "reference.out", REPO_ROOT
     )
     if reference.returncode != 0:
         print((scratch / "reference.out").read_text()[-4000:], file=sys.stderr)
         raise SystemExit(f"the reference fits failed with status {reference.returncode}")
     measured = json.loads(out.read_text())
     lists_out = scratch / "lists.out"
-    lists_child = run_child([sys.executable, "-c", LISTS_PROGRAM, str(bundle)], lists_out)
+    lists_child = run_child(
+        [sys.executable, "-c", LISTS_PROGRAM, str(bundle)], lists_out, REPO_ROOT
+    )
     if lists_child.returncode != 0:
         print(lists_out.read_text()[-4000:], file=sys.stderr)
         raise SystemExit(f"precomputing member lists failed with status {lists_child.returncode}")
