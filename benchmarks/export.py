@@ -206,14 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     section = f"""{SECTION_TITLE}
 
-Every member's bundles and recommendations to a file (`recsys export`), on a generated store
-of {len(members):,} members (with purchases in train) and {len(bundle.item_ids):,} items
-({args.events:,} events; popularity + ALS, each member's top 50 precomputed; {n_rules:,}
-rules mined at the default thresholds). First the same answers computed by a loop of
-single-member calls (what one API request computes, called once per member) against one
-batched call, on {len(sample):,} sampled members, {args.repeat} alternating rounds after a
-warm-up (medians; the batch's answers equal the loop's, checked member by member); then the
-whole export, each kind in a child process.
+Every member's bundles and recommendations to a file (`recsys export`), on a generated
+store ({args.members:,} members, of whom the {len(members):,} with events before the test
+window are in the bundle; {len(bundle.item_ids):,} items; {args.events:,} events; popularity +
+ALS, each member's top 50 precomputed; {n_rules:,} rules mined at the default thresholds).
+First the same answers computed by a loop of single-member calls (what one API request
+computes, called once per member) against one batched call, on {len(sample):,} sampled
+members, {args.repeat} alternating rounds after a warm-up (medians; the batch's answers equal
+the loop's, checked member by member); then the whole export, each kind in a child process.
 
 | | |
 |---|---|

@@ -1,7 +1,7 @@
 """Benchmark of the synthetic store generator: wall time and peak memory at a given size.
 
 The generator runs in a child process so that its peak RSS is measured alone (not mixed with
-this script's), via ``getrusage(RUSAGE_CHILDREN)`` once the child has exited. The result is
+this script's): its own high-water mark (``benchmarks/child_process.py``). The result is
 printed and written to the "Synthetic store generation" section of ``docs/benchmarks.md``;
 other sections of that file are kept.
 
@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from child_process import run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 
 SECTION_TITLE = "## Synthetic store generation"
@@ -78,26 +76,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def measure(members: int, items: int, events: int, seed: int, out_dir: Path) -> Measurement:
     """Run the generator in a child process and measure its wall time and peak RSS."""
     config = {"members": members, "items": items, "events": events, "seed": seed}
-    started = time.perf_counter()
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD_PROGRAM, json.dumps(config), str(out_dir)],
-        cwd=REPO_ROOT,
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    wall_s = time.perf_counter() - started
-    # On Linux ru_maxrss is in KiB; it is the peak of the largest child waited for (ours).
-    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    log = out_dir.with_name(f"{out_dir.name}.log")
+    command = [sys.executable, "-c", CHILD_PROGRAM, json.dumps(config), str(out_dir)]
+    child = run_child(command, log, REPO_ROOT)
+    if child.returncode != 0:
+        raise SystemExit(f"the generator failed: {log.read_text()[-2000:]}")
     return Measurement(
         members=members,
         items=items,
         events=events,
         seed=seed,
-        wall_s=wall_s,
-        peak_rss_bytes=peak_rss,
+        wall_s=child.wall_s,
+        peak_rss_bytes=child.peak_rss_bytes,
         output_bytes=sum(path.stat().st_size for path in out_dir.iterdir()),
-        counts=json.loads(child.stdout.strip().splitlines()[-1]),
+        counts=json.loads(log.read_text().strip().splitlines()[-1]),
     )
 
 
@@ -139,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.out is None:
             shutil.rmtree(out_dir, ignore_errors=True)
+            out_dir.with_name(f"{out_dir.name}.log").unlink(missing_ok=True)
     section = render_section(result, command_line(args))
     update_section(args.doc, SECTION_TITLE, section)
     print(section)
