@@ -1,10 +1,12 @@
-"""mlxtend's rules as the reference for ours, shared by tests/test_rules.py and
-benchmarks/bundles.py: the same rule keys, the same measures, compared to 1e-9."""
+"""The references rules are checked against, shared by tests/test_rules.py and
+benchmarks/bundles.py: mlxtend's rules (the same rule keys, the same measures, compared to
+1e-9) and the planted bundles of a generated store."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from itertools import combinations
 
 import pandas as pd
 import polars as pl
@@ -12,7 +14,15 @@ import polars as pl
 from features.baskets import Baskets
 from training.config import RuleConfig
 
-__all__ = ["MEASURES", "RuleSet", "basket_frame", "mlxtend_rules", "rule_set", "same_rules"]
+__all__ = [
+    "MEASURES",
+    "RuleSet",
+    "basket_frame",
+    "mlxtend_rules",
+    "planted_pair_recall",
+    "rule_set",
+    "same_rules",
+]
 
 MEASURES = ("support", "confidence", "lift", "leverage", "conviction")
 
@@ -68,3 +78,19 @@ def same_rules(ours: RuleSet, reference: RuleSet) -> list[str]:
             if not equal:
                 problems.append(f"{key} {name}: ours {value!r}, mlxtend {expected!r}")
     return problems
+
+
+def planted_pair_recall(rules: pl.DataFrame, planted: pl.DataFrame) -> tuple[int, int]:
+    """(found, planted): how many item pairs of a generated store's planted bundles
+    (``planted_bundles.csv``) are among the strongest single-antecedent rules, taking twice as
+    many rules as there are planted pairs (either direction counts)."""
+    pairs = {
+        frozenset(pair)
+        for items in planted.get_column("item_ids").str.split("|").to_list()
+        for pair in combinations(items, 2)
+    }
+    single = rules.filter(pl.col("antecedents").list.len() == 1).head(2 * len(pairs))
+    found = {
+        frozenset([*row["antecedents"], row["consequent"]]) for row in single.iter_rows(named=True)
+    }
+    return len(pairs & found), len(pairs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,13 @@ from features.baskets import Baskets, baskets_from_interactions, read_basket_fil
 from features.generate import BUNDLES_FILE, StoreConfig, generate_store
 from features.validate import load_interactions
 from tests.cli import run_recsys
-from tests.rules_reference import basket_frame, mlxtend_rules, rule_set, same_rules
+from tests.rules_reference import (
+    basket_frame,
+    mlxtend_rules,
+    planted_pair_recall,
+    rule_set,
+    same_rules,
+)
 from training.config import RuleConfig
 from training.rules import RULE_COLUMNS, RuleIndex, association_rules, count_threshold
 
@@ -160,17 +165,9 @@ def test_planted_bundles_of_the_synthetic_store_are_found(
     generate_store(store, tmp_path / "store")
     interactions = load_interactions(tmp_path / "store" / "interactions.parquet").frame
     planted = pl.read_csv(tmp_path / "store" / BUNDLES_FILE)
-    pairs = {
-        frozenset(pair)
-        for items in planted["item_ids"].str.split("|").to_list()
-        for pair in combinations(items, 2)
-    }
     rules = association_rules(baskets_from_interactions(interactions), config)
-    top = rules.filter(pl.col("antecedents").list.len() == 1).head(2 * len(pairs))
-    found = {
-        frozenset([*row["antecedents"], row["consequent"]]) for row in top.iter_rows(named=True)
-    }
-    recall = len(pairs & found) / len(pairs)
+    found, total = planted_pair_recall(rules, planted)
+    recall = found / total
     assert recall >= 0.9, f"planted pairs recalled among the top rules: {recall:.0%}"
 
 

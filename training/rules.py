@@ -87,9 +87,11 @@ def frequent_itemsets(baskets: Baskets, min_count: int, max_size: int) -> list[I
         return levels
     levels.append(_frequent_pairs(matrix[:, frequent], frequent, min_count))
     if max_size > 2 and len(levels[-1].items):
-        bits = _bitsets(matrix[:, frequent])
+        # Larger itemsets are made of items of frequent pairs: only those need basket bits.
+        paired = np.unique(levels[-1].items)
+        bits = _bitsets(matrix[:, paired])
         position = np.full(baskets.n_items, -1, dtype=np.int64)
-        position[frequent] = np.arange(len(frequent))
+        position[paired] = np.arange(len(paired))
         while len(levels) < max_size and len(levels[-1].items):
             candidates = _candidates(levels[-1].items)
             counts = _count(bits, position[candidates]) if len(candidates) else np.empty(0)
@@ -109,13 +111,16 @@ def _frequent_pairs(matrix: sp.csc_matrix, items: np.ndarray, min_count: int) ->
 
 
 def _bitsets(matrix: sp.csc_matrix) -> np.ndarray:
-    """One row of packed basket bits per column of ``matrix`` (uint64 words)."""
+    """One row of packed basket bits per column of ``matrix`` (uint64 words), set straight
+    from the nonzeros: memory is the packed words only (items x baskets / 8 bytes)."""
     n_baskets, n_items = matrix.shape
     n_words = max(1, math.ceil(n_baskets / 64))
-    dense = np.zeros((n_items, n_words * 64), dtype=bool)
     coo = matrix.tocoo()
-    dense[coo.col, coo.row] = True
-    return np.packbits(dense, axis=1, bitorder="little").view(np.uint64)
+    bits = np.zeros(n_items * n_words, dtype=np.uint64)
+    baskets = coo.row.astype(np.uint64)
+    words = coo.col.astype(np.int64) * n_words + (baskets // np.uint64(64)).astype(np.int64)
+    np.bitwise_or.at(bits, words, np.left_shift(np.uint64(1), baskets % np.uint64(64)))
+    return bits.reshape(n_items, n_words)
 
 
 def _candidates(itemsets: np.ndarray) -> np.ndarray:
