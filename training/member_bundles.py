@@ -199,6 +199,11 @@ class BundleComposer:
         again = self._repeatable[items]
         return np.unique(rows[~again] * self._n_items + items[~again])
 
+    def _total_prices(self, anchors: np.ndarray, complements: np.ndarray) -> np.ndarray:
+        """Anchor plus complement price, rounded to 1e-9 so that 25.99 + 27.99 reads 53.98
+        (not binary floating point's 53.980000000000004) in responses and exports."""
+        return np.round(self._prices[anchors] + self._prices[complements], 9)
+
     def _stand_in_table(self, anchors: np.ndarray) -> np.ndarray:
         """Stand-ins of ``anchors`` (any shape) from the per-item table, computing the rows
         of items that are anchors for the first time."""
@@ -258,7 +263,7 @@ class BundleComposer:
             confidence=pick(measures["confidence"], np.nan),
             support=pick(measures["support"], np.nan),
             scores=pick(scores, np.nan),
-            total_price=pick(self._prices[safe] + self._prices[np.maximum(complements, 0)], np.nan),
+            total_price=pick(self._total_prices(safe, np.maximum(complements, 0)), np.nan),
             models=ranked.models,
             fallback=ranked.fallback | (taken & ~chosen_from_rules).any(axis=1),
         )
