@@ -100,7 +100,28 @@ period. Date {datetime.now(UTC).date().isoformat()}, {machine_description()}; `r
 {references}
 
 Verdict: {verdict}.
+
+{rules_paragraph(metrics["rules"])}
 """
+
+
+def rules_paragraph(rules: dict) -> str:
+    """The bundle rules of the same run on the test period's invoices (training.rules_quality)."""
+    test = rules["test"]
+    n = test["n"]
+    rows = "\n".join(
+        f"| {name.replace('_', ' ')} | {test['hit_rate'][name]:.4f} | {test['recall'][name]:.4f} |"
+        for name in ("rules", "rules_then_popular", "popular")
+    )
+    return f"""Bundles, same run: {rules["rules"]:,} rules mined from {rules["baskets"]:,} training
+invoices at the default thresholds (itemsets in at least {rules["min_count"]} invoices). On the
+{test["test_baskets"]:,} test-period invoices with two or more known items, each item in turn
+asks for {n} complements ({test["anchors"]:,} queries; rules exist for {test["coverage"]:.0%}
+of them); a hit is a list holding another item of the invoice (docs/metrics.md, "Bundles"):
+
+| list | hit rate@{n} | recall@{n} |
+|---|---|---|
+{rows}"""
 
 
 def main(argv: list[str] | None = None) -> int:

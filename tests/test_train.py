@@ -130,6 +130,11 @@ def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
     assert "rules.parquet" in manifest["extra_files"]
     rules = pl.read_parquet(bundle / "rules.parquet")
     assert rules.height == metrics["rules"]["rules"] > 0  # the store plants bundles
+    held_out = metrics["rules"]["test"]
+    assert held_out["anchors"] > 0 and 0 < held_out["coverage"] <= 1
+    # Planted bundles recur in the test period: the rules must beat popularity there.
+    assert held_out["hit_rate"]["rules_then_popular"] > held_out["hit_rate"]["popular"]
+    assert "bundle rules from" in " ".join(result.stdout.split())
     assert {"precision@10", "recall@10", "ndcg@10", "map"} <= set(metrics["models"]["ease"])
 
     member = pl.read_parquet(store / "interactions.parquet")[col.MEMBER_ID][0]

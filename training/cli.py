@@ -407,6 +407,7 @@ def train_and_publish(
         advance("writing the bundle")
         write_training_bundle(outcome, out, items, list_depth=list_depth)
     print_model_table(outcome.metrics)
+    print_rules_quality(outcome.metrics["rules"])
     console.print(f"Bundle, metrics.json and report.html written to {out}")
     if not tracking:
         return
@@ -435,6 +436,23 @@ def print_model_table(metrics: dict[str, Any]) -> None:
         validation = metrics["validation"][name][primary]
         table.add_row(label, *(f"{values[m]:.4f}" for m in _SHORT_NAMES), f"{validation:.4f}")
     console.print(table)
+
+
+def print_rules_quality(rules: dict[str, Any]) -> None:
+    """The mined rules, and how well they proposed the rest of held-out baskets."""
+    test = rules["test"]
+    line = (
+        f"{rules['rules']:,} bundle rules from {rules['baskets']:,} training baskets "
+        f"(itemsets in at least {rules['min_count']} baskets)"
+    )
+    if test["anchors"]:
+        hits, n = test["hit_rate"], test["n"]
+        line += (
+            f"; on {test['test_baskets']:,} test baskets, hit rate@{n} "
+            f"{hits['rules_then_popular']:.3f} (rules, then popular) against "
+            f"{hits['popular']:.3f} (popular); rules for {test['coverage']:.0%} of items"
+        )
+    console.print(line)
 
 
 #: Metric columns of the CLI tables, with headers short enough for an 80-column terminal.

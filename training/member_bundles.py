@@ -27,6 +27,7 @@ import polars as pl
 
 from features import columns as col
 from training.recommend import BundleRecommender, MemberContext, RankedLists
+from training.rules import ComplementTable
 
 __all__ = ["BundleComposer", "MemberBundles"]
 
@@ -87,8 +88,8 @@ class BundleComposer:
         self._repeatable = _repeatable(bundle.catalog, self._n_items)
         self._codes = recommender.category_codes
         self._prices = _prices(bundle.catalog, self._n_items)
-        self._complement_table = _ComplementTable.from_rules(
-            rules, bundle.item_ids.external_ids, self._available
+        self._complement_table = ComplementTable.from_rules(
+            rules, bundle.item_ids.external_ids, self._available, COMPLEMENTS_PER_ITEM
         )
         self._stand_in_items = np.full(
             (self._n_items, STAND_INS_PER_ITEM), _NOT_COMPUTED, dtype=np.int64
@@ -267,80 +268,6 @@ class BundleComposer:
             models=ranked.models,
             fallback=ranked.fallback | (taken & ~chosen_from_rules).any(axis=1),
         )
-
-
-@dataclass(frozen=True)
-class _Complements:
-    """Candidates per anchor: items (anchors' shape + one axis), -1 padded, and measures."""
-
-    items: np.ndarray
-    measures: dict[str, np.ndarray]
-
-
-_MEASURES = ("lift", "confidence", "support")
-
-
-@dataclass(frozen=True)
-class _ComplementTable:
-    """The single-antecedent rules grouped by antecedent item (CSR layout): rules
-    ``starts[i]:starts[i + 1]`` are item i's, strongest first (lift, confidence, support, then
-    the lower item index), at most :data:`COMPLEMENTS_PER_ITEM` each, available items only."""
-
-    starts: np.ndarray
-    items: np.ndarray
-    measures: dict[str, np.ndarray]
-
-    @classmethod
-    def from_rules(
-        cls, rules: pl.DataFrame | None, item_ids: np.ndarray, available: np.ndarray
-    ) -> _ComplementTable:
-        n_items = len(item_ids)
-        index = pl.DataFrame(
-            {"name": pl.Series(item_ids, dtype=pl.Utf8), "index": np.arange(n_items)}
-        )
-        table = (
-            pl.DataFrame(schema={"antecedents": pl.List(pl.Utf8), "consequent": pl.Utf8,
-                                 **{name: pl.Float64 for name in _MEASURES}})
-            if rules is None
-            else rules
-        )  # fmt: skip
-        pairs = (
-            table.filter(pl.col("antecedents").list.len() == 1)
-            .select(pl.col("antecedents").list.first().alias("name"), "consequent", *_MEASURES)
-            .join(index, on="name")
-            .rename({"index": "anchor"})
-            .join(index.rename({"name": "consequent", "index": "item"}), on="consequent")
-            .filter(pl.col("item").map_batches(lambda items: pl.Series(available[items])))
-            .sort(
-                ["anchor", "lift", "confidence", "support", "item"],
-                descending=[False, True, True, True, False],
-            )
-            .filter(pl.int_range(pl.len()).over("anchor") < COMPLEMENTS_PER_ITEM)
-        )
-        anchors = pairs.get_column("anchor").to_numpy()
-        return cls(
-            starts=np.searchsorted(anchors, np.arange(n_items + 1)).astype(np.int64),
-            items=pairs.get_column("item").to_numpy().astype(np.int64),
-            measures={name: pairs.get_column(name).to_numpy() for name in _MEASURES},
-        )
-
-    def gather(self, anchors: np.ndarray) -> _Complements:
-        """The complements of every anchor, as arrays of ``anchors.shape + (K,)``."""
-        offsets = np.arange(COMPLEMENTS_PER_ITEM)
-        positions = self.starts[anchors][..., None] + offsets
-        inside = positions < self.starts[anchors + 1][..., None]
-        if not len(self.items):
-            shape = (*anchors.shape, COMPLEMENTS_PER_ITEM)
-            return _Complements(
-                np.full(shape, -1, dtype=np.int64),
-                {name: np.full(shape, np.nan) for name in _MEASURES},
-            )
-        positions = np.where(inside, positions, 0)
-        return _Complements(
-            np.where(inside, self.items[positions], -1),
-            {name: np.where(inside, values[positions], np.nan)
-             for name, values in self.measures.items()},
-        )  # fmt: skip
 
 
 def _repeatable(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:

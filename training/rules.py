@@ -31,8 +31,11 @@ from features.baskets import Baskets
 from training.config import RuleConfig
 
 __all__ = [
+    "COMPLEMENT_MEASURES",
     "RULE_COLUMNS",
     "Complement",
+    "ComplementTable",
+    "Complements",
     "RuleIndex",
     "association_rules",
     "count_threshold",
@@ -209,6 +212,91 @@ def association_rules(baskets: Baskets, config: RuleConfig) -> pl.DataFrame:
         ["lift", "confidence", "support", "consequent"],
         descending=[True, True, True, False],
     )
+
+
+@dataclass(frozen=True)
+class Complements:
+    """Candidates per anchor: items (anchors' shape + one axis), -1 padded, and measures."""
+
+    items: np.ndarray
+    measures: dict[str, np.ndarray]
+
+
+#: The rule measures a complement carries.
+COMPLEMENT_MEASURES = ("lift", "confidence", "support")
+
+
+@dataclass(frozen=True)
+class ComplementTable:
+    """The single-antecedent rules grouped by antecedent item (CSR layout), to look up the
+    complements of many items at once: rules ``starts[i]:starts[i + 1]`` are item i's,
+    strongest first (lift, confidence, support, then the lower item index), at most ``depth``
+    each, consequents among ``available`` items only."""
+
+    depth: int
+    starts: np.ndarray
+    items: np.ndarray
+    measures: dict[str, np.ndarray]
+
+    @classmethod
+    def from_rules(
+        cls,
+        rules: pl.DataFrame | None,
+        item_ids: np.ndarray,
+        available: np.ndarray,
+        depth: int,
+    ) -> ComplementTable:
+        """The table over ``item_ids`` (index i names item i) of a rule table (None: empty)."""
+        n_items = len(item_ids)
+        index = pl.DataFrame(
+            {"name": pl.Series(item_ids, dtype=pl.Utf8), "index": np.arange(n_items)}
+        )
+        table = (
+            pl.DataFrame(schema={"antecedents": pl.List(pl.Utf8), "consequent": pl.Utf8,
+                                 **{name: pl.Float64 for name in COMPLEMENT_MEASURES}})
+            if rules is None
+            else rules
+        )  # fmt: skip
+        pairs = (
+            table.filter(pl.col("antecedents").list.len() == 1)
+            .select(
+                pl.col("antecedents").list.first().alias("name"), "consequent", *COMPLEMENT_MEASURES
+            )
+            .join(index, on="name")
+            .rename({"index": "anchor"})
+            .join(index.rename({"name": "consequent", "index": "item"}), on="consequent")
+            .filter(pl.col("item").map_batches(lambda items: pl.Series(available[items])))
+            .sort(
+                ["anchor", "lift", "confidence", "support", "item"],
+                descending=[False, True, True, True, False],
+            )
+            .filter(pl.int_range(pl.len()).over("anchor") < depth)
+        )
+        anchors = pairs.get_column("anchor").to_numpy()
+        return cls(
+            depth=depth,
+            starts=np.searchsorted(anchors, np.arange(n_items + 1)).astype(np.int64),
+            items=pairs.get_column("item").to_numpy().astype(np.int64),
+            measures={name: pairs.get_column(name).to_numpy() for name in COMPLEMENT_MEASURES},
+        )
+
+    def gather(self, anchors: np.ndarray) -> Complements:
+        """The complements of every anchor, as arrays of ``anchors.shape + (depth,)``."""
+        offsets = np.arange(self.depth)
+        positions = self.starts[anchors][..., None] + offsets
+        inside = positions < self.starts[anchors + 1][..., None]
+        if not len(self.items):
+            shape = (*anchors.shape, self.depth)
+            return Complements(
+                np.full(shape, -1, dtype=np.int64),
+                {name: np.full(shape, np.nan) for name in COMPLEMENT_MEASURES},
+            )
+        positions = np.where(inside, positions, 0)
+        return Complements(
+            np.where(inside, self.items[positions], -1),
+            {name: np.where(inside, values[positions], np.nan)
+             for name, values in self.measures.items()},
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from training.metrics import DEFAULT_KS
 from training.models import ModelFitError, Recommender, model_class
 from training.models.popular import PopularityRecommender
 from training.rules import association_rules, count_threshold
+from training.rules_quality import complement_quality
 from training.tune import TuningResult, tune_model
 
 __all__ = ["TrainConfig", "TrainOutcome", "carve_validation", "run_training"]
@@ -338,6 +339,7 @@ def run_training(
             "baskets": baskets.n_baskets,
             "min_count": count_threshold(baskets, config.rules),
             "rules": rules.height,
+            "test": complement_quality(rules, baskets, baskets_from_interactions(split.test)),
         },
         "timings": timings,
         "config": config.model_dump(mode="json"),
