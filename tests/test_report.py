@@ -58,6 +58,19 @@ def training_metrics(models: tuple[str, ...] = MODELS, chosen_ndcg: float = 0.3)
         "timings": {
             name: {"tune_s": 1.5, "trials": 8, "fit_s": 0.2, "evaluate_s": 0.1} for name in models
         },
+        "rules": {
+            "baskets": 4_000,
+            "min_count": 20,
+            "rules": 321,
+            "test": {
+                "n": 5,
+                "test_baskets": 700,
+                "anchors": 2_100,
+                "coverage": 0.61,
+                "hit_rate": {"rules": 0.31, "rules_then_popular": 0.47, "popular": 0.29},
+                "recall": {"rules": 0.12, "rules_then_popular": 0.18, "popular": 0.1},
+            },
+        },
     }
 
 
@@ -84,6 +97,16 @@ def test_report_has_summary_tables_and_one_image_per_plot(tmp_path: Path) -> Non
     assert html.count("<img ") == len(FIGURES)
     assert html.count('src="data:image/png;base64,') == len(FIGURES)
     assert "l2 = 500.0" in html
+
+
+def test_report_shows_bundle_rules_beside_popularity(tmp_path: Path) -> None:
+    html = _report(tmp_path, training_metrics())
+
+    section = html[html.index("<h2>Bundles") :]
+    assert "321" in section and "4,000" in section and "0.6100" in section
+    assert "<th>hit rate@5</th>" in section and "<th>recall@5</th>" in section
+    assert "<td>rules, then popular</td><td>0.4700</td><td>0.1800</td>" in section
+    assert "<td>popular (baseline)</td><td>0.2900</td>" in section
 
 
 def test_report_marks_chosen_model_and_baseline_in_every_table(tmp_path: Path) -> None:

@@ -323,8 +323,38 @@ def _summary(metrics: Metrics) -> str:
         f"{primary} of the chosen model (validation)": validation_value,
         **{f"protocol: {key}": value for key, value in (metrics.get("protocol") or {}).items()},
     }
+    return _facts_table(facts)
+
+
+def _facts_table(facts: Mapping[str, object]) -> str:
+    """A two-column table of named values."""
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_format(v)}</td></tr>" for k, v in facts.items())
     return f'<table class="summary"><tbody>{rows}</tbody></table>'
+
+
+def _rules_section(metrics: Metrics) -> str:
+    """The mined rules and their hit rate on held-out baskets beside popularity."""
+    rules = metrics.get("rules")
+    if not rules:
+        return ""
+    test = rules.get("test") or {}
+    facts = {
+        "rules": rules.get("rules"),
+        "training baskets": rules.get("baskets"),
+        "itemsets in at least (baskets)": rules.get("min_count"),
+        "test baskets with 2+ known items": test.get("test_baskets"),
+        "queries (one per item of those baskets)": test.get("anchors"),
+        "share of queries with a rule": test.get("coverage"),
+    }
+    if "hit_rate" not in test:
+        return _facts_table(facts)
+    n = test["n"]
+    labels = {"popular": "popular (baseline)", "rules_then_popular": "rules, then popular"}
+    rows = (
+        ("", _esc(labels.get(name, name)), [test["hit_rate"][name], test["recall"][name]])
+        for name in test["hit_rate"]
+    )
+    return _facts_table(facts) + _table(["list", f"hit rate@{n}", f"recall@{n}"], rows)
 
 
 def _figures_html(metrics: Metrics) -> str:
@@ -355,6 +385,7 @@ def _sections(metrics: Metrics) -> list[tuple[str, str]]:
             _optional_table(metrics, "validation", _metrics_table),
         ),
         ("Plots", _figures_html(metrics)),
+        ("Bundles: frequently bought together", _rules_section(metrics)),
         ("Tuned parameters", _optional_table(metrics, "params", _params_table)),
         ("Timings", _optional_table(metrics, "timings", _keyed_table)),
     )
