@@ -38,15 +38,12 @@ import polars as pl
 import pyarrow.parquet as pq
 from child_process import run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
+from stores import trained_bundle
 
-from features.generate import StoreConfig, generate_store
 from training.bundle import RULES_FILE, Bundle, load_bundle
-from training.config import TuningBudget
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
-from training.publish import train_generated_store
 from training.recommend import BundleRecommender
-from training.train import TrainConfig
 
 SECTION_TITLE = "## Campaign export"
 RECSYS = Path(sys.executable).with_name("recsys")
@@ -66,25 +63,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="Reuse the bundle in --work.")
     parser.add_argument("--doc", type=str, default=str(BENCHMARKS_DOC), help="'' for none")
     return parser.parse_args(argv)
-
-
-def build_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
-    """Generate the store and train on it (seconds of wall time returned; 0 when reused)."""
-    bundle = work / "bundle"
-    if args.reuse and (bundle / "manifest.json").is_file():
-        return bundle, 0.0
-    started = time.perf_counter()
-    store = work / "store"
-    generate_store(
-        StoreConfig(members=args.members, items=args.items, events=args.events, seed=args.seed),
-        store,
-    )
-    config = TrainConfig(
-        models=("popular", "als"), budget=TuningBudget(trials=1, seconds=60),
-        max_eval_members=5_000,
-    )  # fmt: skip
-    train_generated_store(store, bundle, config)
-    return bundle, time.perf_counter() - started
 
 
 @dataclass(frozen=True)
@@ -178,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="recsys-export-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    bundle_path, build_s = build_bundle(args, work)
+    bundle_path, build_s = trained_bundle(
+        work, members=args.members, items=args.items, events=args.events, seed=args.seed,
+        models=("popular", "als"), reuse=args.reuse,
+    )  # fmt: skip
     bundle = load_bundle(bundle_path, mmap=True, model_classes=MODEL_CLASSES)
     members = bundle.member_ids.external_ids
     sample = random.Random(args.seed).sample(members.tolist(), min(args.sample, len(members)))

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from docs_section import BENCHMARKS_DOC, machine_description, update_section
+from stores import trained_bundle
 
 SECTION_TITLE = "## Serving"
 RATIO_TARGET, P99_TARGET_MS = 0.60, 25.0
@@ -102,30 +103,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="Reuse a bundle in --work.")
     parser.add_argument("--doc", type=Path, default=BENCHMARKS_DOC)
     return parser.parse_args(argv)
-
-
-def build_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float]:
-    """Generate and train (in this process; seconds of wall time returned)."""
-    from features.generate import StoreConfig, generate_store
-    from training.config import TuningBudget
-    from training.publish import train_generated_store
-    from training.train import TrainConfig
-
-    bundle = work / "bundle"
-    if args.reuse and (bundle / "manifest.json").is_file():
-        return bundle, 0.0
-    started = time.perf_counter()
-    store = work / "store"
-    config = StoreConfig(members=args.members, items=args.items, events=args.events,
-                         seed=args.seed)  # fmt: skip
-    generate_store(config, store)
-    training = TrainConfig(
-        models=tuple(args.models.split(",")),
-        budget=TuningBudget(trials=1, seconds=60),
-        max_eval_members=5_000,
-    )
-    train_generated_store(store, bundle, training, split="last-days:30")
-    return bundle, time.perf_counter() - started
 
 
 def free_port() -> int:
@@ -333,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="recsys-serve-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    bundle, train_seconds = build_bundle(args, work)
+    bundle, train_seconds = trained_bundle(
+        work, members=args.members, items=args.items, events=args.events, seed=args.seed,
+        models=tuple(args.models.split(",")), reuse=args.reuse,
+    )  # fmt: skip
     chosen = json.loads((bundle / "manifest.json").read_text())["chosen"]
     members = member_sample(bundle, work)
     script = work / "members.lua"
