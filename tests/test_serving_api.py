@@ -374,6 +374,29 @@ def test_a_cart_never_gets_its_own_items_back(
     assert all(item.category == category for item in body.items if item.source == "similar")
 
 
+def test_member_bundles_drop_a_complement_bought_just_now(
+    server: Server, tiny_trained: tuple[Path, Path], catalog: pl.DataFrame
+) -> None:
+    repeatable = set(catalog.filter(pl.col("repeatable")).get_column("item_id"))
+    interactions = pl.read_parquet(tiny_trained[0] / "interactions.parquet")
+    for member in interactions.get_column("member_id").unique(maintain_order=True)[20:80]:
+        before = server.client.get(f"/v1/members/{member}/bundles?n=3").json()
+        proposed = [
+            bundle["items"][1]["item_id"]
+            for bundle in before["bundles"]
+            if bundle["items"][1]["source"] == "rules"
+            and bundle["items"][1]["item_id"] not in repeatable
+        ]
+        if proposed:
+            break
+    else:
+        pytest.fail("no member of the tiny store is offered a rule complement")
+    _post_events(server, _event("purchase", member, proposed[0]))
+    after = server.client.get(f"/v1/members/{member}/bundles?n=3").json()
+    offered = {item["item_id"] for bundle in after["bundles"] for item in bundle["items"]}
+    assert proposed[0] not in offered and after["bundles"]
+
+
 def test_bundle_errors_are_json_4xx(server: Server) -> None:
     assert server.client.get("/v1/items/no-such-item/bundles").status_code == 404
     missing = server.client.post("/v1/bundles", json={"item_ids": ["no-such-item"]})
