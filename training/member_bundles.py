@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from features import columns as col
 from training.recommend import BundleRecommender, MemberContext, RankedLists
@@ -186,12 +187,8 @@ class BundleComposer:
     ) -> np.ndarray:
         """Sorted keys (row x items + item) of what each member may not be offered: their
         purchases, in the bundle and since, except repeatable items."""
-        purchases = self._recommender.bundle.purchases
-        bought = purchases[np.maximum(indices, 0)]
-        rows = np.repeat(np.arange(len(indices)), np.diff(bought.indptr))
-        items = bought.indices.astype(np.int64)
-        known = indices[rows] >= 0
-        row_parts, item_parts = [rows[known]], [items[known]]
+        rows, items = _csr_rows(self._recommender.bundle.purchases, indices)
+        row_parts, item_parts = [rows], [items]
         for row, context in enumerate(contexts or ()):
             if context is not None and len(context.purchased):
                 row_parts.append(np.full(len(context.purchased), row, dtype=np.int64))
@@ -284,6 +281,18 @@ def _prices(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:
     return catalog.get_column(col.PRICE).cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 
+def _csr_rows(matrix: sp.csr_matrix, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in ``indices``, column) of every stored cell of rows ``indices`` of a CSR
+    matrix (-1: no row), read from its arrays: scipy's fancy row indexing builds a whole
+    matrix, which costs a single-member request more than the rest of its bundles."""
+    known = np.flatnonzero(indices >= 0)
+    starts = matrix.indptr[indices[known]]
+    lengths = matrix.indptr[indices[known] + 1] - starts
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cells = np.repeat(starts, lengths) + offsets
+    return np.repeat(known, lengths), matrix.indices[cells].astype(np.int64)
+
+
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Whether each of ``keys`` is in ``sorted_keys`` (vectorised set membership)."""
     if not len(sorted_keys):
@@ -305,6 +314,8 @@ def _distinct_best(
     chosen = np.full((n_members, n), -1, dtype=np.int64)
     count = np.zeros(n_members, dtype=np.int64)
     for step in range(depth):
+        if (count == n).all():
+            break
         position = order[:, step]
         anchor, complement = anchors[rows, position], complements[rows, position]
         clash = (used == anchor[:, None]).any(axis=1) | (used == complement[:, None]).any(axis=1)
