@@ -138,6 +138,29 @@ def test_precomputed_lists_answer_exactly_what_scoring_answers(
     assert_same_answers(read, BundleRecommender(bundle), members, **options)
 
 
+@pytest.mark.parametrize("with_lists", [True, False])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"category": "odd"}, {"exclude_purchased": False}, {"model": "popular"}],
+)
+def test_ranked_arrays_hold_what_recommend_lists(
+    bundle: Bundle, with_lists: bool, options: dict[str, Any]
+) -> None:
+    if with_lists:
+        bundle = replace(bundle, lists=BundleRecommender(bundle).member_lists(25))
+    recommender = BundleRecommender(bundle)
+    members = [*bundle.member_ids.external_ids.tolist(), "stranger", "m3"]
+    clicked = MemberContext(items=[2, 3], weights=[2.0, 2.0])
+    contexts = [None] * (len(members) - 1) + [clicked]  # m3 again, with fresh clicks
+    ranked = recommender.ranked(members, 6, contexts=contexts, **options)
+    listed = recommender.recommend(members, 6, contexts=contexts, **options)
+    for row, answer in enumerate(listed):
+        found = ranked.items[row] >= 0
+        assert ranked.items[row][found].tolist() == answer.item_indices
+        np.testing.assert_allclose(ranked.scores[row][found], answer.scores, rtol=1e-6)
+        assert (ranked.models[row], bool(ranked.fallback[row])) == (answer.model, answer.fallback)
+
+
 def test_precomputed_lists_are_what_answers_a_known_member(bundle: Bundle) -> None:
     lists = BundleRecommender(bundle).member_lists(5)
     # Every member gets the next member's row: an answer that only the lists can give.

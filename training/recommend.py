@@ -196,19 +196,39 @@ class BundleRecommender:
         ``contexts`` (one per member, or None) adds what the bundle does not know of each
         member. ``max_per_category`` caps the items of one category in a list (storefront
         carousels); the cap gives way only when the candidates cannot fill ``n`` otherwise.
+        A member the bundle knows, with nothing in their context, is answered from the
+        bundle's precomputed lists when they hold the answer (:meth:`_precomputed`); this path
+        reads row slices directly, since it is what a storefront request takes.
         """
+        name = model or self.bundle.chosen
+        self.bundle.model(name)  # an unknown name fails here, listing the models there are
+        contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
+        indices = self.member_indices(member_ids)
         depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
-        ranked = self.ranked(
-            member_ids, depth, model=model, category=category,
-            exclude_purchased=exclude_purchased, contexts=contexts,
-        )  # fmt: skip
-        return [
-            self._recommendation(
-                member_id, ranked.items[row], ranked.scores[row], ranked.models[row],
-                padded=bool(ranked.fallback[row]), n=n, max_per_category=max_per_category,
-            )
-            for row, member_id in enumerate(member_ids)
-        ]  # fmt: skip
+        lists = self._precomputed(name, category, exclude_purchased, depth)
+        answers: list[Recommendation | None] = [None] * len(member_ids)
+        scored = []
+        for row, (index, context) in enumerate(zip(indices, contexts, strict=True)):
+            if lists is not None and index >= 0 and context.adds_nothing:
+                answers[row] = self._recommendation(
+                    member_ids[row], lists.items[index, :depth], lists.scores[index, :depth],
+                    name, padded=bool(lists.from_model[index] < depth), n=n,
+                    max_per_category=max_per_category,
+                )  # fmt: skip
+            else:
+                scored.append(row)
+        if scored:
+            ranked = self._scored(
+                name, indices[scored], [contexts[row] for row in scored], depth,
+                category=category, exclude_purchased=exclude_purchased,
+            )  # fmt: skip
+            for position, row in enumerate(scored):
+                answers[row] = self._recommendation(
+                    member_ids[row], ranked.items[position], ranked.scores[position],
+                    ranked.models[position], padded=bool(ranked.fallback[position]), n=n,
+                    max_per_category=max_per_category,
+                )  # fmt: skip
+        return [answer for answer in answers if answer is not None]
 
     def ranked(
         self,
@@ -222,50 +242,79 @@ class BundleRecommender:
     ) -> RankedLists:
         """Every member's top ``depth`` as arrays (one row per member, in order): what
         :meth:`recommend` lists, for callers that work on many members at once (campaign
-        exports, bundles for a batch of members).
-
-        A member the bundle knows, with nothing in their context, is answered from the
-        bundle's precomputed lists when they hold the answer (same model, no category filter,
-        purchases excluded, deep enough): one array gather for all such members. The lists
-        hold exactly what scoring would give; everyone else is scored.
-        """
+        exports, bundles for a batch of members). Members answered from the precomputed
+        lists are gathered in one array operation; everyone else is scored."""
         name = model or self.bundle.chosen
-        self.bundle.model(name)  # an unknown name fails here, listing the models there are
+        self.bundle.model(name)
         contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
         indices = self.member_indices(member_ids)
         items = np.full((len(member_ids), depth), -1, dtype=np.int64)
         scores = np.full((len(member_ids), depth), -np.inf, dtype=np.float32)
         fallback = np.zeros(len(member_ids), dtype=bool)
         models = [name] * len(member_ids)
-        lists = self.bundle.lists
-        precomputed = np.zeros(len(member_ids), dtype=bool)
-        if (
-            lists is not None
-            and lists.model == name
-            and category is None
-            and exclude_purchased
-            and depth <= lists.depth
-        ):
-            precomputed = (indices >= 0) & np.array([c.adds_nothing for c in contexts], dtype=bool)
-            listed = indices[precomputed]
-            items[precomputed] = lists.items[listed, :depth]
-            scores[precomputed] = lists.scores[listed, :depth]
-            fallback[precomputed] = lists.from_model[listed] < depth
-        scored = np.flatnonzero(~precomputed).tolist()
+        lists = self._precomputed(name, category, exclude_purchased, depth)
+        listed = np.zeros(len(member_ids), dtype=bool)
+        if lists is not None:
+            listed = (indices >= 0) & np.array([c.adds_nothing for c in contexts], dtype=bool)
+            rows = indices[listed]
+            items[listed] = lists.items[rows, :depth]
+            scores[listed] = lists.scores[rows, :depth]
+            fallback[listed] = lists.from_model[rows] < depth
+        scored = np.flatnonzero(~listed).tolist()
         if scored:
-            scored_items, scored_scores = items[scored], scores[scored]  # copies, filled below
-            padded = np.zeros(len(scored), dtype=bool)
-            self._score_rows(
-                name, indices[scored], [contexts[row] for row in scored], scored_items,
-                scored_scores, padded, category=category, exclude_purchased=exclude_purchased,
+            found = self._scored(
+                name, indices[scored], [contexts[row] for row in scored], depth,
+                category=category, exclude_purchased=exclude_purchased,
             )  # fmt: skip
-            items[scored], scores[scored] = scored_items, scored_scores
+            items[scored], scores[scored], fallback[scored] = (
+                found.items,
+                found.scores,
+                found.fallback,
+            )
             for position, row in enumerate(scored):
-                answered_by = self._answering_model(name, indices[row], contexts[row])
-                models[row] = answered_by or FALLBACK_MODEL
-                fallback[row] = (
-                    answered_by is None or bool(padded[position]) or contexts[row].declared
-                )
+                models[row] = found.models[position]
+        return RankedLists(items=items, scores=scores, models=models, fallback=fallback)
+
+    def _precomputed(
+        self, name: str, category: str | None, exclude_purchased: bool, depth: int
+    ) -> MemberLists | None:
+        """The bundle's precomputed lists when they hold the answer to such a request (same
+        model, no category filter, purchases excluded, deep enough), else None."""
+        lists = self.bundle.lists
+        if (
+            lists is None
+            or lists.model != name
+            or category is not None
+            or not exclude_purchased
+            or depth > lists.depth
+        ):
+            return None
+        return lists
+
+    def _scored(
+        self,
+        name: str,
+        indices: np.ndarray,
+        contexts: Sequence[MemberContext],
+        depth: int,
+        *,
+        category: str | None,
+        exclude_purchased: bool,
+    ) -> RankedLists:
+        """Top ``depth`` of members (``indices``, -1 when unknown) scored by their answering
+        model, completed from popularity."""
+        items = np.full((len(indices), depth), -1, dtype=np.int64)
+        scores = np.full((len(indices), depth), -np.inf, dtype=np.float32)
+        padded = np.zeros(len(indices), dtype=bool)
+        self._score_rows(
+            name, indices, contexts, items, scores, padded,
+            category=category, exclude_purchased=exclude_purchased,
+        )  # fmt: skip
+        models, fallback = [], np.zeros(len(indices), dtype=bool)
+        for row, (index, context) in enumerate(zip(indices, contexts, strict=True)):
+            answered_by = self._answering_model(name, index, context)
+            models.append(answered_by or FALLBACK_MODEL)
+            fallback[row] = answered_by is None or bool(padded[row]) or context.declared
         return RankedLists(items=items, scores=scores, models=models, fallback=fallback)
 
     def _recommendation(
