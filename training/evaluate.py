@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Final
 
-import faiss
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
@@ -27,7 +26,7 @@ from features.members import SEGMENT
 from features.splits import require_columns
 from training.dataset import TrainingData
 from training.metrics import DEFAULT_KS, calc_metrics, item_popularity
-from training.models.base import Recommender
+from training.models.base import Recommender, top_n
 
 __all__ = [
     "ENGAGED_EVENTS",
@@ -215,11 +214,9 @@ def recommended_lists(model: Recommender, task: EvaluationTask, n: int) -> np.nd
     """Top-``n`` item ids per evaluated member, best first, training purchases excluded.
 
     The lists of ``model.recommend(task.members, task.histories, n, exclude=task.exclude)``,
-    selected faster: an evaluation scores every catalog item for every sampled member (20,000
-    members x 100,000 items is 2e9 scores per model), and ``top_n``'s argpartition plus sort
-    made the selection cost several times the scoring itself. :func:`_best_items` keeps a
-    k-heap per row instead. Where several items tie at the cut, the lower item index wins (the
-    order ``top_n`` documents), whereas argpartition may pick any of the tied items.
+    with the scoring and the selection (``top_n``'s heaps) kept apart: an evaluation scores
+    every catalog item for every sampled member (20,000 members x 100,000 items is 2e9 scores
+    per model).
 
     The scoring (a matrix product for factor models) has the cores to itself and the heaps
     run on one thread: with both thread pools active at once, each pool's threads spun while
@@ -236,29 +233,8 @@ def recommended_lists(model: Recommender, task: EvaluationTask, n: int) -> np.nd
         excluded_rows, excluded_items = task.exclude[rows].nonzero()
         scores[excluded_rows, excluded_items] = -np.inf
         with threadpool_limits(1, "openmp"):
-            lists.append(_best_items(scores, n))
+            lists.append(top_n(scores, n)[0])
     return np.vstack(lists)
-
-
-def _best_items(scores: np.ndarray, n: int) -> np.ndarray:
-    """Ids of the ``n`` best finite scores per row, best first, ties by lower item index.
-
-    ``faiss.kmax`` streams each row through a heap of ``n`` (a score enters only when strictly
-    above the heap's worst, so the earliest of tied items stays), touching every score once
-    where a partition moves them around. Rows with fewer than ``n`` finite scores are padded
-    with -1: -inf (excluded) and NaN never enter the heap, and like ``top_n`` any non-finite
-    score is not a recommendation. A score of exactly float32's lowest finite value counts as
-    missing too (it is the heap's empty mark), which no model produces.
-    """
-    k = min(n, scores.shape[1])
-    ids = np.full((scores.shape[0], n), -1, dtype=np.int64)
-    if k == 0:
-        return ids
-    best, candidates = faiss.kmax(scores, k)
-    order = np.lexsort((candidates, -best), axis=1)
-    ids[:, :k] = np.take_along_axis(candidates, order, axis=1)
-    ids[:, :k][~np.isfinite(np.take_along_axis(best, order, axis=1))] = -1
-    return ids
 
 
 def _distinct_pairs(interactions: pl.DataFrame, events: Sequence[str]) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
@@ -48,16 +49,30 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the ``n`` best finite scores per row, best first.
 
     Rows with fewer than ``n`` finite scores are padded with index -1 and score ``-inf``. Ties
-    are broken by lower item index, so results are deterministic.
+    are broken by lower item index, so results are deterministic: lists must not depend on how
+    a batch was cut, so that a precomputed list and a live answer agree.
+
+    float32 rows stream through a heap (``faiss.kmax``), which touches every score once where
+    an argpartition moves them around: 54 ms against 909 ms for 1,024 x 20,000 here, and 1.2 s
+    against 14.6 s for 4,096 x 100,000. Heap and partition alike keep arbitrary items of those
+    tied at the cut-off; rows where tied items did not all fit are redone exactly.
     """
     n_rows, n_items = scores.shape
     k = min(n, n_items)
     if k == 0:
         return np.full((n_rows, n), -1, np.int64), np.full((n_rows, n), -np.inf, np.float32)
     if k < n_items:
-        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        candidate_scores = np.take_along_axis(scores, candidates, axis=1)
-        _keep_lowest_tied(scores, candidates, candidate_scores)
+        if scores.dtype == np.float32:
+            candidates, candidate_scores, cut = _heap_candidates(scores, k)
+        else:
+            candidates, candidate_scores, cut = _partition_candidates(scores, k)
+        rows, per_chunk = np.flatnonzero(cut), max(1, _SCORE_CELLS_PER_BATCH // n_items)
+        for start in range(0, len(rows), per_chunk):
+            chunk = rows[start : start + per_chunk]
+            boundary = candidate_scores[chunk].min(axis=1)
+            candidates[chunk], candidate_scores[chunk] = _lowest_tied_kept(
+                scores[chunk], boundary, k
+            )
     else:
         candidates = np.broadcast_to(np.arange(n_items), (n_rows, n_items))
         candidate_scores = np.take_along_axis(scores, candidates, axis=1)
@@ -71,21 +86,44 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, best
 
 
-def _keep_lowest_tied(
-    scores: np.ndarray, candidates: np.ndarray, candidate_scores: np.ndarray
-) -> None:
-    """Where items tied at the cut-off score did not all fit, make the lowest indices the ones
-    kept (``argpartition`` keeps arbitrary ones): lists must not depend on how a batch was cut,
-    so that a precomputed list and a live answer agree. Rows with such ties are rare (items
-    without evidence); they are redone one by one, in place."""
+def _heap_candidates(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best ``k`` per row (ids, scores; -inf where a row has fewer finite scores) and the
+    rows where items tied at the cut-off did not all fit: one more than ``k`` is asked of the
+    heap, and a tie crosses the cut exactly when that extra item scores the ``k``-th's score
+    (``faiss.kmax`` returns each row sorted)."""
+    found, ids = faiss.kmax(np.ascontiguousarray(scores), k + 1)
+    missing = ids < 0  # empty heap slots: fewer than k + 1 finite scores
+    ids[missing] = 0
+    found[missing] = -np.inf
+    cut = np.isfinite(found[:, k - 1]) & (found[:, k] == found[:, k - 1])
+    return ids[:, :k], found[:, :k], cut
+
+
+def _partition_candidates(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_heap_candidates`, by argpartition (any dtype), the cut found by counting
+    the items at the cut-off score in the row and among those kept."""
+    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
     boundary = candidate_scores.min(axis=1)
-    at_boundary = scores == boundary[:, None]
-    cut = at_boundary.sum(axis=1) > (candidate_scores == boundary[:, None]).sum(axis=1)
-    for row in np.flatnonzero(cut & np.isfinite(boundary)):
-        above = np.flatnonzero(scores[row] > boundary[row])
-        tied = np.flatnonzero(at_boundary[row])[: candidates.shape[1] - len(above)]
-        candidates[row] = np.concatenate([above, tied])
-        candidate_scores[row] = scores[row, candidates[row]]
+    tied = (scores == boundary[:, None]).sum(axis=1)
+    cut = np.isfinite(boundary) & (tied > (candidate_scores == boundary[:, None]).sum(axis=1))
+    return candidates, candidate_scores, cut
+
+
+def _lowest_tied_kept(
+    rows: np.ndarray, boundary: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row, given each row's cut-off score, keeping the lowest indices
+    among the items tied at it (all rows at once)."""
+    above_rows, above_items = np.nonzero(rows > boundary[:, None])
+    tied_rows, tied_items = np.nonzero(rows == boundary[:, None])  # row-major: by index
+    room = k - np.bincount(above_rows, minlength=len(rows))
+    rank = np.arange(len(tied_rows)) - np.searchsorted(tied_rows, tied_rows)
+    fits = rank < room[tied_rows]
+    kept_rows = np.concatenate([above_rows, tied_rows[fits]])
+    kept_items = np.concatenate([above_items, tied_items[fits]])
+    ids = kept_items[np.argsort(kept_rows, kind="stable")].reshape(len(rows), k)
+    return ids, np.take_along_axis(rows, ids, axis=1)
 
 
 class Recommender(ABC):
