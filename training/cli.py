@@ -587,7 +587,7 @@ def export(
     )
     console.print(
         f"{summary.rows:,} rows for {summary.members:,} members{unknown} written to {out} "
-        f"in {summary.seconds:.1f} s"
+        f"in {summary.seconds:.2f} s"
     )
 
 
