@@ -21,7 +21,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,6 +32,7 @@ from serving.live import member_context
 from serving.model_store import ModelStore
 from serving.schemas import RecommendationOptions
 from serving.snapshots import ModelSnapshot
+from training.member_bundles import MemberBundles
 from training.recommend import ItemList
 
 __all__ = ["RecommendationService"]
@@ -158,20 +158,32 @@ class RecommendationService:
     async def member_bundles(self, member_id: str, n: int) -> dict[str, Any]:
         """Bundles for a member (GET /v1/members/{member_id}/bundles), composed by
         :class:`training.member_bundles.BundleComposer` from the member's recommendations with
-        their events since the bundle: each bundle an anchor and its complement, measures,
-        total price and score, best first."""
+        their events since the bundle: each bundle an anchor, its complement and a third item
+        when a rule proposes one for the pair, with measures, total price and score, best
+        first."""
         snapshot = self._models.for_member(member_id)
         index = snapshot.bundle.member_ids.get(member_id)
         events = await self._live_events([member_id], snapshot.built_at)
         context = member_context(snapshot, events, known=index is not None)
         found = snapshot.composer.for_members([member_id], n, contexts=[context])
         count = int(found.counts()[0])
-        anchors, complements = found.anchors[0, :count], found.complements[0, :count]
-        indices = np.column_stack([anchors, complements]).ravel().tolist()
-        scores = np.column_stack([found.anchor_scores[0, :count], found.lift[0, :count]])
+        # Each bundle's items in order (anchor, complement, third when there is one), with
+        # the score each is listed with: the anchor's recommendation score, else its lift.
+        listed_items: list[tuple[int, int, float]] = []  # (bundle, item, score)
+        for position in range(count):
+            listed_items.append(
+                (position, int(found.anchors[0, position]), float(found.anchor_scores[0, position]))
+            )
+            listed_items.append(
+                (position, int(found.complements[0, position]), float(found.lift[0, position]))
+            )
+            if found.thirds[0, position] >= 0:
+                third_lift = float(found.third_measures["lift"][0, position])
+                listed_items.append((position, int(found.thirds[0, position]), third_lift))
+        indices = [item for _, item, _ in listed_items]
         listed = ItemList(
             item_ids=snapshot.bundle.item_ids.external_ids[indices].tolist(),
-            scores=scores.ravel().tolist(),
+            scores=[score for _, _, score in listed_items],
             model=found.models[0],
             fallback=bool(found.fallback[0]),
             item_indices=indices,
@@ -180,28 +192,38 @@ class RecommendationService:
             snapshot, listed, member_id=member_id, item_id=None,
             segment=snapshot.segment_of(index) if index is not None else None,
         )  # fmt: skip
-        items = served.pop("items")
-        bundles = []
-        for position in range(count):
-            anchor_item, complement_item = items[2 * position], items[2 * position + 1]
-            complement_extra = _STAND_IN_FIELDS
-            if found.from_rules[0, position]:
-                measures = (found.support, found.confidence, found.lift)
-                complement_extra = _rule_fields(
-                    [anchor_item["item_id"]], *(float(m[0, position]) for m in measures)
-                )
-            total_price = float(found.total_price[0, position])
-            bundles.append(
-                {
-                    "items": [
-                        {**anchor_item, **_ANCHOR_FIELDS},
-                        {**complement_item, **complement_extra},
-                    ],
+        bundles: list[dict[str, Any]] = []
+        for (position, _, _), item in zip(listed_items, served.pop("items"), strict=True):
+            if position == len(bundles):  # the anchor opens a bundle
+                total_price = float(found.total_price[0, position])
+                bundles.append({
+                    "items": [{**item, **_ANCHOR_FIELDS}],
                     "score": float(found.scores[0, position]),
                     "total_price": total_price if math.isfinite(total_price) else None,
-                }
-            )
+                })  # fmt: skip
+                continue
+            shown = bundles[position]["items"]
+            shown.append({**item, **self._bundle_item_fields(found, position, shown)})
         return {"member_id": member_id, **served, "bundles": bundles}
+
+    @staticmethod
+    def _bundle_item_fields(
+        found: MemberBundles, position: int, shown: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Source and measures of a member bundle's complement (``shown`` holds the anchor)
+        or third item (``shown`` holds the anchor and the complement)."""
+        if len(shown) == 2:
+            measures = found.third_measures
+            return _rule_fields(
+                sorted(item["item_id"] for item in shown),
+                *(float(measures[name][0, position]) for name in ("support", "confidence", "lift")),
+            )
+        if not found.from_rules[0, position]:
+            return _STAND_IN_FIELDS
+        return _rule_fields(
+            [shown[0]["item_id"]],
+            *(float(m[0, position]) for m in (found.support, found.confidence, found.lift)),
+        )
 
     @staticmethod
     def _with_similar(

@@ -59,12 +59,16 @@ def test_bundles_file_equals_the_composer_whatever_the_batch(
     found = BundleComposer(BundleRecommender(bundle), rules).for_members(members, 3)
     names = bundle.item_ids.external_ids
     expected = [
-        (member, rank + 1, names[found.anchors[row, rank]], names[found.complements[row, rank]])
+        (member, rank + 1, names[found.anchors[row, rank]], names[found.complements[row, rank]],
+         names[found.thirds[row, rank]] if found.thirds[row, rank] >= 0 else None)
         for row, member in enumerate(members)
         for rank in range(int(found.counts()[row]))
-    ]
-    got = exported.select("member_id", "rank", "anchor_item_id", "complement_item_id").rows()
+    ]  # fmt: skip
+    got = exported.select(
+        "member_id", "rank", "anchor_item_id", "complement_item_id", "third_item_id"
+    ).rows()
     assert got == expected
+    assert exported.get_column("third_item_id").is_not_null().any()
     assert set(exported.get_column("source")) <= {"rules", "similar"}
     stand_ins = exported.filter(pl.col("source") == "similar")
     assert stand_ins.get_column("support").is_null().all()

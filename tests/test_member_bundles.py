@@ -46,9 +46,9 @@ def members(bundle: Bundle) -> list[str]:
 
 def reference_bundles(
     bundle: Bundle, rules: pl.DataFrame, member_id: str, n: int
-) -> list[tuple[int, int, float]]:
-    """(anchor, complement, score) of one member's bundles, by a plain loop over the rules as
-    docs/api.md states them."""
+) -> list[tuple[int, int, float, int]]:
+    """(anchor, complement, score, third or -1) of one member's bundles, by a plain loop over
+    the rules as docs/api.md states them."""
     recommender = BundleRecommender(bundle)
     names = bundle.item_ids
     catalog = bundle.catalog
@@ -67,6 +67,15 @@ def reference_bundles(
         anchor, item = names.get(row["antecedents"][0]), names.get(row["consequent"])
         if anchor is not None and item is not None and available[item]:
             by_anchor.setdefault(anchor, []).append((item, row["lift"]))
+    by_pair: dict[frozenset[int | None], list[int]] = {}
+    double = rules.filter(pl.col("antecedents").list.len() == 2).sort(
+        ["lift", "confidence", "support"], descending=True
+    )
+    for row in double.iter_rows(named=True):
+        item = names.get(row["consequent"])
+        if item is not None and available[item]:
+            key = frozenset(names.get(name) for name in row["antecedents"])
+            by_pair.setdefault(key, []).append(item)
     stand_ins = composer_of(bundle, rules)
     candidates = []
     for rank, anchor in enumerate(anchors.item_indices, start=1):
@@ -78,21 +87,31 @@ def reference_bundles(
         usable = [item for item in standing[0].tolist() if item >= 0 and item not in not_again]
         if usable:
             candidates.append((1.0 / rank, anchor, usable[0]))
-    chosen: list[tuple[int, int, float]] = []
+    pairs: list[tuple[int, int, float]] = []
     used: set[int] = set()
     for score, anchor, item in sorted(candidates, key=lambda candidate: -candidate[0]):
-        if len(chosen) < n and anchor not in used and item not in used:
+        if len(pairs) < n and anchor not in used and item not in used:
             used.update((anchor, item))
-            chosen.append((anchor, item, score))
+            pairs.append((anchor, item, score))
+    chosen = []
+    for anchor, item, score in pairs:
+        thirds = [
+            third for third in by_pair.get(frozenset((anchor, item)), [])[:16]
+            if third not in used and third not in not_again
+        ]  # fmt: skip
+        if thirds:
+            used.add(thirds[0])
+        chosen.append((anchor, item, score, thirds[0] if thirds else -1))
     return chosen
 
 
-def rows_of(found: MemberBundles, row: int) -> list[tuple[int, int, float]]:
+def rows_of(found: MemberBundles, row: int) -> list[tuple[int, int, float, int]]:
     count = int(found.counts()[row])
     return [
-        (int(found.anchors[row, k]), int(found.complements[row, k]), float(found.scores[row, k]))
+        (int(found.anchors[row, k]), int(found.complements[row, k]),
+         float(found.scores[row, k]), int(found.thirds[row, k]))
         for k in range(count)
-    ]
+    ]  # fmt: skip
 
 
 def test_a_batch_equals_the_plain_loop_member_by_member(
@@ -103,9 +122,12 @@ def test_a_batch_equals_the_plain_loop_member_by_member(
     for row, member_id in enumerate(members):
         expected = reference_bundles(bundle, rules, member_id, N)
         got = rows_of(found, row)
-        assert [pair[:2] for pair in got] == [pair[:2] for pair in expected], member_id
+        assert [(a, c, t) for a, c, _, t in got] == [(a, c, t) for a, c, _, t in expected], (
+            member_id
+        )
         assert np.allclose([p[2] for p in got], [p[2] for p in expected])
     assert found.from_rules.any(), "the tiny store plants bundles: some must come from rules"
+    assert (found.thirds >= 0).any(), "it plants bundles of three too: some must have a third"
 
 
 def test_a_batch_equals_one_member_at_a_time(
@@ -116,7 +138,7 @@ def test_a_batch_equals_one_member_at_a_time(
     for row, member_id in enumerate(members[::7]):
         alone = composer_of(bundle, rules).for_members([member_id], N)
         for field in ("anchors", "complements", "from_rules", "lift", "confidence", "support",
-                      "scores", "total_price", "fallback"):  # fmt: skip
+                      "scores", "thirds", "total_price", "fallback"):  # fmt: skip
             np.testing.assert_array_equal(
                 getattr(alone, field)[0], getattr(batch, field)[7 * row], err_msg=field
             )
@@ -137,12 +159,18 @@ def test_no_item_twice_and_measures_and_prices_agree(
     for row in range(len(members)):
         count = int(found.counts()[row])
         assert (found.anchors[row, count:] == -1).all()
-        items = [*found.anchors[row, :count], *found.complements[row, :count]]
+        thirds = found.thirds[row, :count]
+        items = [*found.anchors[row, :count], *found.complements[row, :count], *thirds[thirds >= 0]]
         assert len(items) == len(set(items))
         assert list(found.scores[row, :count]) == sorted(found.scores[row, :count], reverse=True)
         for k in range(count):
-            anchor, complement = found.anchors[row, k], found.complements[row, k]
-            assert math.isclose(found.total_price[row, k], prices[anchor] + prices[complement])
+            anchor, complement, third = (found.anchors[row, k], found.complements[row, k],
+                                         found.thirds[row, k])  # fmt: skip
+            total = prices[anchor] + prices[complement] + (prices[third] if third >= 0 else 0)
+            assert math.isclose(found.total_price[row, k], total)
+            if third >= 0:
+                rule = measures[(tuple(sorted(names[[anchor, complement]])), names[third])]
+                assert found.third_measures["lift"][row, k] == rule["lift"]
             if found.from_rules[row, k]:
                 rule = measures[((names[anchor],), names[complement])]
                 assert found.lift[row, k] == rule["lift"]

@@ -427,11 +427,18 @@ def test_member_bundles_pair_recommendations_with_complements(
     assert not (bought - repeatable) & set(items)  # bought again only when repeatable
     scores = [bundle.score for bundle in body.bundles]
     assert scores == sorted(scores, reverse=True)
+    prices = dict(
+        pl.read_parquet(tiny_trained[0] / "items.parquet").select("item_id", "price").iter_rows()
+    )
     for bundle in body.bundles:
-        anchor, complement = bundle.items
+        anchor, complement, *third = bundle.items
         assert anchor.source == "recommended" and complement.source in {"rules", "similar"}
         if complement.source == "rules":
             assert complement.lift is not None and complement.antecedents == [anchor.item_id]
+        for extra in third:  # a rule with the pair as antecedents proposes it
+            assert extra.source == "rules" and extra.lift is not None
+            assert extra.antecedents == sorted([anchor.item_id, complement.item_id])
+        assert bundle.total_price == pytest.approx(sum(prices[i.item_id] for i in bundle.items))
     for stranger in ("nobody-yet", "0"):  # "0": a cold start whose anchors have no stand-in
         cold = server.client.get(f"/v1/members/{stranger}/bundles")
         assert cold.status_code == 200, cold.text

@@ -38,7 +38,7 @@ ExportKind = Literal["recommendations", "bundles"]
 RECOMMENDATION_COLUMNS = ("member_id", "rank", "item_id", "score", "model", "fallback")
 BUNDLE_COLUMNS = (
     "member_id", "rank", "anchor_item_id", "complement_item_id", "score", "source", "lift",
-    "confidence", "support", "total_price", "model", "fallback",
+    "confidence", "support", "third_item_id", "third_lift", "total_price", "model", "fallback",
 )  # fmt: skip
 
 #: Members answered per batch: large enough for vector operations to pay, small enough that a
@@ -148,6 +148,8 @@ def _bundle_rows(
             "lift": found.lift[taken],
             "confidence": found.confidence[taken],
             "support": found.support[taken],
+            "third_item_id": _names_or_null(names, found.thirds[taken]),
+            "third_lift": found.third_measures["lift"][taken],
             "total_price": found.total_price[taken],
             "model": np.asarray(found.models, dtype=object)[rows],
             "fallback": found.fallback[rows],
@@ -157,6 +159,12 @@ def _bundle_rows(
     )
 
 
+def _names_or_null(names: np.ndarray, items: np.ndarray) -> pl.Series:
+    """External ids of item indices, null where the index is -1 (no item)."""
+    found = pl.Series(names[np.maximum(items, 0)], dtype=pl.Utf8)
+    return found.scatter(np.flatnonzero(items < 0), None)
+
+
 _RECOMMENDATION_SCHEMA = pl.Schema({
     "member_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float32,
     "model": pl.Utf8, "fallback": pl.Boolean,
@@ -164,7 +172,8 @@ _RECOMMENDATION_SCHEMA = pl.Schema({
 _BUNDLE_SCHEMA = pl.Schema({
     "member_id": pl.Utf8, "rank": pl.Int32, "anchor_item_id": pl.Utf8,
     "complement_item_id": pl.Utf8, "score": pl.Float64, "source": pl.Utf8, "lift": pl.Float64,
-    "confidence": pl.Float64, "support": pl.Float64, "total_price": pl.Float64,
+    "confidence": pl.Float64, "support": pl.Float64, "third_item_id": pl.Utf8,
+    "third_lift": pl.Float64, "total_price": pl.Float64,
     "model": pl.Utf8, "fallback": pl.Boolean,
 })  # fmt: skip
 

@@ -5,7 +5,9 @@ consequent of the anchor's strongest frequently-bought-together rule that the me
 offered, or, when the anchor has no such rule, a stand-in from its category (an item similar to
 it, else the category's best seller), flagged and scored as independence (lift 1). A bundle
 scores its complement's lift over its anchor's rank, and a member gets the best ``n`` bundles
-with no item twice.
+with no item twice. A bundle whose anchor and complement are together the antecedents of a rule
+gets that rule's consequent as a third item (the strongest the member may be offered that is in
+none of their bundles).
 
 The same code answers one member (``GET /v1/members/{id}/bundles``) and a million (the
 campaign export): everything runs on arrays of shape (members, anchors, candidates), so a batch
@@ -19,7 +21,7 @@ history or since), unless the catalog marks the item ``repeatable`` (groceries, 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ import scipy.sparse as sp
 
 from features import columns as col
 from training.recommend import BundleRecommender, MemberContext, RankedLists
-from training.rules import ComplementTable
+from training.rules import Complements, ComplementTable
 
 __all__ = ["BundleComposer", "MemberBundles"]
 
@@ -66,7 +68,11 @@ class MemberBundles:
     support: np.ndarray
     #: Complement lift over anchor rank: the order of a member's bundles.
     scores: np.ndarray
-    #: Anchor price plus complement price (NaN when the catalog lacks either).
+    #: A third item, proposed by a rule whose antecedents are the anchor and the complement
+    #: (-1: no such rule the member may be offered), and that rule's measures.
+    thirds: np.ndarray
+    third_measures: dict[str, np.ndarray]
+    #: The prices of the bundle's items added up (NaN when the catalog lacks one).
     total_price: np.ndarray
     #: Per member: the model that ranked the anchors.
     models: list[str]
@@ -92,6 +98,10 @@ class BundleComposer:
         self._complement_table = ComplementTable.from_rules(
             rules, bundle.item_ids.external_ids, self._available, COMPLEMENTS_PER_ITEM
         )
+        self._pair_table = ComplementTable.from_rules(
+            rules, bundle.item_ids.external_ids, self._available, COMPLEMENTS_PER_ITEM,
+            antecedents=2,
+        )  # fmt: skip
         self._stand_in_items = np.full(
             (self._n_items, STAND_INS_PER_ITEM), _NOT_COMPUTED, dtype=np.int64
         )
@@ -197,11 +207,6 @@ class BundleComposer:
         again = self._repeatable[items]
         return np.unique(rows[~again] * self._n_items + items[~again])
 
-    def _total_prices(self, anchors: np.ndarray, complements: np.ndarray) -> np.ndarray:
-        """Anchor plus complement price, rounded to 1e-9 so that 25.99 + 27.99 reads 53.98
-        (not binary floating point's 53.980000000000004) in responses and exports."""
-        return np.round(self._prices[anchors] + self._prices[complements], 9)
-
     def _stand_in_table(self, anchors: np.ndarray) -> np.ndarray:
         """Stand-ins of ``anchors`` (any shape) from the per-item table, computing the rows
         of items that are anchors for the first time."""
@@ -219,9 +224,12 @@ class BundleComposer:
         safe = np.maximum(anchors, 0)
         keys = np.arange(n_members, dtype=np.int64)[:, None, None] * self._n_items
 
+        def may_offer(candidates: np.ndarray) -> np.ndarray:
+            """Candidates (members first) that exist and the member may be offered."""
+            return (candidates >= 0) & ~_contains(not_again, keys + np.maximum(candidates, 0))
+
         def offerable(candidates: np.ndarray) -> np.ndarray:
-            ok = (candidates >= 0) & present[..., None]
-            return ok & ~_contains(not_again, keys + np.maximum(candidates, 0))
+            return may_offer(candidates) & present[..., None]
 
         ruled = self._complement_table.gather(safe)
         ok = offerable(ruled.items)
@@ -251,20 +259,62 @@ class BundleComposer:
         def pick(values: np.ndarray, pad: float | int) -> np.ndarray:
             return np.where(taken, np.take_along_axis(values, position, axis=1), pad)
 
+        chosen_anchors, chosen_complements = pick(anchors, -1), pick(complements, -1)
         chosen_from_rules = pick(from_rules, False).astype(bool)
+        thirds = self._thirds(chosen_anchors, chosen_complements, may_offer)
         return MemberBundles(
-            anchors=pick(anchors, -1),
+            anchors=chosen_anchors,
             anchor_scores=pick(ranked.scores, np.nan),
-            complements=pick(complements, -1),
+            complements=chosen_complements,
             from_rules=chosen_from_rules,
             lift=pick(lift, np.nan),
             confidence=pick(measures["confidence"], np.nan),
             support=pick(measures["support"], np.nan),
             scores=pick(scores, np.nan),
-            total_price=pick(self._total_prices(safe, np.maximum(complements, 0)), np.nan),
+            thirds=thirds.items,
+            third_measures=thirds.measures,
+            total_price=np.where(
+                taken, self._total_prices(chosen_anchors, chosen_complements, thirds.items), np.nan
+            ),
             models=ranked.models,
             fallback=ranked.fallback | (taken & ~chosen_from_rules).any(axis=1),
         )
+
+    def _thirds(
+        self,
+        anchors: np.ndarray,
+        complements: np.ndarray,
+        offerable: Callable[[np.ndarray], np.ndarray],
+    ) -> Complements:
+        """A third item for each chosen pair: the strongest consequent of the rules whose
+        antecedents are the pair that the member may be offered and that is in none of the
+        member's bundles yet (-1 when there is none), one vector step per bundle rank."""
+        found = self._pair_table.gather(np.maximum(anchors, 0), np.maximum(complements, 0))
+        candidates = found.items
+        ok = offerable(candidates) & (anchors >= 0)[..., None]
+        in_bundles = np.concatenate([anchors, complements], axis=1)
+        ok &= ~(candidates[..., None] == in_bundles[:, None, None, :]).any(axis=-1)
+        n_members, n = anchors.shape
+        rows = np.arange(n_members)
+        items = np.full((n_members, n), -1, dtype=np.int64)
+        measures = {name: np.full((n_members, n), np.nan) for name in found.measures}
+        for rank in range(n):
+            usable = ok[:, rank] & ~(candidates[:, rank, :, None] == items[:, None, :rank]).any(-1)
+            first = usable.argmax(axis=1)
+            has = usable[rows, first]
+            items[has, rank] = candidates[rows, rank, first][has]
+            for name, values in found.measures.items():
+                measures[name][has, rank] = values[rows, rank, first][has]
+        return Complements(items, measures)
+
+    def _total_prices(self, *items: np.ndarray) -> np.ndarray:
+        """Sum of the catalog prices of each bundle's items (-1: no item), NaN when one is
+        unknown, rounded to 1e-9 so that 25.99 + 27.99 reads 53.98 (not binary floating
+        point's 53.980000000000004) in responses and exports."""
+        total = np.zeros(items[0].shape)
+        for part in items:
+            total += np.where(part >= 0, self._prices[np.maximum(part, 0)], 0.0)
+        return np.round(total, 9)
 
 
 def _repeatable(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:

@@ -228,12 +228,15 @@ COMPLEMENT_MEASURES = ("lift", "confidence", "support")
 
 @dataclass(frozen=True)
 class ComplementTable:
-    """The single-antecedent rules grouped by antecedent item (CSR layout), to look up the
-    complements of many items at once: rules ``starts[i]:starts[i + 1]`` are item i's,
-    strongest first (lift, confidence, support, then the lower item index), at most ``depth``
-    each, consequents among ``available`` items only."""
+    """The rules with one (or two) antecedent items grouped by antecedent set, to look up the
+    complements of many items (or pairs) at once: ``keys`` are the sorted antecedent sets (an
+    item's index, or ``low x n_items + high`` for a pair) and rules ``starts[k]:starts[k + 1]``
+    are those of ``keys[k]``, strongest first (lift, confidence, support, then the lower item
+    index), at most ``depth`` each, consequents among ``available`` items only."""
 
     depth: int
+    n_items: int
+    keys: np.ndarray
     starts: np.ndarray
     items: np.ndarray
     measures: dict[str, np.ndarray]
@@ -245,8 +248,11 @@ class ComplementTable:
         item_ids: np.ndarray,
         available: np.ndarray,
         depth: int,
+        *,
+        antecedents: int = 1,
     ) -> ComplementTable:
-        """The table over ``item_ids`` (index i names item i) of a rule table (None: empty)."""
+        """The table over ``item_ids`` (index i names item i) of the rules with
+        ``antecedents`` antecedent items (1 or 2) of a rule table (None: empty)."""
         n_items = len(item_ids)
         index = pl.DataFrame(
             {"name": pl.Series(item_ids, dtype=pl.Utf8), "index": np.arange(n_items)}
@@ -257,40 +263,58 @@ class ComplementTable:
             if rules is None
             else rules
         )  # fmt: skip
+        chosen = table.filter(pl.col("antecedents").list.len() == antecedents).with_row_index(
+            "rule"
+        )
+        named = chosen.select("rule", pl.col("antecedents").alias("name")).explode("name")
+        positions = (
+            named.join(index, on="name")
+            .group_by("rule")
+            .agg(pl.col("index").min().alias("low"), pl.col("index").max().alias("high"), pl.len())
+        )
+        key = pl.col("low") if antecedents == 1 else pl.col("low") * n_items + pl.col("high")
         pairs = (
-            table.filter(pl.col("antecedents").list.len() == 1)
-            .select(
-                pl.col("antecedents").list.first().alias("name"), "consequent", *COMPLEMENT_MEASURES
-            )
-            .join(index, on="name")
-            .rename({"index": "anchor"})
+            chosen.select("rule", "consequent", *COMPLEMENT_MEASURES)
+            .join(positions.filter(pl.col("len") == antecedents), on="rule")
             .join(index.rename({"name": "consequent", "index": "item"}), on="consequent")
             .filter(pl.col("item").map_batches(lambda items: pl.Series(available[items])))
+            .with_columns(key.alias("key"))
             .sort(
-                ["anchor", "lift", "confidence", "support", "item"],
+                ["key", "lift", "confidence", "support", "item"],
                 descending=[False, True, True, True, False],
             )
-            .filter(pl.int_range(pl.len()).over("anchor") < depth)
+            .filter(pl.int_range(pl.len()).over("key") < depth)
         )
-        anchors = pairs.get_column("anchor").to_numpy()
+        keys, starts = np.unique(pairs.get_column("key").to_numpy(), return_index=True)
         return cls(
             depth=depth,
-            starts=np.searchsorted(anchors, np.arange(n_items + 1)).astype(np.int64),
+            n_items=n_items,
+            keys=keys.astype(np.int64),
+            starts=np.append(starts, pairs.height).astype(np.int64),
             items=pairs.get_column("item").to_numpy().astype(np.int64),
             measures={name: pairs.get_column(name).to_numpy() for name in COMPLEMENT_MEASURES},
         )
 
-    def gather(self, anchors: np.ndarray) -> Complements:
-        """The complements of every anchor, as arrays of ``anchors.shape + (depth,)``."""
-        offsets = np.arange(self.depth)
-        positions = self.starts[anchors][..., None] + offsets
-        inside = positions < self.starts[anchors + 1][..., None]
+    def gather(self, first: np.ndarray, second: np.ndarray | None = None) -> Complements:
+        """The complements of every antecedent item (or pair ``first[i], second[i]``), as
+        arrays of ``first.shape + (depth,)``; -1 and NaN pad."""
+        shape = (*first.shape, self.depth)
         if not len(self.items):
-            shape = (*anchors.shape, self.depth)
             return Complements(
                 np.full(shape, -1, dtype=np.int64),
                 {name: np.full(shape, np.nan) for name in COMPLEMENT_MEASURES},
             )
+        query = (
+            first
+            if second is None
+            else np.minimum(first, second) * self.n_items + np.maximum(first, second)
+        )
+        slot = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
+        known = self.keys[slot] == query
+        start = np.where(known, self.starts[slot], 0)
+        stop = np.where(known, self.starts[slot + 1], 0)
+        positions = start[..., None] + np.arange(self.depth)
+        inside = positions < stop[..., None]
         positions = np.where(inside, positions, 0)
         return Complements(
             np.where(inside, self.items[positions], -1),

@@ -64,9 +64,10 @@ async def member_bundles(
     query: Annotated[BundleQuery, Depends(query_dependency(BundleQuery))],
     service: ServiceDep,
 ) -> Response:
-    """Up to ``n`` two-item bundles: each anchor is one of the member's top recommendations
-    (purchases excluded, events since the bundle counted), paired with its strongest
-    frequently-bought-together complement that the member has not bought (a same-category
-    stand-in, flagged, when no rule applies); with each item's measures, the total price and a
-    score (the complement's lift over the anchor's rank). No item appears twice."""
+    """Up to ``n`` bundles: each anchor is one of the member's top recommendations (purchases
+    excluded, events since the bundle counted), paired with its strongest
+    frequently-bought-together complement that the member may be offered (not bought unless
+    repeatable; a same-category stand-in, flagged, when no rule applies), and a third item when
+    a rule proposes one for the pair; with each item's measures, the total price and a score
+    (the complement's lift over the anchor's rank). No item appears twice."""
     return json_response(await service.member_bundles(member_id, query.n))
