@@ -29,7 +29,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from training.recommend import BundleRecommender, MemberContext, RankedLists
+from training.recommend import BundleRecommender, MemberContext, RankedLists, catalog_flag
 from training.rules import Complements, ComplementTable
 
 __all__ = ["BundleComposer", "MemberBundles"]
@@ -92,7 +92,7 @@ class BundleComposer:
         bundle = recommender.bundle
         self._n_items = len(bundle.item_ids)
         self._available = recommender.allowed_items()
-        self._repeatable = _repeatable(bundle.catalog, self._n_items)
+        self._repeatable = catalog_flag(bundle.catalog, col.REPEATABLE, self._n_items, False)
         self._codes = recommender.category_codes
         self._prices = _prices(bundle.catalog, self._n_items)
         self._complement_table = ComplementTable.from_rules(
@@ -125,8 +125,7 @@ class BundleComposer:
         member's recommendations, with what ``contexts`` adds (events since the bundle)."""
         depth = min(ANCHORS_PER_BUNDLE * n, self._n_items)
         ranked = self._recommender.ranked(member_ids, depth, contexts=contexts)
-        indices = self._recommender.member_indices(member_ids)
-        return self._compose(ranked, self._not_again(indices, contexts), n)
+        return self._compose(ranked, self._not_again(ranked.members, contexts), n)
 
     def stand_ins(
         self,
@@ -315,13 +314,6 @@ class BundleComposer:
         for part in items:
             total += np.where(part >= 0, self._prices[np.maximum(part, 0)], 0.0)
         return np.round(total, 9)
-
-
-def _repeatable(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:
-    """Items the catalog marks repeatable (none without the column)."""
-    if catalog is None or col.REPEATABLE not in catalog.columns:
-        return np.zeros(n_items, dtype=bool)
-    return catalog.get_column(col.REPEATABLE).fill_null(False).to_numpy().astype(bool)
 
 
 def _prices(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:

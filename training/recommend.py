@@ -41,6 +41,7 @@ __all__ = [
     "MemberContext",
     "RankedLists",
     "Recommendation",
+    "catalog_flag",
 ]
 
 #: Size of the popularity tie-breaker relative to model scores: orders items a model scores
@@ -91,6 +92,8 @@ class RankedLists:
     models: list[str]
     #: Per row: popularity answered or completed it (see :attr:`ItemList.fallback`).
     fallback: np.ndarray
+    #: Per row: the member's internal index (-1: a member the bundle does not know).
+    members: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -121,13 +124,23 @@ class MemberContext:
 _NO_CONTEXT = MemberContext()
 
 
+def catalog_flag(
+    catalog: pl.DataFrame | None, column: str, n_items: int, default: bool
+) -> np.ndarray:
+    """A boolean catalog column per item (``available``, ``repeatable``), ``default`` where
+    the catalog or the column is missing or the value is null."""
+    if catalog is None or column not in catalog.columns:
+        return np.full(n_items, default)
+    return catalog.get_column(column).fill_null(default).to_numpy().astype(bool)
+
+
 class BundleRecommender:
     """Recommendations from a bundle, with filters, live context and popularity fallback."""
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self._n_items = len(bundle.item_ids)
-        self._available = self._available_items(bundle.catalog, self._n_items)
+        self._available = catalog_flag(bundle.catalog, col.AVAILABLE, self._n_items, True)
         popularity = np.asarray(bundle.popularity, dtype=np.float32)
         self._tie_breaker = _TIE_BREAK_SCALE * popularity / max(float(popularity.max()), 1e-12)
         self._category_names, self._category_codes = self._category_index(
@@ -136,12 +149,6 @@ class BundleRecommender:
         self._code_of = {name: code for code, name in enumerate(self._category_names)}
         self._allowed_tie_breaker = self._masked(self._tie_breaker, self._available)
         self._history_dtypes = (bundle.histories.data.dtype, bundle.histories.indices.dtype)
-
-    @staticmethod
-    def _available_items(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:
-        if catalog is None or col.AVAILABLE not in catalog.columns:
-            return np.ones(n_items, dtype=bool)
-        return catalog.get_column(col.AVAILABLE).fill_null(True).to_numpy().astype(bool)
 
     @staticmethod
     def _category_index(catalog: pl.DataFrame | None, n_items: int) -> tuple[list[str], np.ndarray]:
@@ -200,10 +207,7 @@ class BundleRecommender:
         bundle's precomputed lists when they hold the answer (:meth:`_precomputed`); this path
         reads row slices directly, since it is what a storefront request takes.
         """
-        name = model or self.bundle.chosen
-        self.bundle.model(name)  # an unknown name fails here, listing the models there are
-        contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
-        indices = self.member_indices(member_ids)
+        name, contexts, indices = self._request(member_ids, model, contexts)
         depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
         lists = self._precomputed(name, category, exclude_purchased, depth)
         answers: list[Recommendation | None] = [None] * len(member_ids)
@@ -244,10 +248,7 @@ class BundleRecommender:
         :meth:`recommend` lists, for callers that work on many members at once (campaign
         exports, bundles for a batch of members). Members answered from the precomputed
         lists are gathered in one array operation; everyone else is scored."""
-        name = model or self.bundle.chosen
-        self.bundle.model(name)
-        contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
-        indices = self.member_indices(member_ids)
+        name, contexts, indices = self._request(member_ids, model, contexts)
         items = np.full((len(member_ids), depth), -1, dtype=np.int64)
         scores = np.full((len(member_ids), depth), -np.inf, dtype=np.float32)
         fallback = np.zeros(len(member_ids), dtype=bool)
@@ -273,7 +274,22 @@ class BundleRecommender:
             )
             for position, row in enumerate(scored):
                 models[row] = found.models[position]
-        return RankedLists(items=items, scores=scores, models=models, fallback=fallback)
+        return RankedLists(
+            items=items, scores=scores, models=models, fallback=fallback, members=indices
+        )
+
+    def _request(
+        self,
+        member_ids: Sequence[str],
+        model: str | None,
+        contexts: Sequence[MemberContext | None] | None,
+    ) -> tuple[str, list[MemberContext], np.ndarray]:
+        """The answering model's name (an unknown name fails here, listing the models there
+        are), one context per member, and the members' internal indices (-1: unknown)."""
+        name = model or self.bundle.chosen
+        self.bundle.model(name)
+        contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
+        return name, contexts, self.member_indices(member_ids)
 
     def _precomputed(
         self, name: str, category: str | None, exclude_purchased: bool, depth: int
@@ -315,7 +331,9 @@ class BundleRecommender:
             answered_by = self._answering_model(name, index, context)
             models.append(answered_by or FALLBACK_MODEL)
             fallback[row] = answered_by is None or bool(padded[row]) or context.declared
-        return RankedLists(items=items, scores=scores, models=models, fallback=fallback)
+        return RankedLists(
+            items=items, scores=scores, models=models, fallback=fallback, members=indices
+        )
 
     def _recommendation(
         self,
