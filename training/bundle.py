@@ -7,7 +7,9 @@ Nothing is pickled, so a bundle is safe to load from anywhere, and large arrays 
 
 Layout (paths relative to the bundle directory)::
 
-    manifest.json               written last: format_version, created_at, data_fingerprint,
+    manifest.json               written last: format_version, created_at, data_end (the last
+                                event the bundle learned from; live history starts after it),
+                                data_fingerprint,
                                 chosen, models {name: {class, params}}, indexes {name: {kind,
                                 metric}}, extra_files, n_members, n_items, segment_names,
                                 metrics, params, files {relative path: sha256}
@@ -244,6 +246,7 @@ def write_bundle(
     purchases: sp.csr_matrix,
     popularity: np.ndarray,
     data_fingerprint: str,
+    data_end: datetime | None = None,
     segment_popularity: np.ndarray | None = None,
     segment_names: Sequence[str] = (),
     member_segments: np.ndarray | None = None,
@@ -261,6 +264,8 @@ def write_bundle(
     segment code (or -1) per member; ``catalog`` is aligned to ``item_ids`` by ``item_id``
     (catalog items without an index are dropped, indexed items without a row get nulls).
     ``extra_files`` maps a plain file name in the bundle to the file copied there.
+    ``data_end`` is the time of the last event the bundle learned from (naive times are UTC):
+    serving counts a member's events that occurred after it as live history.
     Inconsistent inputs raise ``ValueError`` before anything is written. A previous bundle at
     ``out_dir`` is replaced only once the new one is complete; if writing fails it stays.
     """
@@ -285,6 +290,7 @@ def write_bundle(
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data_end": _utc_text(data_end) if data_end is not None else None,
             "data_fingerprint": data_fingerprint,
             "chosen": chosen,
             "models": {
@@ -494,6 +500,11 @@ def _checksums_under(root: Path, directory: str) -> dict[str, str]:
 def _sha256(path: Path) -> str:
     with path.open("rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _utc_text(moment: datetime) -> str:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _json_value(value: Any) -> Any:

@@ -100,6 +100,7 @@ def _write_bundle(outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | No
             purchases=_purchase_histories(data),
             popularity=np.asarray(popular.global_scores, dtype=np.float32),
             data_fingerprint=data_fingerprint(data.interactions),
+            data_end=data.interactions.get_column(col.TIMESTAMP).max(),  # type: ignore[arg-type]
             segment_popularity=segment_popularity,
             segment_names=data.segment_names if segment_popularity is not None else (),
             member_segments=data.member_segments,
