@@ -26,6 +26,7 @@ from features.errors import ConfigError, DataError, MissingColumnError
 
 __all__ = [
     "LastDaysSplitSpec",
+    "LastShareSplitSpec",
     "LeaveLastOutSpec",
     "RatioSplitSpec",
     "Split",
@@ -34,6 +35,7 @@ __all__ = [
     "as_naive_utc",
     "days_before",
     "explicit_split",
+    "last_share_split",
     "leave_last_k_out",
     "parse_split_spec",
     "ratio_split",
@@ -50,7 +52,7 @@ _EVENT_KEY: Final[tuple[str, ...]] = (MEMBER_ID, ITEM_ID, EVENT, TIMESTAMP)
 _ROW: Final = "__split_row"
 _SIZE: Final = "__split_size"
 _ACCEPTED_FORMS: Final = (
-    "temporal:YYYY-MM-DD (or an ISO datetime), last-days:N, leave-last:K, "
+    "temporal:YYYY-MM-DD (or an ISO datetime), last-days:N, leave-last:K, last-share:R, "
     "ratio:R[:member|item][:SEED] (for example ratio:0.2:item:7)"
 )
 
@@ -227,6 +229,30 @@ def leave_last_k_out(interactions: pl.DataFrame, k: int = 1) -> Split:
     return _partition(interactions, _mask_of_rows(interactions.height, latest_rows))
 
 
+def last_share_split(interactions: pl.DataFrame, share: float) -> Split:
+    """Per member, the latest ``round(share * n)`` of their n interactions go to test.
+
+    A per-member time cut like :func:`leave_last_k_out`, but proportional: each member's test
+    is the same share of their history, the shape of protocols that hold out "each user's last
+    20%". Ties in timestamp are broken by row order; members of one row stay in train.
+    """
+    _check_test_ratio(share)
+    require_columns(interactions, (MEMBER_ID, TIMESTAMP), "interactions")
+    group_size = pl.len()
+    test_size = pl.when(group_size > 1).then((group_size * share).round(0)).otherwise(0)
+    latest_rows = (
+        interactions.select(MEMBER_ID, TIMESTAMP)
+        .with_row_index(_ROW)
+        .sort(TIMESTAMP, _ROW)
+        .group_by(MEMBER_ID)  # keeps the chronological order within each member
+        .agg(pl.col(_ROW).tail(test_size.cast(pl.Int64)))
+        .get_column(_ROW)
+        .explode()
+        .drop_nulls()
+    )
+    return _partition(interactions, _mask_of_rows(interactions.height, latest_rows))
+
+
 def ratio_split(
     interactions: pl.DataFrame,
     test_ratio: float,
@@ -326,6 +352,23 @@ class LeaveLastOutSpec(BaseModel):
         return leave_last_k_out(interactions, k=self.k)
 
 
+class LastShareSplitSpec(BaseModel):
+    """``last-share:R``: each member's latest share R of interactions is test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    share: float
+
+    @field_validator("share")
+    @classmethod
+    def _share_in_range(cls, value: float) -> float:
+        return _check_test_ratio(value)
+
+    def split(self, interactions: pl.DataFrame) -> Split:
+        """Apply :func:`last_share_split`."""
+        return last_share_split(interactions, self.share)
+
+
 class RatioSplitSpec(BaseModel):
     """``ratio:R[:member|item][:SEED]``: a stratified random share per member or item."""
 
@@ -345,7 +388,9 @@ class RatioSplitSpec(BaseModel):
         return ratio_split(interactions, self.test_ratio, by=self.by, seed=self.seed)
 
 
-SplitSpec = TemporalSplitSpec | LastDaysSplitSpec | LeaveLastOutSpec | RatioSplitSpec
+SplitSpec = (
+    TemporalSplitSpec | LastDaysSplitSpec | LeaveLastOutSpec | LastShareSplitSpec | RatioSplitSpec
+)
 
 
 def parse_split_spec(spec: str) -> SplitSpec:
@@ -380,5 +425,6 @@ _SPEC_PARSERS: Final[dict[str, Callable[[str], SplitSpec]]] = {
     "temporal": lambda argument: TemporalSplitSpec(cutoff=datetime.fromisoformat(argument)),
     "last-days": lambda argument: LastDaysSplitSpec(days=int(argument)),
     "leave-last": lambda argument: LeaveLastOutSpec(k=int(argument)),
+    "last-share": lambda argument: LastShareSplitSpec(share=float(argument)),
     "ratio": _parse_ratio,
 }

@@ -74,6 +74,9 @@ class ValidationReport:
     reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
     preset: str | None = None
+    #: What made a row a duplicate: an exact repeat of an earlier row, or (tables keyed by an
+    #: id) a repeat of an earlier row's id, whose first row is the one kept.
+    duplicate_kind: str = "exact repeats"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -398,6 +401,7 @@ def _run_checks(
         max_bad_share=max_bad_share,
         reasons=dict(reasons.most_common()),
         quarantine_path=str(written_to) if written_to else None,
+        duplicate_kind=(f"repeated {', '.join(key)}, first row kept" if key else "exact repeats"),
         preset=preset_name,
     )
     if report.bad_share > max_bad_share:

@@ -11,18 +11,13 @@ import pytest
 
 from features import columns as col
 from features.generate import StoreConfig, generate_store
+from features.split_shapes import carve_validation, shape_of_spec
 from features.splits import parse_split_spec, temporal_split
 from features.validate import load_interactions, load_items, load_members
 from tests.cli import run_recsys
 from training.config import TuningBudget
 from training.index import IndexConfig, ItemIndex
-from training.train import (
-    TrainConfig,
-    TrainOutcome,
-    _recall_against_exact,
-    carve_validation,
-    run_training,
-)
+from training.train import TrainConfig, TrainOutcome, _recall_against_exact, run_training
 
 SMALL_STORE = StoreConfig(members=400, items=120, events=20_000, seed=5)
 
@@ -62,7 +57,8 @@ def test_validation_is_carved_from_train_only_and_precedes_the_test() -> None:
         }
     )
     split = temporal_split(frame, last_days=3)
-    validation = carve_validation(split.train, split.test, parse_split_spec("last-days:3"))
+    shape = shape_of_spec(parse_split_spec("last-days:3"), split)
+    validation = carve_validation(split.train, shape)
     assert validation.test[col.TIMESTAMP].max() < split.test[col.TIMESTAMP].min()
     assert validation.train.height + validation.test.height == split.train.height
 
@@ -118,7 +114,7 @@ def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
     result = run_recsys(
         "train", "-i", store / "interactions.parquet", "--items", store / "items.parquet",
         "--split", "last-days:60", "--models", "popular,ease", "--trials", 1,
-        "--out", bundle, "--no-mlflow", "--list-depth", 7,
+        "--out", bundle, "--no-mlflow", "--list-depth", 7, "--no-refit",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for name in ("manifest.json", "metrics.json", "report.html"):

@@ -72,6 +72,10 @@ class EvaluationTask:
     item_popularity: np.ndarray
     item_categories: np.ndarray | None = None
     member_segment_names: np.ndarray | None = None
+    #: Added to every score row before selection, as serving does
+    #: (:func:`~training.models.base.popularity_tie_breaker`), so that the lists evaluated are
+    #: the lists served; None: ties fall to the lowest index.
+    tie_breaker: np.ndarray | None = None
 
     @property
     def n_members(self) -> int:
@@ -89,6 +93,7 @@ class EvaluationTask:
         member_segment_of: pl.DataFrame | None = None,
         max_members: int | None = None,
         seed: int = 0,
+        tie_breaker: np.ndarray | None = None,
     ) -> EvaluationTask:
         """Build the task of a train/test split.
 
@@ -97,16 +102,18 @@ class EvaluationTask:
         train (re-buying a staple is not a discovery). ``exclude``: those training items, never
         recommended. Evaluated: test members known in train with at least one relevant item,
         ordered by member index; ``max_members`` draws a seeded sample of them for big data.
-        ``item_categories``: a code per training item (see :func:`item_category_codes`).
+        ``item_categories``: a code per training item (see :func:`item_category_codes`);
+        ``tie_breaker``: a small score per training item that serving adds to every row.
         Segments come from ``member_segment_of`` (columns ``member_id``, ``segment``), else
         from ``train``'s own segments, else are absent.
         """
         require_columns(test, (col.MEMBER_ID, col.ITEM_ID, col.EVENT), "test interactions")
-        if item_categories is not None and len(item_categories) != train.n_items:
-            raise ValueError(
-                f"item_categories must hold one code per training item ({train.n_items}), "
-                f"got {len(item_categories)}"
-            )
+        for name, per_item in (("item_categories", item_categories), ("tie_breaker", tie_breaker)):
+            if per_item is not None and len(per_item) != train.n_items:
+                raise ValueError(
+                    f"{name} must hold one value per training item ({train.n_items}), "
+                    f"got {len(per_item)}"
+                )
         already_had = _distinct_pairs(train.interactions, exclude_events)
         relevant_pairs = _relevant_pairs(train, test, relevant_events, new_items_only, already_had)
         evaluated, members, n_relevant = _sampled(
@@ -125,6 +132,7 @@ class EvaluationTask:
             item_popularity=item_popularity(train.matrix),
             item_categories=item_categories,
             member_segment_names=_segment_names(train, member_segment_of, evaluated, members),
+            tie_breaker=tie_breaker,
         )
 
     def subset(self, rows: np.ndarray) -> EvaluationTask:
@@ -138,7 +146,7 @@ class EvaluationTask:
 
 
 #: Fields of :class:`EvaluationTask` indexed by item, not by evaluated member.
-_PER_ITEM_FIELDS: Final = frozenset({"item_popularity", "item_categories"})
+_PER_ITEM_FIELDS: Final = frozenset({"item_popularity", "item_categories", "tie_breaker"})
 
 
 def evaluate_model(
@@ -213,7 +221,8 @@ def item_category_codes(items: pl.DataFrame, item_ids: IdMap) -> np.ndarray:
 def recommended_lists(model: Recommender, task: EvaluationTask, n: int) -> np.ndarray:
     """Top-``n`` item ids per evaluated member, best first, training purchases excluded.
 
-    The lists of ``model.recommend(task.members, task.histories, n, exclude=task.exclude)``,
+    The lists of ``model.recommend(task.members, task.histories, n, exclude=task.exclude,
+    tie_breaker=task.tie_breaker)``,
     with the scoring and the selection (``top_n``'s heaps) kept apart: an evaluation scores
     every catalog item for every sampled member (20,000 members x 100,000 items is 2e9 scores
     per model).
@@ -230,6 +239,8 @@ def recommended_lists(model: Recommender, task: EvaluationTask, n: int) -> np.nd
         with threadpool_limits(limits=None, user_api="blas"):
             scores = model.score(task.members[rows], task.histories[rows])
         scores = np.asarray(scores, np.float32)
+        if task.tie_breaker is not None:
+            scores += task.tie_breaker
         excluded_rows, excluded_items = task.exclude[rows].nonzero()
         scores[excluded_rows, excluded_items] = -np.inf
         with threadpool_limits(1, "openmp"):

@@ -7,6 +7,7 @@ score from and the purchases that are excluded and that make a test purchase "no
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -15,8 +16,9 @@ from features import columns as col
 from training.bundle import Bundle
 from training.dataset import TrainingData
 from training.evaluate import EvaluationTask, evaluate_model
+from training.models.base import popularity_tie_breaker
 
-__all__ = ["evaluate_bundle", "training_view"]
+__all__ = ["evaluate_bundle", "seen_by_bundle", "training_view"]
 
 
 def training_view(bundle: Bundle) -> TrainingData:
@@ -55,6 +57,20 @@ def evaluate_bundle(
         relevant_events=relevant_events,
         new_items_only=new_items_only,
         max_members=max_members,
+        tie_breaker=popularity_tie_breaker(bundle.popularity),
     )
     names = list(models) if models else list(bundle.models)
     return {name: evaluate_model(bundle.model(name), task) for name in names}
+
+
+def seen_by_bundle(bundle: Bundle, test: pl.DataFrame) -> int:
+    """How many ``test`` events occurred no later than the bundle's last training event.
+
+    A bundle refit on all the data has learned from its own test period: scored on it, every
+    model looks better than it is. Nonzero means the figures are not a test.
+    """
+    data_end = bundle.manifest.get("data_end")
+    if not data_end or col.TIMESTAMP not in test.columns:
+        return 0
+    end = datetime.fromisoformat(data_end).astimezone(UTC).replace(tzinfo=None)
+    return int((test.get_column(col.TIMESTAMP) <= end).sum())

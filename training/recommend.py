@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from features import columns as col
 from training.bundle import Bundle, MemberLists
-from training.models.base import Recommender, top_n
+from training.models.base import Recommender, popularity_tie_breaker, top_n
 
 __all__ = [
     "DECLARED_MODEL",
@@ -43,10 +43,6 @@ __all__ = [
     "Recommendation",
     "catalog_flag",
 ]
-
-#: Size of the popularity tie-breaker relative to model scores: orders items a model scores
-#: equally (no evidence) by popularity without reordering items it can tell apart.
-_TIE_BREAK_SCALE = 1e-4
 
 #: The name reported for lists that popularity answered alone (members the bundle lacks).
 FALLBACK_MODEL = "popular"
@@ -141,8 +137,7 @@ class BundleRecommender:
         self.bundle = bundle
         self._n_items = len(bundle.item_ids)
         self._available = catalog_flag(bundle.catalog, col.AVAILABLE, self._n_items, True)
-        popularity = np.asarray(bundle.popularity, dtype=np.float32)
-        self._tie_breaker = _TIE_BREAK_SCALE * popularity / max(float(popularity.max()), 1e-12)
+        self._tie_breaker = popularity_tie_breaker(bundle.popularity)
         self._category_names, self._category_codes = self._category_index(
             bundle.catalog, self._n_items
         )

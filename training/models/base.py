@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from training.dataset import TrainingData
 
-__all__ = ["ModelFitError", "ModelParams", "Recommender", "top_n"]
+__all__ = ["ModelFitError", "ModelParams", "Recommender", "popularity_tie_breaker", "top_n"]
 
 #: Score rows computed at once are capped near this many cells (float32) to bound memory.
 _SCORE_CELLS_PER_BATCH = 1 << 24
@@ -43,6 +43,22 @@ class ModelParams(BaseModel):
     """Hyperparameters of a model; subclasses add fields. Unknown names are an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: Size of the popularity tie-breaker relative to model scores: orders items a model scores
+#: equally (no evidence) by popularity without reordering items it can tell apart.
+_TIE_BREAK_SCALE = 1e-4
+
+
+def popularity_tie_breaker(popularity: np.ndarray) -> np.ndarray:
+    """A tiny per-item score, proportional to popularity, added to every model's scores.
+
+    Serving ranks with it and offline evaluation must too, so that the figures describe the
+    lists members are shown: items a model scores alike come in popularity order, not by index.
+    """
+    popularity = np.asarray(popularity, dtype=np.float32)
+    peak = float(popularity.max()) if popularity.size else 0.0
+    return (_TIE_BREAK_SCALE * popularity / max(peak, 1e-12)).astype(np.float32)
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

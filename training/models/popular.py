@@ -19,7 +19,7 @@ from features.splits import days_before
 from training.dataset import TrainingData, history_matrix
 from training.models.base import ModelParams, Recommender
 
-__all__ = ["PopularityParams", "PopularityRecommender"]
+__all__ = ["PopularityParams", "PopularityRecommender", "fallback_popularity"]
 
 
 class PopularityParams(ModelParams):
@@ -134,3 +134,10 @@ def _segment_totals(
         shape=(n_segments, counted.shape[0]),
     )
     return np.asarray((membership @ counted).toarray(), dtype=np.float32)
+
+
+def fallback_popularity(data: TrainingData, tuned: dict[str, Any] | None) -> PopularityRecommender:
+    """Popularity per segment with the tuned window: the answer for members a model cannot
+    personalise (cold starts, failures) and the order of items a model scores alike, so it is
+    always fit by segment. ``tuned``: the popularity model's tuned parameters, if it was tuned."""
+    return PopularityRecommender(**{**(tuned or {}), "by_segment": True}).fit(data)

@@ -1,0 +1,127 @@
+"""The shape of a given train/test split is read right, and validation is carved the same way."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features import columns as col
+from features.split_shapes import carve_validation, infer_split_shape, shape_of_spec
+from features.splits import (
+    last_share_split,
+    leave_last_k_out,
+    parse_split_spec,
+    ratio_split,
+    temporal_split,
+)
+
+START = datetime(2024, 1, 1)
+
+
+def _log(members: int = 300, items: int = 80, events: int = 12_000, seed: int = 1) -> pl.DataFrame:
+    """Members active across the whole period (so per-member windows overlap), random items."""
+    rng = np.random.default_rng(seed)
+    seconds = rng.integers(0, 200 * 86_400, events)
+    return pl.DataFrame(
+        {
+            col.MEMBER_ID: [f"m{m}" for m in rng.integers(0, members, events)],
+            col.ITEM_ID: [f"i{i}" for i in rng.zipf(1.3, events) % items],
+            col.EVENT: ["purchase"] * events,
+            col.TIMESTAMP: [START + timedelta(seconds=int(s)) for s in seconds],
+        }
+    )
+
+
+LOG = _log()
+
+
+def test_a_global_time_cut_is_read_as_one_with_the_tests_window() -> None:
+    split = temporal_split(LOG, last_days=20)
+    shape = infer_split_shape(split.train, split.test)
+    assert shape.kind == "global-time"
+    assert shape.inferred
+    assert shape.window is not None
+    assert abs(shape.window - timedelta(days=20)) < timedelta(hours=1)
+
+
+def test_a_global_window_is_not_a_day_short_and_never_takes_a_larger_share() -> None:
+    split = temporal_split(LOG, cutoff=START + timedelta(days=196, hours=12))  # a 3.5-day test
+    shape = infer_split_shape(split.train, split.test)
+    validation = carve_validation(split.train, shape)
+    window = validation.test[col.TIMESTAMP].max() - validation.test[col.TIMESTAMP].min()
+    assert timedelta(days=3, hours=11) < window <= timedelta(days=3, hours=12)
+
+    long_test = temporal_split(LOG, cutoff=START + timedelta(days=100))  # half the log
+    shape = infer_split_shape(long_test.train, long_test.test)
+    validation = carve_validation(long_test.train, shape)
+    assert validation.test.height / long_test.train.height <= shape.share + 1e-3
+
+
+def test_each_members_last_share_is_read_as_a_member_time_cut() -> None:
+    split = last_share_split(LOG, 0.2)
+    shape = infer_split_shape(split.train, split.test)
+    assert shape.kind == "member-time"
+    assert shape.per_member is None
+    assert shape.share == pytest.approx(0.2, abs=0.02)
+    validation = carve_validation(split.train, shape)
+    last_train = validation.train.group_by(col.MEMBER_ID).agg(pl.col(col.TIMESTAMP).max())
+    after = validation.test.join(last_train, on=col.MEMBER_ID, suffix="_train")
+    assert (after[col.TIMESTAMP] >= after[f"{col.TIMESTAMP}_train"]).all()
+    assert validation.test.height / split.train.height == pytest.approx(0.2, abs=0.02)
+
+
+def test_leave_last_k_is_read_as_k_events_per_member() -> None:
+    split = leave_last_k_out(LOG, k=2)
+    shape = infer_split_shape(split.train, split.test)
+    assert (shape.kind, shape.per_member) == ("member-time", 2)
+    validation = carve_validation(split.train, shape)
+    assert validation.test.group_by(col.MEMBER_ID).len()["len"].unique().to_list() == [2]
+
+
+@pytest.mark.parametrize("by", ["member", "item"])
+def test_a_random_split_is_read_with_its_share_and_stratification(by: str) -> None:
+    split = ratio_split(LOG, 0.25, by=by, seed=3)  # type: ignore[arg-type]
+    shape = infer_split_shape(split.train, split.test)
+    assert shape.kind == "random"
+    assert shape.group == by
+    assert shape.share == pytest.approx(0.25, abs=0.01)
+    validation = carve_validation(split.train, shape, seed=4)
+    assert validation.test.height / split.train.height == pytest.approx(0.25, abs=0.01)
+
+
+def test_a_split_made_from_a_spec_has_the_specs_shape() -> None:
+    expected = {
+        "last-days:20": "global-time",
+        "leave-last:1": "member-time",
+        "last-share:0.1": "member-time",
+        "ratio:0.2:item:5": "random",
+    }
+    for text, kind in expected.items():
+        spec = parse_split_spec(text)
+        shape = shape_of_spec(spec, spec.split(LOG))
+        assert (shape.kind, shape.inferred) == (kind, False)
+
+
+def test_the_shape_record_is_plain_json() -> None:
+    split = temporal_split(LOG, last_days=20)
+    record = infer_split_shape(split.train, split.test).describe()
+    assert record["kind"] == "global-time"
+    assert record["window_days"] == pytest.approx(20, abs=0.05)
+    assert set(record["evidence"]) == {"test_events_before_last_train_event"}
+
+
+def test_last_share_split_is_a_partition_with_each_members_latest_rows_in_test() -> None:
+    split = last_share_split(LOG, 0.3)
+    assert split.train.height + split.test.height == LOG.height
+    sizes = (
+        LOG.group_by(col.MEMBER_ID)
+        .len()
+        .join(
+            split.test.group_by(col.MEMBER_ID).len(), on=col.MEMBER_ID, how="left", suffix="_test"
+        )
+    )
+    expected = (sizes["len"] * 0.3).round(0).cast(pl.Int64)
+    assert (sizes["len_test"].fill_null(0) == expected).all()
