@@ -6,8 +6,10 @@ under its own model name so that versions and aliases do not leak between tests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,14 +20,19 @@ from features.errors import ConfigError
 from tests.test_report import MODELS, training_metrics
 from training.tracking import (
     CHAMPION_ALIAS,
+    PROTOCOL_FIELDS,
+    PromotionDecision,
+    TrackingResult,
     default_tracking_uri,
     download_bundle,
     log_training_run,
     metric_key,
     promote,
+    protocol_fingerprint,
 )
 
 FINGERPRINT = "fp-1234"
+POPULAR_NDCG = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -102,27 +109,241 @@ def test_log_training_run_logs_a_parent_and_one_child_per_model(
     assert popular.params["l2"] == "500.0"
 
 
-def test_registered_versions_carry_tags_and_the_champion_moves_only_on_improvement(
+def metrics_on(
+    test_data: str,
+    ndcg: float,
+    *,
+    popular: float = POPULAR_NDCG,
+    failed: tuple[dict[str, str], ...] = (),
+    **protocol: object,
+) -> dict[str, Any]:
+    """``training_metrics`` of a run tested on the data named ``test_data`` (its fingerprint is
+    the name's sha256), the chosen model (ease) at test ndcg@10 ``ndcg``, popularity at
+    ``popular``, the given failures and protocol fields."""
+    metrics = training_metrics(chosen_ndcg=ndcg)
+    metrics["protocol"] |= {"test_fingerprint": _sha256(test_data), **protocol}
+    metrics["models"]["popular"]["ndcg@10"] = popular
+    metrics["failed"] = list(failed)
+    return metrics
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _register(
+    tracking_uri: str, bundle: Path, name: str, metrics: dict[str, Any], **kwargs: Any
+) -> TrackingResult:
+    return log_training_run(
+        metrics, bundle, tracking_uri=tracking_uri, registered_model=name, **kwargs
+    )
+
+
+def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    return {alias: str(v) for alias, v in client.get_registered_model(name).aliases.items()}
+
+
+def test_on_the_same_test_data_the_champion_moves_only_on_a_strictly_better_figure(
     tracking_uri: str, client: MlflowClient, bundle: Path
 ) -> None:
-    def register(ndcg: float, primary_metric: str = "ndcg@10") -> tuple[str, bool, str]:
-        metrics = {**training_metrics(chosen_ndcg=ndcg), "primary_metric": primary_metric}
-        result = log_training_run(
-            metrics, bundle, tracking_uri=tracking_uri, registered_model="champion"
-        )
-        return result.model_version, result.became_champion, result.champion_version
+    def register(ndcg: float) -> TrackingResult:
+        return _register(tracking_uri, bundle, "same-data", metrics_on("week-1", ndcg))
 
-    assert register(0.30) == ("1", True, "1")  # no champion yet
-    assert register(0.20) == ("2", False, "1")  # regression
-    assert register(0.30) == ("3", False, "1")  # a tie is not an improvement
-    assert register(0.40) == ("4", True, "4")
-    assert register(0.99, primary_metric="recall@10") == ("5", False, "4")  # other metric
-    assert _champion(client, "champion") == "4"
-    tags = client.get_model_version("champion", "4").tags
-    assert tags["chosen_model"] == "ease"
-    assert tags["primary_metric"] == "ndcg@10"
-    assert float(tags["primary_metric_value"]) == 0.40
-    assert tags["data_fingerprint"] == FINGERPRINT
+    first = register(0.30)
+    assert (first.model_version, first.became_champion, first.champion_version) == ("1", True, "1")
+    assert first.decision is PromotionDecision.GATE_PASSED
+    assert first.reason == (
+        "no champion yet; gate passed: ease 0.3000 beats popularity 0.2000 by 50.0% (margin 5%)"
+    )
+    worse = register(0.25)  # would pass the gate, but the champion did better on this test
+    assert (worse.became_champion, worse.champion_version) == (False, "1")
+    assert worse.decision is PromotionDecision.KEPT_CHAMPION
+    assert worse.reason == "same test data and protocol: 0.2500 does not beat champion v1's 0.3000"
+    tie = register(0.30)
+    assert (tie.decision, tie.champion_version) == (PromotionDecision.KEPT_CHAMPION, "1")
+    better = register(0.40)
+    assert (better.model_version, better.became_champion, better.champion_version) == (
+        "4",
+        True,
+        "4",
+    )
+    assert better.decision is PromotionDecision.BEAT_CHAMPION
+    assert better.reason == "same test data and protocol: 0.4000 > champion v1's 0.3000"
+    assert _champion(client, "same-data") == "4"
+
+
+def test_a_version_tested_on_other_data_is_not_compared_and_passes_the_gate(
+    tracking_uri: str, client: MlflowClient, bundle: Path
+) -> None:
+    _register(tracking_uri, bundle, "other-data", metrics_on("week-1", 0.40))
+    result = _register(tracking_uri, bundle, "other-data", metrics_on("week-2", 0.30))
+
+    assert (result.became_champion, result.champion_version) == (True, "2")
+    assert result.decision is PromotionDecision.GATE_PASSED
+    assert result.reason == (
+        "not comparable with champion v1 (tested on other data); "
+        "gate passed: ease 0.3000 beats popularity 0.2000 by 50.0% (margin 5%)"
+    )
+    run_tags = client.get_run(result.run_id).data.tags
+    version_tags = client.get_model_version("other-data", "2").tags
+    for tags in (run_tags, version_tags):
+        assert tags["promotion_decision"] == "gate_passed"
+        assert tags["promotion_reason"] == result.reason
+    assert version_tags["test_fingerprint"] == _sha256("week-2")
+    assert len(version_tags["protocol_fingerprint"]) == 64
+    assert float(version_tags["baseline_value"]) == POPULAR_NDCG
+    assert float(version_tags["promotion_margin"]) == 0.05
+    assert version_tags["failed_models"] == "0"
+    assert version_tags["data_fingerprint"] == FINGERPRINT
+    assert client.get_run(result.run_id).data.params["promotion_margin"] == "0.05"
+
+
+def test_a_version_tested_on_other_data_with_a_failed_model_stays_out(
+    tracking_uri: str, client: MlflowClient, bundle: Path
+) -> None:
+    _register(tracking_uri, bundle, "failed-model", metrics_on("week-1", 0.30))
+    failure = {"model": "lightfm", "stage": "fit", "reason": "NaN   in\nfactors"}
+    result = _register(
+        tracking_uri, bundle, "failed-model", metrics_on("week-2", 0.90, failed=(failure,))
+    )
+
+    assert (result.became_champion, result.champion_version) == (False, "1")
+    assert result.decision is PromotionDecision.GATE_FAILED
+    assert result.reason == (
+        "not comparable with champion v1 (tested on other data); "
+        "gate failed: lightfm failed to fit: NaN in factors"
+    )
+    assert client.get_model_version("failed-model", "2").tags["failed_models"] == "1"
+    assert _champion(client, "failed-model") == "1"
+
+
+def test_a_version_tested_on_other_data_below_the_margin_stays_out_unless_the_margin_allows(
+    tracking_uri: str, client: MlflowClient, bundle: Path
+) -> None:
+    _register(tracking_uri, bundle, "margin", metrics_on("week-1", 0.30))
+    close = metrics_on("week-2", 0.206)  # 3% above popularity's 0.2000
+    result = _register(tracking_uri, bundle, "margin", close)
+
+    assert (result.became_champion, result.champion_version) == (False, "1")
+    assert result.reason == (
+        "not comparable with champion v1 (tested on other data); "
+        "gate failed: ease 0.2060 is only 3.0% above popularity 0.2000 (margin 5%)"
+    )
+    below = _register(tracking_uri, bundle, "margin", metrics_on("week-3", 0.18))
+    assert below.reason.endswith(
+        "gate failed: ease 0.1800 is 10.0% below popularity 0.2000 (margin 5%)"
+    )
+
+    lenient = _register(tracking_uri, bundle, "margin", close, promotion_margin=0.025)
+    assert (lenient.became_champion, lenient.champion_version) == (True, "4")
+    assert lenient.reason.endswith("by 3.0% (margin 2.5%)")
+
+
+def test_a_first_version_becomes_champion_only_through_the_gate(
+    tracking_uri: str, client: MlflowClient, bundle: Path
+) -> None:
+    refused = _register(tracking_uri, bundle, "first", metrics_on("week-1", 0.20))
+
+    assert (refused.became_champion, refused.champion_version) == (False, None)
+    assert refused.reason == (
+        "no champion yet; gate failed: ease 0.2000 is level with popularity 0.2000 (margin 5%)"
+    )
+    assert _aliases(client, "first") == {}
+    accepted = _register(tracking_uri, bundle, "first", metrics_on("week-1", 0.30))
+    assert (accepted.became_champion, accepted.champion_version) == (True, "2")
+    assert accepted.reason.startswith("no champion yet; gate passed")
+
+
+def test_popularity_chosen_on_validation_does_not_pass_the_gate(
+    tracking_uri: str, bundle: Path
+) -> None:
+    metrics = metrics_on("week-1", 0.30) | {"chosen": "popular"}
+    result = _register(tracking_uri, bundle, "popular-chosen", metrics)
+
+    assert result.decision is PromotionDecision.GATE_FAILED
+    assert result.reason.endswith("gate failed: the chosen model is the popularity baseline itself")
+
+
+def test_older_metrics_are_comparable_with_nothing_and_fail_the_gate_without_a_baseline(
+    tracking_uri: str, client: MlflowClient, bundle: Path
+) -> None:
+    old = training_metrics(models=("item_knn", "ease"))  # no fingerprint, baseline or failures
+    first = _register(tracking_uri, bundle, "older", old)
+    assert first.reason == (
+        "no champion yet; gate failed: the metrics have no popularity baseline figure of ndcg@10"
+    )
+    promote(1, registered_model="older", tracking_uri=tracking_uri)
+
+    newer = _register(tracking_uri, bundle, "older", metrics_on("week-1", 0.10))
+    assert newer.reason.startswith(
+        "not comparable with champion v1 (its tags carry no test fingerprint or figure); gate"
+    )
+    assert "protocol_fingerprint" not in client.get_model_version("older", "1").tags
+    older_again = _register(tracking_uri, bundle, "older", training_metrics(chosen_ndcg=0.9))
+    assert older_again.reason.startswith(
+        "not comparable with champion v1 (this run's metrics carry no test fingerprint); gate"
+    )
+
+
+@pytest.mark.parametrize(
+    ("protocol", "metric", "why"),
+    [
+        (
+            {"relevant_events": ["purchase", "click"]},
+            "ndcg@10",
+            "same test data under another protocol",
+        ),
+        ({"split": "last-days:30"}, "ndcg@10", "same test data under another protocol"),
+        ({}, "recall@10", "ranked by ndcg@10, this run by recall@10"),
+    ],
+)
+def test_the_same_test_data_under_another_protocol_or_metric_is_not_comparable(
+    tracking_uri: str, bundle: Path, protocol: dict[str, object], metric: str, why: str
+) -> None:
+    name = f"protocol-{metric}-{sorted(protocol)}"
+    _register(tracking_uri, bundle, name, metrics_on("week-1", 0.30))
+    metrics = metrics_on("week-1", 0.90, **protocol) | {"primary_metric": metric}
+    result = _register(tracking_uri, bundle, name, metrics)
+
+    assert result.reason.startswith(f"not comparable with champion v1 ({why}); gate")
+
+
+def test_protocol_fingerprint_follows_the_exam_not_the_training() -> None:
+    base = metrics_on("week-1", 0.3)
+    fingerprint = protocol_fingerprint(base)
+    assert fingerprint is not None and len(fingerprint) == 64
+
+    def changed(**protocol: object) -> str | None:
+        metrics = metrics_on("week-1", 0.3)
+        metrics["protocol"] |= protocol
+        return protocol_fingerprint(metrics)
+
+    assert changed(train_rows=1, validation="last-days:7") == fingerprint
+    for field, value in zip(
+        PROTOCOL_FIELDS, ("ratio:0.2", ["click"], True, "nothing", 799), strict=True
+    ):
+        assert changed(**{field: value}) != fingerprint, field
+    assert protocol_fingerprint(metrics_on("week-2", 0.3)) != fingerprint
+    assert protocol_fingerprint(training_metrics()) is None
+
+
+def test_protocol_fingerprint_counts_the_sampling_seed_only_when_members_were_sampled() -> None:
+    def fingerprint(evaluated: int, seed: int) -> str | None:
+        metrics = metrics_on("week-1", 0.3, evaluated_members=evaluated)
+        metrics["config"] = {"max_eval_members": 800, "seed": seed}
+        return protocol_fingerprint(metrics)
+
+    assert fingerprint(500, seed=1) == fingerprint(500, seed=2)  # every member scored
+    assert fingerprint(800, seed=1) != fingerprint(800, seed=2)  # a seeded sample of 800
+
+
+@pytest.mark.parametrize("margin", [-0.01, float("nan")])
+def test_log_training_run_refuses_a_bad_margin_before_logging(
+    tracking_uri: str, client: MlflowClient, bundle: Path, margin: float
+) -> None:
+    with pytest.raises(ConfigError, match=r"non-negative fraction .* such as 0\.05"):
+        _register(tracking_uri, bundle, "bad-margin", metrics_on("w", 0.3), promotion_margin=margin)
+    assert client.search_registered_models("name = 'bad-margin'") == []
 
 
 def test_promote_moves_the_alias_by_hand_and_refuses_unknown_versions(
@@ -137,8 +358,10 @@ def test_promote_moves_the_alias_by_hand_and_refuses_unknown_versions(
         )
     assert _champion(client, "promoted") == "1"
 
-    promote(2, registered_model="promoted", tracking_uri=tracking_uri)
+    reason = promote(2, registered_model="promoted", tracking_uri=tracking_uri)
     assert _champion(client, "promoted") == "2"
+    assert reason == client.get_model_version("promoted", "2").tags["promotion_reason"]
+    assert reason is not None and "gate failed" in reason
     with pytest.raises(ConfigError, match=r"no version 7; versions there: 1, 2"):
         promote("7", registered_model="promoted", tracking_uri=tracking_uri)
     with pytest.raises(ConfigError, match=r"versions there: none"):

@@ -14,11 +14,23 @@ Python class into the registry, nest the bundle one level down (``artifacts/bund
 importing ``mlflow.pyfunc`` alone emits warnings and takes seconds — for a model that nothing
 ever loads through pyfunc, since the bundle format is already the serving contract.
 
-**Champion.** Each version carries its chosen model, primary metric name and test value, and
-the data fingerprint as tags. The ``champion`` alias moves to a new version only when there is
-no champion yet or the new value is strictly better (all primary metrics are higher-is-better)
-*for the same primary metric*; values of different metrics are not compared, and a champion
-without a readable value keeps its place. ``promote`` moves any alias by hand.
+**Champion.** Every version carries as tags its chosen model (chosen on validation only), the
+primary metric and the chosen model's test figure of it, the popularity baseline's test figure,
+the number of requested models that failed, the promotion margin, the training data's
+fingerprint, the test interactions' fingerprint and a protocol fingerprint (the test
+fingerprint with the protocol fields that change what a test figure means,
+:func:`protocol_fingerprint`). The ``champion`` alias moves to a new version only when
+
+* its protocol fingerprint and primary metric equal the champion's (the same exam) and its
+  figure is strictly higher (all primary metrics are higher-is-better); or
+* there is no such champion (none yet, or one tested on other data, under another protocol,
+  by another metric, or without a fingerprint) and the version passes the gate: no requested
+  model failed and the chosen model beats popularity on its own test by more than the margin
+  (default 5% of popularity's figure).
+
+Figures from different exams are never set against each other. The decision
+(:class:`PromotionDecision`) and a sentence giving its reason are tagged on the run and the
+version and returned in :class:`TrackingResult`. ``promote`` moves any alias by hand.
 
 MLflow is imported inside the functions: importing it takes seconds, and most ``recsys``
 commands never track anything. Everything goes through an explicit ``MlflowClient`` for the
@@ -28,8 +40,10 @@ set; only its log level and artifact progress-bar default are (see ``_quiet_mlfl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -38,6 +52,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,12 +64,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAMPION_ALIAS",
+    "DEFAULT_PROMOTION_MARGIN",
+    "PROTOCOL_FIELDS",
+    "Promotion",
+    "PromotionDecision",
     "TrackingResult",
     "default_tracking_uri",
     "download_bundle",
     "log_training_run",
     "metric_key",
     "promote",
+    "protocol_fingerprint",
     "resolve_model_uri",
 ]
 
@@ -72,16 +92,41 @@ TAG_CHOSEN = "chosen_model"
 TAG_PRIMARY_METRIC = "primary_metric"
 TAG_PRIMARY_VALUE = "primary_metric_value"
 TAG_FINGERPRINT = "data_fingerprint"
+TAG_TEST_FINGERPRINT = "test_fingerprint"
+TAG_PROTOCOL_FINGERPRINT = "protocol_fingerprint"
+TAG_BASELINE_VALUE = "baseline_value"
+TAG_FAILED = "failed_models"
+TAG_MARGIN = "promotion_margin"
+TAG_DECISION = "promotion_decision"
+TAG_REASON = "promotion_reason"
+
+#: The popularity baseline's name in metrics (``PopularityRecommender.name``, spelled out
+#: because importing ``training.models`` loads every model library).
+BASELINE_MODEL = "popular"
+#: How far, as a fraction of popularity's test figure, a version without a comparable champion
+#: must beat popularity to be promoted.
+DEFAULT_PROMOTION_MARGIN = 0.05
+#: Protocol fields that, besides the test rows themselves, change what a test figure means:
+#: the split decides what the model may have seen relative to the test rows (a random split
+#: lets training hold events later than the test's, a time split does not); the relevant
+#: events, ``new_items_only`` and ``exclude`` decide which test items count as hits and which
+#: may be recommended; ``evaluated_members`` is how many members the average is over. Train
+#: counts, the validation split and the tuning budget are left out: they shape the model and its
+#: choice, not the exam, and comparing what they produce on one exam is the point.
+PROTOCOL_FIELDS = ("split", "relevant_events", "new_items_only", "exclude", "evaluated_members")
 
 
 @dataclass(frozen=True)
 class TrackingResult:
-    """What ``log_training_run`` did: the run, the new model version and who is champion."""
+    """What ``log_training_run`` did: the run, the new model version, who is champion (None:
+    no version is) and why."""
 
     run_id: str
     model_version: str
     became_champion: bool
-    champion_version: str
+    champion_version: str | None
+    decision: PromotionDecision
+    reason: str
 
 
 # -- connection --------------------------------------------------------------------------------
@@ -245,10 +290,35 @@ def _primary_value(metrics: Mapping[str, Any]) -> float:
         ) from None
 
 
+def _baseline_value(metrics: Mapping[str, Any]) -> float | None:
+    """The popularity baseline's test figure of the primary metric; None in metrics written
+    before the baseline was evaluated on every run."""
+    try:
+        return float(metrics["models"][BASELINE_MODEL][metrics["primary_metric"]])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _failures(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The requested models that failed; metrics without the list come from runs that stopped
+    at the first failure, so a run that wrote them had none."""
+    return list(metrics.get("failed") or [])
+
+
 def _require_bundle(bundle_dir: Path) -> None:
     """Refuse to register a directory that is not a bundle, before any run is created."""
     if not (bundle_dir / BUNDLE_MANIFEST).is_file():
         raise ConfigError(f"{bundle_dir} is not a model bundle (no {BUNDLE_MANIFEST}); not logged")
+
+
+def _require_margin(margin: float) -> None:
+    """Refuse a margin that would let a model below popularity through, or that is not a
+    number at all."""
+    if not math.isfinite(margin) or margin < 0:
+        raise ConfigError(
+            f"promotion margin must be a non-negative fraction of the baseline's figure, "
+            f"such as 0.05 for 5%; got {margin}"
+        )
 
 
 def _fingerprint(metrics: Mapping[str, Any], bundle_dir: Path) -> str | None:
@@ -259,15 +329,53 @@ def _fingerprint(metrics: Mapping[str, Any], bundle_dir: Path) -> str | None:
     return json.loads((bundle_dir / BUNDLE_MANIFEST).read_text()).get(TAG_FINGERPRINT)
 
 
-def _version_tags(metrics: Mapping[str, Any], bundle_dir: Path) -> dict[str, str]:
+def protocol_fingerprint(metrics: Mapping[str, Any]) -> str | None:
+    """A sha256 hex digest of the test interactions' fingerprint and of the protocol fields that
+    change what a test figure means (:data:`PROTOCOL_FIELDS`, and the evaluation sample's size
+    and seed when members were sampled); two versions with the same digest took the same exam.
+    None when the metrics carry no test fingerprint: such a version is comparable with none.
+    """
+    protocol = metrics.get("protocol") or {}
+    test = protocol.get(TAG_TEST_FINGERPRINT)
+    if not test:
+        return None
+    described = {
+        TAG_TEST_FINGERPRINT: test,
+        **{field: protocol.get(field) for field in PROTOCOL_FIELDS},
+        "evaluation_sample": _evaluation_sample(metrics),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _evaluation_sample(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The size and seed of the evaluated members' sample when one was drawn (as many members
+    evaluated as the cap allows): another seed then scores other members on the same rows.
+    None when every evaluable member was scored, where the seed changes nothing."""
+    config = metrics.get("config") or {}
+    cap = config.get("max_eval_members")
+    evaluated = (metrics.get("protocol") or {}).get("evaluated_members")
+    if cap is None or evaluated is None or evaluated < cap:
+        return None
+    return {"max_eval_members": cap, "seed": config.get("seed")}
+
+
+def _version_tags(metrics: Mapping[str, Any], bundle_dir: Path, margin: float) -> dict[str, str]:
     """Tags the champion decision and a human browsing the registry read."""
     tags = {
         TAG_CHOSEN: str(metrics["chosen"]),
         TAG_PRIMARY_METRIC: str(metrics["primary_metric"]),
         TAG_PRIMARY_VALUE: repr(_primary_value(metrics)),
+        TAG_MARGIN: repr(margin),
+        TAG_FAILED: str(len(_failures(metrics))),
     }
-    fingerprint = _fingerprint(metrics, bundle_dir)
-    return tags if fingerprint is None else {**tags, TAG_FINGERPRINT: str(fingerprint)}
+    baseline = _baseline_value(metrics)
+    optional = {
+        TAG_FINGERPRINT: _fingerprint(metrics, bundle_dir),
+        TAG_TEST_FINGERPRINT: (metrics.get("protocol") or {}).get(TAG_TEST_FINGERPRINT),
+        TAG_PROTOCOL_FINGERPRINT: protocol_fingerprint(metrics),
+        TAG_BASELINE_VALUE: None if baseline is None else repr(baseline),
+    }
+    return {**tags, **{key: str(value) for key, value in optional.items() if value is not None}}
 
 
 def _register_bundle(
@@ -288,28 +396,179 @@ def _register_bundle(
     return str(created.version)  # an int from some stores, a str from others
 
 
-def _beats(candidate: Mapping[str, str], champion: Mapping[str, str]) -> bool:
-    """Whether a version's tags show a strictly better figure than the champion's, on the same
-    primary metric; unreadable or differently measured champions are not displaced."""
-    if candidate.get(TAG_PRIMARY_METRIC) != champion.get(TAG_PRIMARY_METRIC):
-        return False
-    try:
-        return float(candidate[TAG_PRIMARY_VALUE]) > float(champion[TAG_PRIMARY_VALUE])
-    except (KeyError, ValueError):
-        return False
+# -- promotion ---------------------------------------------------------------------------------
 
 
-def _crown_if_better(
-    client: MlflowClient, name: str, version: str, tags: Mapping[str, str]
-) -> tuple[bool, str]:
-    """Move the champion alias to ``version`` when it wins; returns (moved, champion)."""
-    champion = client.get_registered_model(name).aliases.get(CHAMPION_ALIAS)
-    if champion is not None:
-        champion = str(champion)
-        if not _beats(tags, client.get_model_version(name, champion).tags):
-            return False, champion
-    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    return True, version
+class PromotionDecision(StrEnum):
+    """How the champion question of a new version was settled."""
+
+    #: same test data and protocol as the champion, and a strictly better figure there
+    BEAT_CHAMPION = "beat_champion"
+    #: same test data and protocol as the champion, and not better there
+    KEPT_CHAMPION = "kept_champion"
+    #: no champion it can be compared with; beats popularity by the margin, nothing failed
+    GATE_PASSED = "gate_passed"
+    #: no champion it can be compared with, and the gate above was not passed
+    GATE_FAILED = "gate_failed"
+
+    @property
+    def promotes(self) -> bool:
+        """Whether the champion alias moves to the new version."""
+        return self in (PromotionDecision.BEAT_CHAMPION, PromotionDecision.GATE_PASSED)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A decision and the sentence that explains it (logged on the run and the version)."""
+
+    decision: PromotionDecision
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Standing:
+    """What a version is ranked by, read from its tags; a missing tag reads as None."""
+
+    primary_metric: str | None
+    value: float | None
+    test_fingerprint: str | None
+    protocol_fingerprint: str | None
+
+    @classmethod
+    def of(cls, tags: Mapping[str, str]) -> _Standing:
+        try:
+            value: float | None = float(tags[TAG_PRIMARY_VALUE])
+        except (KeyError, ValueError):
+            value = None
+        return cls(
+            tags.get(TAG_PRIMARY_METRIC),
+            value,
+            tags.get(TAG_TEST_FINGERPRINT),
+            tags.get(TAG_PROTOCOL_FINGERPRINT),
+        )
+
+
+def _current_champion(client: MlflowClient, name: str) -> tuple[str, _Standing] | None:
+    """(version, standing) of ``name``'s champion, or None when no version holds the alias."""
+    version = client.get_registered_model(name).aliases.get(CHAMPION_ALIAS)
+    if version is None:
+        return None
+    return str(version), _Standing.of(client.get_model_version(name, str(version)).tags)
+
+
+def _decide(
+    metrics: Mapping[str, Any],
+    tags: Mapping[str, str],
+    champion: tuple[str, _Standing] | None,
+    margin: float,
+) -> Promotion:
+    """Compare with the champion where both took the same exam; otherwise apply the gate,
+    also to a first version, so that the alias serving follows never lands on a model that
+    does not clear popularity or came from a run where a requested model failed."""
+    if champion is None:
+        return _gated(metrics, margin, "no champion yet")
+    version, held = champion
+    candidate = _Standing.of(tags)
+    unlike = _why_not_comparable(candidate, held)
+    if unlike is not None:
+        return _gated(metrics, margin, f"not comparable with champion v{version} ({unlike})")
+    return _compared(candidate, held, version)
+
+
+def _why_not_comparable(candidate: _Standing, champion: _Standing) -> str | None:
+    """Why the two test figures cannot be set against each other; None when they can."""
+    if candidate.protocol_fingerprint is None:
+        return "this run's metrics carry no test fingerprint"
+    if champion.protocol_fingerprint is None or champion.value is None:
+        return "its tags carry no test fingerprint or figure"
+    if candidate.test_fingerprint != champion.test_fingerprint:
+        return "tested on other data"
+    if candidate.protocol_fingerprint != champion.protocol_fingerprint:
+        return "same test data under another protocol"
+    if candidate.primary_metric != champion.primary_metric:
+        return f"ranked by {champion.primary_metric}, this run by {candidate.primary_metric}"
+    return None
+
+
+def _compared(candidate: _Standing, champion: _Standing, version: str) -> Promotion:
+    """The verdict of a like-for-like comparison; a tie keeps the champion."""
+    assert candidate.value is not None and champion.value is not None  # _why_not_comparable
+    figures = f"{candidate.value:.4f} {{}} champion v{version}'s {champion.value:.4f}"
+    if candidate.value > champion.value:
+        reason = "same test data and protocol: " + figures.format(">")
+        return Promotion(PromotionDecision.BEAT_CHAMPION, reason)
+    reason = "same test data and protocol: " + figures.format("does not beat")
+    return Promotion(PromotionDecision.KEPT_CHAMPION, reason)
+
+
+def _gated(metrics: Mapping[str, Any], margin: float, context: str) -> Promotion:
+    """The gate of a version without a comparable champion: every requested model ran, and
+    the chosen one beats popularity on its own test by more than ``margin`` (relative)."""
+    problems = [_failure_text(failure) for failure in _failures(metrics)]
+    passed, comparison = _against_baseline(metrics, margin)
+    if passed and not problems:
+        return Promotion(PromotionDecision.GATE_PASSED, f"{context}; gate passed: {comparison}")
+    if not passed:
+        problems.append(comparison)
+    return Promotion(
+        PromotionDecision.GATE_FAILED, f"{context}; gate failed: {'; '.join(problems)}"
+    )
+
+
+#: How a failure's stage reads after "<model> failed ..."; other stages read "at <stage>".
+_STAGE_WORDS = {
+    "tuning": "in tuning",
+    "fit": "to fit",
+    "refit": "to refit",
+    "evaluate": "to evaluate",
+}
+#: Longest failure reason quoted in a decision (MLflow caps tag values at a few thousand
+#: characters, and a decision names every failure).
+_REASON_CHARS = 200
+
+
+def _failure_text(failure: Mapping[str, Any]) -> str:
+    """``lightfm failed to fit: <reason>``, the reason cut short if long."""
+    stage = str(failure.get("stage", ""))
+    words = _STAGE_WORDS.get(stage, f"at {stage or 'an unnamed stage'}")
+    reason = " ".join(str(failure.get("reason", "")).split())
+    if len(reason) > _REASON_CHARS:
+        reason = reason[: _REASON_CHARS - 1] + "…"
+    text = f"{failure.get('model', 'a model')} failed {words}"
+    return f"{text}: {reason}" if reason else text
+
+
+def _against_baseline(metrics: Mapping[str, Any], margin: float) -> tuple[bool, str]:
+    """Whether the chosen model's test figure is more than ``margin`` above popularity's, and
+    the figures that say so."""
+    chosen, primary = metrics["chosen"], metrics["primary_metric"]
+    baseline = _baseline_value(metrics)
+    if baseline is None:
+        return False, f"the metrics have no popularity baseline figure of {primary}"
+    if chosen == BASELINE_MODEL:
+        return False, "the chosen model is the popularity baseline itself"
+    value, bar = _primary_value(metrics), f"(margin {margin * 100:g}%)"
+    passed = value > baseline * (1 + margin)
+    if baseline <= 0:
+        relation = "beats" if passed else "does not beat"
+        return passed, f"{chosen} {value:.4f} {relation} popularity's {baseline:.4f} {bar}"
+    lift = value / baseline - 1
+    if passed:
+        return True, f"{chosen} {value:.4f} beats popularity {baseline:.4f} by {lift:.1%} {bar}"
+    if lift == 0:
+        relation = "level with"
+    else:
+        relation = f"only {lift:.1%} above" if lift > 0 else f"{-lift:.1%} below"
+    return False, f"{chosen} {value:.4f} is {relation} popularity {baseline:.4f} {bar}"
+
+
+def _record(
+    client: MlflowClient, run_id: str, name: str, version: str, promotion: Promotion
+) -> None:
+    """Write the decision and its reason on the run and on the version."""
+    for key, value in ((TAG_DECISION, promotion.decision.value), (TAG_REASON, promotion.reason)):
+        client.set_tag(run_id, key, value)
+        client.set_model_version_tag(name, version, key, value)
 
 
 def log_training_run(
@@ -320,24 +579,42 @@ def log_training_run(
     tracking_uri: str | None = None,
     registered_model: str = "member-recsys",
     figures_dir: Path | None = None,
+    promotion_margin: float = DEFAULT_PROMOTION_MARGIN,
 ) -> TrackingResult:
     """Log a training run with its per-model child runs, register ``bundle_dir`` as a new
-    version of ``registered_model`` and make it champion if it beats the current one."""
+    version of ``registered_model`` and make it champion when it beats the champion on the
+    same test, or passes the gate where there is no champion it can be compared with."""
     _require_bundle(bundle_dir)
-    tags = _version_tags(metrics, bundle_dir)  # fails early on metrics without a primary value
+    _require_margin(promotion_margin)
+    tags = _version_tags(metrics, bundle_dir, promotion_margin)  # fails early without a figure
     uri = tracking_uri or default_tracking_uri()
     client = _client(uri)
     experiment_id = _experiment_id(client, experiment, uri)
     with _run(client, experiment_id, f"train ({metrics['chosen']})") as run_id:
         chosen_metrics = _numbers(metrics["models"][metrics["chosen"]])
-        _log(client, run_id, chosen_metrics, _parent_params(metrics))
-        for model, params in _models_with_params(metrics).items():
+        params = {**_parent_params(metrics), TAG_MARGIN: promotion_margin}
+        _log(client, run_id, chosen_metrics, params)
+        for model, model_params in _models_with_params(metrics).items():
             with _run(client, experiment_id, model, parent_id=run_id) as child_id:
-                _log(client, child_id, _child_metrics(metrics, model), params)
+                _log(client, child_id, _child_metrics(metrics, model), model_params)
         _log_report_artifacts(client, run_id, metrics, figures_dir)
         version = _register_bundle(client, run_id, bundle_dir, registered_model, tags)
-    became_champion, champion = _crown_if_better(client, registered_model, version, tags)
-    return TrackingResult(run_id, version, became_champion, champion)
+        champion = _current_champion(client, registered_model)
+        promotion = _decide(metrics, tags, champion, promotion_margin)
+        _record(client, run_id, registered_model, version, promotion)
+    if promotion.decision.promotes:
+        client.set_registered_model_alias(registered_model, CHAMPION_ALIAS, version)
+        champion_version: str | None = version
+    else:
+        champion_version = None if champion is None else champion[0]
+    return TrackingResult(
+        run_id,
+        version,
+        promotion.decision.promotes,
+        champion_version,
+        promotion.decision,
+        promotion.reason,
+    )
 
 
 def _models_with_params(metrics: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -355,14 +632,17 @@ def promote(
     registered_model: str = "member-recsys",
     alias: str = CHAMPION_ALIAS,
     tracking_uri: str | None = None,
-) -> None:
-    """Point ``alias`` at ``version`` by hand (a rollback, or a champion on another metric)."""
+) -> str | None:
+    """Point ``alias`` at ``version`` by hand (a rollback, or a version the gate refused);
+    returns the promotion reason recorded when the version was registered, so that whoever
+    overrides the decision sees what they override (None for versions registered before
+    reasons were recorded)."""
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or default_tracking_uri()
     client = _client(uri)
     try:
-        client.get_model_version(registered_model, str(version))
+        registered = client.get_model_version(registered_model, str(version))
     except MlflowException:
         known = sorted(_version_numbers(client, registered_model), key=int)
         raise ConfigError(
@@ -370,6 +650,7 @@ def promote(
             f"versions there: {', '.join(known) or 'none'}"
         ) from None
     client.set_registered_model_alias(registered_model, alias, str(version))
+    return registered.tags.get(TAG_REASON)
 
 
 def _version_numbers(client: MlflowClient, name: str) -> list[str]:
