@@ -52,8 +52,8 @@ from training.evaluate import (
 )
 from training.index import IndexConfig, ItemIndex, measure_recall
 from training.metrics import DEFAULT_KS
-from training.models import ModelFitError, Recommender, model_class
-from training.models.base import popularity_tie_breaker
+from training.models import Recommender, model_class
+from training.models.base import failure_reason, popularity_tie_breaker
 from training.models.popular import PopularityRecommender, fallback_popularity
 from training.rules import association_rules, count_threshold
 from training.rules_quality import complement_quality
@@ -145,10 +145,6 @@ class _Failures:
         self.records.append({"model": model, "stage": stage, "reason": reason})
 
 
-def _reason(error: Exception) -> str:
-    return str(error) if isinstance(error, ModelFitError) else f"{type(error).__name__}: {error}"
-
-
 def _segments_of(interactions: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataFrame:
     profiles = compute_member_profiles(interactions, members=members)
     return profiles.select(col.MEMBER_ID, SEGMENT)
@@ -230,7 +226,7 @@ def _tune_all(
                 model_class(name), data, task, config.primary_metric, config.budget, config.seed
             )
         except Exception as error:  # one model's failure is recorded, never the run's end
-            failures.add(name, "tuning", _reason(error))
+            failures.add(name, "tuning", failure_reason(error))
             continue
         for reason in results[name].failures:
             failures.add(name, "tuning trial", reason)
@@ -359,7 +355,7 @@ def _evaluate_on_test(
             recommended = recommended_lists(models[name], task, max(DEFAULT_KS))
             report.metrics[name] = evaluate_recommended(recommended, task)
         except Exception as error:
-            failures.add(name, "test fit", _reason(error))
+            failures.add(name, "test fit", failure_reason(error))
             models.pop(name, None)
             continue
         if task.member_segment_names is not None:
@@ -386,7 +382,7 @@ def _refit(
         try:
             models[name] = model_class(name)(**model_params).fit(data)
         except Exception as error:
-            failures.add(name, "refit", _reason(error))
+            failures.add(name, "refit", failure_reason(error))
             continue
         seconds[name] = time.perf_counter() - started
     return models, seconds

@@ -21,6 +21,7 @@ from training.config import TuningBudget
 from training.dataset import TrainingData
 from training.evaluate import EvaluationTask, evaluate_model
 from training.models import ModelFitError, Recommender
+from training.models.base import failure_reason
 
 __all__ = ["SEARCH_SPACES", "TuningBudget", "TuningResult", "tune_model"]
 
@@ -108,8 +109,9 @@ def tune_model(
 ) -> TuningResult:
     """Search ``model``'s parameters on ``validation``; the defaults are always trial one.
 
-    A trial whose fit fails (:class:`ModelFitError`, e.g. EASE on too large a catalog) is
-    recorded as failed; if every trial fails, the first failure is raised.
+    A trial whose fit fails (a :class:`ModelFitError`, e.g. EASE on too large a catalog, or
+    any library error) is recorded in ``failures`` with its parameters; if every trial fails,
+    the first failure is raised.
     """
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -123,8 +125,8 @@ def tune_model(
         params = _trial_params(model, trial)
         try:
             fitted = model(**params).fit(data)
-        except ModelFitError as exc:
-            failures.append(str(exc))
+        except Exception as exc:  # recorded and reported by the caller, never the run's end
+            failures.append(f"{params}: {failure_reason(exc)}")
             raise optuna.TrialPruned(str(exc)) from exc
         metrics = evaluate_model(fitted, validation)
         metrics_of[trial.number] = metrics

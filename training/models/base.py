@@ -29,7 +29,14 @@ from pydantic import BaseModel, ConfigDict
 
 from training.dataset import TrainingData
 
-__all__ = ["ModelFitError", "ModelParams", "Recommender", "popularity_tie_breaker", "top_n"]
+__all__ = [
+    "ModelFitError",
+    "ModelParams",
+    "Recommender",
+    "failure_reason",
+    "popularity_tie_breaker",
+    "top_n",
+]
 
 #: Score rows computed at once are capped near this many cells (float32) to bound memory.
 _SCORE_CELLS_PER_BATCH = 1 << 24
@@ -37,6 +44,12 @@ _SCORE_CELLS_PER_BATCH = 1 << 24
 
 class ModelFitError(RuntimeError):
     """A fit produced something unusable (NaN factors, an empty matrix)."""
+
+
+def failure_reason(error: Exception) -> str:
+    """The line a run records for a failed fit: our own refusals speak for themselves; any
+    other error (a library's) is named by its type, which is often all its message lacks."""
+    return str(error) if isinstance(error, ModelFitError) else f"{type(error).__name__}: {error}"
 
 
 class ModelParams(BaseModel):
