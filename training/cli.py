@@ -417,11 +417,20 @@ def train_and_publish(
         result = log_training_run(
             outcome.metrics, out, tracking_uri=tracking_uri, registered_model=registered_model
         )
-    verdict = "is now champion" if result.became_champion else "did not beat the champion"
+    verdict = "is now champion" if result.became_champion else "is not champion"
+    champion = result.champion_version
+    holder = f"champion: version {champion}" if champion else "no version is champion"
     console.print(
         f"MLflow run {result.run_id}: {registered_model} version {result.model_version} "
-        f"{verdict} (champion: version {result.champion_version})"
+        f"{verdict} ({holder})"
     )
+    console.print(f"Promotion: {result.reason}", markup=False, highlight=False)
+    if champion is None:
+        console.print(
+            f"Nothing serves models:/{registered_model}@champion until a version passes; "
+            f"`recsys promote {result.model_version}` makes this one champion anyway",
+            markup=False,
+        )
 
 
 def print_model_table(metrics: dict[str, Any]) -> None:
@@ -645,11 +654,16 @@ def promote(
     registered_model: Annotated[str, typer.Option(help="Registered model name.")] = "member-recsys",
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
 ) -> None:
-    """Move a registry alias (default: champion) to a model version by hand."""
+    """Move a registry alias (default: champion) to a model version by hand, whatever the
+    automatic promotion decided when it was registered."""
     from training.tracking import promote as move_alias
 
-    move_alias(version, registered_model=registered_model, alias=alias, tracking_uri=tracking_uri)
+    reason = move_alias(
+        version, registered_model=registered_model, alias=alias, tracking_uri=tracking_uri
+    )
     console.print(f"{registered_model}@{alias} -> version {version}")
+    if reason:
+        console.print(f"At registration it was judged: {reason}", markup=False, highlight=False)
 
 
 def _generate_with_progress(config: StoreConfig, out: Path) -> StoreSummary:
