@@ -8,7 +8,7 @@ as a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -111,7 +111,7 @@ def print_validation_report(report: ValidationReport) -> None:
     table.add_column("rows", justify="right")
     table.add_row("read", f"{report.rows_read:,}")
     table.add_row("accepted", f"{report.accepted:,}")
-    table.add_row("duplicates (exact repeats)", f"{report.duplicates:,}")
+    table.add_row(f"duplicates ({report.duplicate_kind})", f"{report.duplicates:,}")
     table.add_row("quarantined", f"{report.quarantined:,}")
     table.add_row("  of which expected exclusions", f"{report.expected_exclusions:,}")
     table.add_row("bad share (cap)", f"{report.bad_share:.2%} ({report.max_bad_share:.2%})")
@@ -312,6 +312,21 @@ def train(
         Path | None,
         typer.Option(help="Evaluate on this file only; train on --interactions only."),
     ] = None,
+    validation: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation split of train, in --split syntax (default: shaped like the test, "
+            "inferred from the files with --test-file)."
+        ),
+    ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Refit every model on train + test for the served bundle (--no-refit: serve "
+            "the train-only fits, for research).",
+        ),
+    ] = True,
     models: Annotated[
         str | None,
         typer.Option(help=f"Comma-separated models (default all: {', '.join(MODEL_NAMES)})."),
@@ -350,26 +365,34 @@ def train(
     from training.train import TrainConfig
 
     mapping = parse_column_mapping(columns, _MAPPABLE)
-    loaded = load_with_options(interactions, preset, columns, max_bad_share)
-    print_validation_report(loaded.report)
-
-    def load_test(path: Path) -> pl.DataFrame:
-        return load_interactions(path, mapping, get_preset(preset), max_bad_share).frame
-
-    split_data, spec = _split_for_training(loaded.frame, split, test_file, load_test)
     config = TrainConfig(
         **({"models": _names(models)} if models else {}),
         primary_metric=primary_metric,
         budget=TuningBudget(trials=trials, seconds=tune_seconds),
         max_eval_members=max_eval_members,
         seed=seed,
+        refit=refit,
+        validation=validation,
     )
-    item_table = load_items(items).frame if items else None
-    member_table = load_members(members).frame if members else None
+    reports: dict[str, ValidationReport] = {}
+
+    def shown(name: str, table: ValidatedTable) -> pl.DataFrame:
+        print_validation_report(table.report)
+        reports[name] = table.report
+        return table.frame
+
+    frame = shown("interactions", load_with_options(interactions, preset, columns, max_bad_share))
+
+    def load_test(path: Path) -> pl.DataFrame:
+        return shown("test", load_interactions(path, mapping, get_preset(preset), max_bad_share))
+
+    split_data, spec = _split_for_training(frame, split, test_file, load_test)
+    item_table = shown("items", load_items(items)) if items else None
+    member_table = shown("members", load_members(members)) if members else None
     train_and_publish(
         split_data, spec, config, item_table, member_table, out,
         tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
-        list_depth=list_depth,
+        list_depth=list_depth, input_reports=reports,
     )  # fmt: skip
 
 
@@ -385,16 +408,18 @@ def train_and_publish(
     tracking_uri: str | None = None,
     registered_model: str = "member-recsys",
     list_depth: int = DEFAULT_LIST_DEPTH,
+    input_reports: Mapping[str, ValidationReport] | None = None,
 ) -> None:
     """Train, write the bundle (with ``list_depth`` items precomputed per member) and
-    (optionally) log and register it in MLflow."""
+    (optionally) log and register it in MLflow. ``input_reports``: the validation report of
+    each loaded file, stored in metrics.json (``inputs``) beside what was learned from them."""
     from training.publish import write_training_bundle
     from training.train import run_training
 
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    # One step per pipeline message: the validation split, a tuning and a final fit per model,
-    # the refit on all of train, and the bundle.
-    steps = 3 + 2 * len(config.models)
+    # One step per pipeline message: the validation split, a tuning, a test fit and a refit per
+    # model (and the baseline's), the fit on train, and the bundle.
+    steps = 5 + 3 * len(config.models)
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("training", total=steps)
 
@@ -404,9 +429,14 @@ def train_and_publish(
         outcome = run_training(
             split_data, spec, config, items=items, members=members, progress=advance
         )
+        outcome.metrics["inputs"] = {
+            name: report.to_dict() for name, report in (input_reports or {}).items()
+        }
         advance("writing the bundle")
         write_training_bundle(outcome, out, items, list_depth=list_depth)
+    print_protocol(outcome.metrics)
     print_model_table(outcome.metrics)
+    print_failures(outcome.metrics["failed"])
     print_rules_quality(outcome.metrics["rules"])
     console.print(f"Bundle, metrics.json and report.html written to {out}")
     if not tracking:
@@ -433,6 +463,26 @@ def train_and_publish(
         )
 
 
+def print_protocol(metrics: dict[str, Any]) -> None:
+    """How validation was shaped and what the bundle serves: the two facts that say what the
+    table's figures mean."""
+    shape = metrics["protocol"]["validation_shape"]
+    how = "inferred from the files" if shape.get("inferred") else "from the split"
+    if shape["kind"] == "given":
+        how = f"given: {shape['spec']}"
+    numbers = ", ".join(
+        f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in shape.items()
+        if key not in ("kind", "inferred", "evidence", "spec")
+    )
+    console.print(f"Validation shaped like the test: {shape['kind']} ({how}; {numbers})")
+    refit = metrics["refit"]
+    console.print(
+        f"Served models fit on {refit['on']} ({refit['rows']:,} rows, data until "
+        f"{refit['data_end']}); the test figures below are the train-only fits'"
+    )
+
+
 def print_model_table(metrics: dict[str, Any]) -> None:
     """Test figures of every model beside the popularity baseline; the chosen one marked."""
     primary = metrics["primary_metric"]
@@ -442,9 +492,22 @@ def print_model_table(metrics: dict[str, Any]) -> None:
         table.add_column(label, justify="right")
     for name, values in metrics["models"].items():
         label = f"{name} *" if name == metrics["chosen"] else name
-        validation = metrics["validation"][name][primary]
-        table.add_row(label, *(f"{values[m]:.4f}" for m in _SHORT_NAMES), f"{validation:.4f}")
+        validation = metrics["validation"].get(name, {}).get(primary)
+        shown = "not tuned" if validation is None else f"{validation:.4f}"
+        table.add_row(label, *(f"{values[m]:.4f}" for m in _SHORT_NAMES), shown)
     console.print(table)
+
+
+def print_failures(failures: list[dict[str, str]]) -> None:
+    """Every failed fit or trial, after the table, so that a missing row is never a mystery."""
+    if not failures:
+        return
+    table = Table(title=f"{len(failures)} failure(s), also in metrics.json 'failed'")
+    for column in ("model", "stage", "reason"):
+        table.add_column(column)
+    for failure in failures:
+        table.add_row(failure["model"], failure["stage"], failure["reason"])
+    err_console.print(table)
 
 
 def print_rules_quality(rules: dict[str, Any]) -> None:
@@ -502,12 +565,18 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Evaluate a bundle's models on a test file, with purchased items excluded."""
-    from training.evaluate_bundle import evaluate_bundle
+    from training.evaluate_bundle import evaluate_bundle, seen_by_bundle
 
     test = load_with_options(test_file, preset, columns, max_bad_share).frame
-    results = evaluate_bundle(
-        _open_bundle(bundle), test, models=_names(models), new_items_only=not all_items
-    )
+    opened = _open_bundle(bundle)
+    seen = seen_by_bundle(opened, test)
+    if seen:
+        err_console.print(
+            f"warning: {seen:,} of the {test.height:,} test events occurred before the "
+            f"bundle's data_end ({opened.manifest['data_end']}): it learned from them, so these "
+            "figures flatter it. Train with --no-refit to score a bundle on its own test period."
+        )
+    results = evaluate_bundle(opened, test, models=_names(models), new_items_only=not all_items)
     if as_json:
         typer.echo(json.dumps(results))
         return
