@@ -148,17 +148,20 @@ def _member_time_evidence(train: pl.DataFrame, test: pl.DataFrame) -> tuple[floa
 
 def _member_time_shape(counts: pl.DataFrame, evidence: dict[str, float]) -> SplitShape:
     known = counts.filter(pl.col("__train") > 0)
-    share = float(known["__test"].sum() / max(known["__test"].sum() + known["__train"].sum(), 1))
-    modal = (
-        known.group_by("__test").len().sort("len", descending=True).row(0)
-        if known.height
-        else (0, 0)
+    if known.height == 0:
+        raise DataError(
+            "no member of the test file has events in the training file (a cold-start "
+            "protocol): its shape cannot be carved from train; give --validation SPEC"
+        )
+    share = float(known["__test"].sum() / (known["__test"].sum() + known["__train"].sum()))
+    modal_count, members = (
+        known.group_by("__test").len().sort(["len", "__test"], descending=[True, False]).row(0)
     )
-    same_count = modal[1] / max(known.height, 1)
+    same_count = members / known.height
     evidence["test_members_with_the_modal_count"] = same_count
     if same_count >= _SAME_COUNT_SHARE:
         return SplitShape(
-            "member-time", share, inferred=True, per_member=int(modal[0]), evidence=evidence
+            "member-time", share, inferred=True, per_member=int(modal_count), evidence=evidence
         )
     return SplitShape("member-time", share, inferred=True, evidence=evidence)
 

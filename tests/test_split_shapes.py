@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from features import columns as col
+from features.errors import DataError
 from features.split_shapes import carve_validation, infer_split_shape, shape_of_spec
 from features.splits import (
     last_share_split,
@@ -125,3 +126,10 @@ def test_last_share_split_is_a_partition_with_each_members_latest_rows_in_test()
     )
     expected = (sizes["len"] * 0.3).round(0).cast(pl.Int64)
     assert (sizes["len_test"].fill_null(0) == expected).all()
+
+
+def test_a_test_of_strangers_interleaved_in_time_asks_for_a_validation_spec() -> None:
+    strangers = LOG.with_columns(("new-" + pl.col(col.MEMBER_ID)).alias(col.MEMBER_ID))
+    train, test = LOG.filter(pl.col(col.MEMBER_ID) < "m5"), strangers.head(500)
+    with pytest.raises(DataError, match="--validation SPEC"):
+        infer_split_shape(train, test)
