@@ -202,19 +202,34 @@ def test_a_version_tested_on_other_data_with_a_failed_model_stays_out(
     tracking_uri: str, client: MlflowClient, bundle: Path
 ) -> None:
     _register(tracking_uri, bundle, "failed-model", metrics_on("week-1", 0.30))
-    failure = {"model": "lightfm", "stage": "fit", "reason": "NaN   in\nfactors"}
+    failures = (
+        {"model": "lightfm", "stage": "test fit", "reason": "NaN   in\nfactors"},
+        {"model": "lightfm", "stage": "refit", "reason": "x" * 500},
+        {"model": "als", "stage": "tuning trial", "reason": "factors=0 is not allowed"},
+    )
     result = _register(
-        tracking_uri, bundle, "failed-model", metrics_on("week-2", 0.90, failed=(failure,))
+        tracking_uri, bundle, "failed-model", metrics_on("week-2", 0.90, failed=failures)
     )
 
     assert (result.became_champion, result.champion_version) == (False, "1")
     assert result.decision is PromotionDecision.GATE_FAILED
     assert result.reason == (
         "not comparable with champion v1 (tested on other data); "
-        "gate failed: lightfm failed to fit: NaN in factors"
+        "gate failed: lightfm failed to fit for the test: NaN in factors; "
+        f"lightfm failed to refit on all the data: {'x' * 199}…"
     )
     assert client.get_model_version("failed-model", "2").tags["failed_models"] == "1"
     assert _champion(client, "failed-model") == "1"
+
+
+def test_a_failed_tuning_trial_alone_does_not_fail_the_gate(
+    tracking_uri: str, client: MlflowClient, bundle: Path
+) -> None:
+    trial = {"model": "als", "stage": "tuning trial", "reason": "factors=0 is not allowed"}
+    result = _register(tracking_uri, bundle, "trial", metrics_on("week-1", 0.3, failed=(trial,)))
+
+    assert result.decision is PromotionDecision.GATE_PASSED
+    assert client.get_model_version("trial", "1").tags["failed_models"] == "0"
 
 
 def test_a_version_tested_on_other_data_below_the_margin_stays_out_unless_the_margin_allows(

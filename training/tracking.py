@@ -100,6 +100,8 @@ TAG_MARGIN = "promotion_margin"
 TAG_DECISION = "promotion_decision"
 TAG_REASON = "promotion_reason"
 
+#: The stage ``training.train`` records a failed tuning trial under.
+_TRIAL_FAILURE_STAGE = "tuning trial"
 #: The popularity baseline's name in metrics (``PopularityRecommender.name``, spelled out
 #: because importing ``training.models`` loads every model library).
 BASELINE_MODEL = "popular"
@@ -300,9 +302,15 @@ def _baseline_value(metrics: Mapping[str, Any]) -> float | None:
 
 
 def _failures(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The requested models that failed; metrics without the list come from runs that stopped
-    at the first failure, so a run that wrote them had none."""
-    return list(metrics.get("failed") or [])
+    """The failures of requested models (in tuning, the test fit, the refit, ...). A failed
+    tuning trial is not one: the model was still tuned and tested, one set of its parameters
+    was not. Metrics without the list come from runs that stopped at the first failure, so a
+    run that wrote them had none."""
+    return [
+        failure
+        for failure in metrics.get("failed") or []
+        if failure.get("stage") != _TRIAL_FAILURE_STAGE
+    ]
 
 
 def _require_bundle(bundle_dir: Path) -> None:
@@ -366,7 +374,7 @@ def _version_tags(metrics: Mapping[str, Any], bundle_dir: Path, margin: float) -
         TAG_PRIMARY_METRIC: str(metrics["primary_metric"]),
         TAG_PRIMARY_VALUE: repr(_primary_value(metrics)),
         TAG_MARGIN: repr(margin),
-        TAG_FAILED: str(len(_failures(metrics))),
+        TAG_FAILED: str(len({failure.get("model") for failure in _failures(metrics)})),
     }
     baseline = _baseline_value(metrics)
     optional = {
@@ -518,9 +526,8 @@ def _gated(metrics: Mapping[str, Any], margin: float, context: str) -> Promotion
 #: How a failure's stage reads after "<model> failed ..."; other stages read "at <stage>".
 _STAGE_WORDS = {
     "tuning": "in tuning",
-    "fit": "to fit",
-    "refit": "to refit",
-    "evaluate": "to evaluate",
+    "test fit": "to fit for the test",
+    "refit": "to refit on all the data",
 }
 #: Longest failure reason quoted in a decision (MLflow caps tag values at a few thousand
 #: characters, and a decision names every failure).
