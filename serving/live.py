@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from serving.errors import InvalidParameterError
 from serving.event_store import StoredEvent
-from serving.schemas import EventType
 from serving.snapshots import ModelSnapshot
+from training.live import live_context
 from training.recommend import MemberContext
 
 __all__ = ["member_context"]
@@ -37,20 +37,11 @@ def member_context(
     Declared preferences and the segment only matter for members the bundle does not know
     and who have no behaviour yet; an unknown ``segment`` name is a 422.
     """
-    items, weights, purchased = [], [], []
     lookup = snapshot.bundle.item_ids.get
-    for stored in events:
-        index = lookup(stored.item_id)
-        weight = snapshot.event_weights.get(stored.event)  # None for impressions
-        if index is None or weight is None:
-            continue
-        items.append(index)
-        weights.append(weight)
-        if stored.event == EventType.PURCHASE:
-            purchased.append(index)
     code = _segment_code(snapshot, segment)
-    if items:
-        return MemberContext(items=items, weights=weights, purchased=purchased, segment=code)
+    live = live_context(events, lookup, snapshot.event_weights, segment=code)
+    if live is not None:
+        return live
     if known:
         return None
     declared = [index for item in liked if (index := lookup(item)) is not None]

@@ -1,20 +1,29 @@
 """Campaign exports: the file holds what the API would answer, member by member, whatever the
-batch size; the CLI selects members by file or segment and refuses bad options clearly."""
+batch size, for every member once (those without events too) and with what they did since the
+bundle's data; the CLI selects members by file or segment and refuses bad options clearly."""
 
 from __future__ import annotations
 
+import time
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from features.members import SEGMENT, compute_member_profiles
+from serving.event_store import EventStore
 from tests.cli import run_recsys
+from tests.serving_helpers import READ, WRITE, Server, copy_bundle
+from training import export
 from training.bundle import RULES_FILE, Bundle, load_bundle
 from training.export import BUNDLE_COLUMNS, RECOMMENDATION_COLUMNS, export_members
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
-from training.recommend import BundleRecommender
+from training.recommend import BundleRecommender, MemberContext
+from training.roster import Roster
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +40,10 @@ def test_recommendations_file_equals_the_recommender_member_by_member(
     exported = pl.read_parquet(out)
     assert tuple(exported.columns) == RECOMMENDATION_COLUMNS
     members = bundle.member_ids.external_ids.tolist()
-    assert sum(done) == summary.members == len(members) and summary.unknown_members == 0
-    assert summary.rows == exported.height == 5 * len(members)
+    without_events = Roster(bundle).member_ids.tolist()
+    assert sum(done) == summary.members == len(members) + len(without_events)
+    assert summary.unknown_members == len(without_events) and summary.live_members == 0
+    assert summary.rows == exported.height == 5 * summary.members
     answers = BundleRecommender(bundle).recommend(members, 5)
     by_member = exported.partition_by("member_id", as_dict=True, maintain_order=True)
     for answer in answers:
@@ -55,8 +66,14 @@ def test_bundles_file_equals_the_composer_whatever_the_batch(
     exported = pl.read_csv(large)
     assert tuple(exported.columns) == BUNDLE_COLUMNS
     rules = pl.read_parquet(bundle.extra_files[RULES_FILE])
-    members = bundle.member_ids.external_ids.tolist()
-    found = BundleComposer(BundleRecommender(bundle), rules).for_members(members, 3)
+    roster = Roster(bundle)
+    without_events = roster.member_ids.tolist()
+    members = [*bundle.member_ids.external_ids.tolist(), *without_events]
+    contexts = [None] * len(bundle.member_ids) + [
+        MemberContext(segment=int(code)) for code in roster.segment_codes(without_events)
+    ]
+    composer = BundleComposer(BundleRecommender(bundle), rules)
+    found = composer.for_members(members, 3, contexts=contexts)
     names = bundle.item_ids.external_ids
     expected = [
         (member, rank + 1, names[found.anchors[row, rank]], names[found.complements[row, rank]],
@@ -86,19 +103,220 @@ def test_cli_exports_a_segment_or_a_member_file(bundle: Bundle, tmp_path: Path) 
 
     listed = tmp_path / "members.txt"
     known = bundle.member_ids.external_ids[0]
-    listed.write_text(f"{known}\n\nnever-seen\n{known}\n")
+    [without_events, *_] = Roster(bundle).member_ids.tolist()
+    listed.write_text(f"{known}\n\nnever-seen\n{known}\n{without_events}\nnever-seen\n")
     out = tmp_path / "listed.csv"
     result = run_recsys(
         "export", "--bundle", bundle.path, "--out", out, "--members", listed,
         "--kind", "bundles", "-n", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "2 members (1 unknown to the bundle" in " ".join(result.stdout.split())
+    assert "3 members (2 without history in the bundle" in " ".join(result.stdout.split())
     exported = pl.read_csv(out)
     assert exported.get_column("member_id").unique(maintain_order=True).to_list() == [
-        known, "never-seen"
+        known, "never-seen", without_events
     ]  # fmt: skip
-    assert exported.filter(pl.col("member_id") == "never-seen").get_column("fallback").all()
+    assert (
+        exported.group_by("member_id").agg(pl.col("rank").n_unique() == pl.len()).to_series(1).all()
+    )
+    strangers = exported.filter(pl.col("member_id") != known)
+    assert strangers.get_column("fallback").all()
+
+
+def test_a_segment_export_includes_its_members_without_events(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    roster = Roster(bundle)
+    code = int(roster.segment_codes(roster.member_ids.tolist())[0])
+    out = tmp_path / "segment.csv"
+    segment = bundle.segment_names[code]
+    result = run_recsys("export", "--bundle", bundle.path, "--out", out, "--segment", segment)
+    assert result.returncode == 0, result.stderr
+    assert bundle.member_segments is not None
+    expected = {
+        *bundle.member_ids.external_ids[bundle.member_segments == code].tolist(),
+        *roster.in_segment(code).tolist(),
+    }
+    assert set(pl.read_csv(out).get_column("member_id")) == expected
+
+
+def test_every_member_once_with_n_distinct_items_none_bought(
+    tiny_trained: tuple[Path, Path], bundle: Bundle, tmp_path: Path
+) -> None:
+    """The whole members file and everyone with events, each once with exactly n distinct
+    items, none of which the member bought anywhere in the interactions file: purchases up to
+    the bundle's data_end through the bundle, later ones through the event store, where
+    serving would have them (a bundle trained on a split has the test window's there)."""
+    store = tiny_trained[0]
+    interactions = pl.read_parquet(store / "interactions.parquet")
+    members = pl.read_parquet(store / "members.parquet")
+    events_url = _event_store_after(interactions, _data_end(bundle), tmp_path / "events.db")
+    out = tmp_path / "campaign.parquet"
+    result = run_recsys(
+        "export", "--bundle", bundle.path, "--out", out, "-n", "20", "--events-url", events_url
+    )
+    assert result.returncode == 0, result.stderr
+    exported = pl.read_parquet(out)
+    per_member = exported.group_by("member_id").agg(
+        pl.len().alias("rows"),
+        pl.col("item_id").n_unique().alias("items"),
+        (pl.col("rank").sort() == pl.int_range(1, pl.len() + 1)).all().alias("ranked"),
+    )
+    everyone = set(members.get_column("member_id")) | set(interactions.get_column("member_id"))
+    assert set(per_member.get_column("member_id")) == everyone
+    assert per_member.height == len(everyone) > len(bundle.member_ids)
+    assert (per_member.get_column("rows") == 20).all()
+    assert (per_member.get_column("items") == 20).all()
+    assert per_member.get_column("ranked").all()
+    bought = interactions.filter(pl.col("event") == "purchase").select("member_id", "item_id")
+    assert exported.join(bought.unique(), on=["member_id", "item_id"], how="semi").is_empty()
+
+
+def test_members_without_events_get_their_segments_popularity_flagged(
+    tiny_trained: tuple[Path, Path], bundle: Bundle, tmp_path: Path
+) -> None:
+    store = tiny_trained[0]
+    interactions = pl.read_parquet(store / "interactions.parquet")
+    members = pl.read_parquet(store / "members.parquet")
+    data_end = _data_end(bundle).replace(tzinfo=None)
+    profiles = compute_member_profiles(interactions, reference_time=data_end, members=members)
+    segment_of = dict(profiles.select("member_id", SEGMENT).iter_rows())
+    seen = interactions.filter(pl.col("timestamp") <= data_end).get_column("member_id")
+    without = members.filter(~pl.col("member_id").is_in(seen.implode())).get_column("member_id")
+    assert without.len() > 0
+    out = tmp_path / "campaign.parquet"
+    export_members(bundle, out, n=10)
+    exported = pl.read_parquet(out)
+    recommender = BundleRecommender(bundle)
+    [global_answer] = recommender.recommend(["nobody-at-all"], 10)
+    for member in without.to_list():
+        rows = exported.filter(pl.col("member_id") == member).sort("rank")
+        code = bundle.segment_names.index(segment_of[member])
+        [expected] = recommender.recommend([member], 10, contexts=[MemberContext(segment=code)])
+        assert expected.item_ids != global_answer.item_ids  # the segment's own popularity
+        assert rows.get_column("item_id").to_list() == expected.item_ids
+        assert rows.get_column("fallback").all()
+        assert set(rows.get_column("model")) == {"popular"}
+
+
+def test_events_of_every_store_query_are_taken_in(
+    bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each member's top item, bought since the bundle, leaves their list, whichever of a
+    batch's queries (a bounded id list each) read the member's events."""
+    monkeypatch.setattr(export, "EVENTS_QUERY_MEMBERS", 3)
+    members = bundle.member_ids.external_ids[:10].tolist()
+    tops = [answer.item_ids[0] for answer in BundleRecommender(bundle).recommend(members, 5)]
+    store = EventStore.open(f"sqlite:///{tmp_path / 'events.db'}")
+    try:
+        store.add_events([_stored_purchase(m, item) for m, item in zip(members, tops, strict=True)])
+        out = tmp_path / "campaign.parquet"
+        summary = export_members(bundle, out, n=5, member_ids=members, batch=4, events=store)
+    finally:
+        store.close()
+    assert summary.live_members == len(members)
+    exported = pl.read_parquet(out)
+    for member, top in zip(members, tops, strict=True):
+        listed = exported.filter(pl.col("member_id") == member).get_column("item_id").to_list()
+        assert len(listed) == 5 and top not in listed
+
+
+def test_purchases_posted_to_the_api_leave_the_export_and_its_bundles(
+    tiny_trained: tuple[Path, Path], bundle: Bundle, tmp_path: Path
+) -> None:
+    """What a storefront posts counts in the next export as in the next API answer: the
+    member's top item and an item of their first bundle, bought through /v1/events, are in
+    neither the member's recommendations nor any of their bundles."""
+    events_url = f"sqlite:///{tmp_path / 'events.db'}"
+    served = copy_bundle(tiny_trained[1], tmp_path / "bundle")
+    member = bundle.member_ids.external_ids[0]
+    listed = tmp_path / "member.txt"
+    listed.write_text(f"{member}\n")
+    server = Server(
+        {"RECSYS_BUNDLE": str(served), "RECSYS_EVENTS_URL": events_url}, tmp_path / "server.log"
+    )
+    try:
+        server.wait()
+        before = _member_export(bundle, listed, events_url, tmp_path / "before")
+        top = before.recommendations.get_column("item_id")[0]
+        first_bundle = before.bundles.row(0, named=True)
+        other = next(
+            item for item in (first_bundle["anchor_item_id"], first_bundle["complement_item_id"])
+            if item != top
+        )  # fmt: skip
+        bought = {top, other}
+        response = server.client.post(
+            "/v1/events",
+            json=[{"event_id": uuid.uuid4().hex, "event": "purchase", "member_id": member,
+                   "item_id": item} for item in sorted(bought)],
+            headers=WRITE,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        answer = server.client.get(f"/v1/members/{member}/recommendations", headers=READ).json()
+        assert not bought & {item["item_id"] for item in answer["items"]}
+        bundles = server.client.get(f"/v1/members/{member}/bundles", headers=READ).json()
+        assert not bought & {i["item_id"] for b in bundles["bundles"] for i in b["items"]}
+    finally:
+        server.stop()
+    after = _member_export(bundle, listed, events_url, tmp_path / "after")
+    assert after.recommendations.height == before.recommendations.height == 10
+    assert not bought & set(after.recommendations.get_column("item_id"))
+    bundle_items = after.bundles.select(
+        "anchor_item_id", "complement_item_id", "third_item_id"
+    ).unpivot()
+    assert after.bundles.height > 0
+    assert not bought & set(bundle_items.get_column("value").drop_nulls())
+
+
+class _MemberExport:
+    """One member's exported recommendations and bundles."""
+
+    def __init__(self, recommendations: pl.DataFrame, bundles: pl.DataFrame) -> None:
+        self.recommendations = recommendations.sort("rank")
+        self.bundles = bundles.sort("rank")
+
+
+def _member_export(bundle: Bundle, members: Path, events_url: str, out: Path) -> _MemberExport:
+    """``recsys export`` of both kinds for the members of ``members``, with ``events_url``."""
+    frames = []
+    for kind in ("recommendations", "bundles"):
+        path = out / f"{kind}.csv"
+        result = run_recsys(
+            "export", "--bundle", bundle.path, "--out", path, "--members", members,
+            "--kind", kind, "--events-url", events_url,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        frames.append(pl.read_csv(path))
+    return _MemberExport(*frames)
+
+
+def _data_end(bundle: Bundle) -> datetime:
+    return datetime.fromisoformat(str(bundle.manifest["data_end"]))
+
+
+def _event_store_after(interactions: pl.DataFrame, data_end: datetime, path: Path) -> str:
+    """A SQLite event store holding the interactions after ``data_end`` (as serving would have
+    received them); returns its URL."""
+    later = interactions.filter(pl.col("timestamp") > data_end.replace(tzinfo=None))
+    url = f"sqlite:///{path}"
+    store = EventStore.open(url)
+    try:
+        store.add_events([
+            {**_stored_purchase(row["member_id"], row["item_id"]), "event": row["event"],
+             "occurred_at": row["timestamp"].replace(tzinfo=data_end.tzinfo).timestamp()}
+            for row in later.iter_rows(named=True)
+        ])  # fmt: skip
+    finally:
+        store.close()
+    return url
+
+
+def _stored_purchase(member_id: str, item_id: str) -> dict[str, object]:
+    """An event store row: a purchase received now."""
+    now = time.time()
+    return {"event_id": uuid.uuid4().hex, "event": "purchase", "member_id": member_id,
+            "item_id": item_id, "recommendation_id": None, "occurred_at": now,
+            "received_at": now}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -109,6 +327,12 @@ def test_cli_exports_a_segment_or_a_member_file(bundle: Bundle, tmp_path: Path) 
         (["--out", "x.csv", "--segment", "vip-ish"], "unknown segment 'vip-ish'"),
         (["--out", "x.csv", "--model", "ghost"], "ghost"),
         (["--out", "x.csv", "--members", "missing.txt"], "no such file"),
+        (["--out", "x.csv", "--events-url", "nonsense"], "not a database URL"),
+        (["--out", "x.csv", "--events-url", "sqlite:///gone.db"], "no such file gone.db"),
+        (
+            ["--out", "x.csv", "--events-url", "postgresql+psycopg://recsys@127.0.0.1:1/db"],
+            "cannot open the event store",
+        ),
     ],
 )
 def test_cli_refuses_bad_options_with_a_message_and_writes_nothing(

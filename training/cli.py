@@ -43,7 +43,9 @@ from training.config import (
 )
 
 if TYPE_CHECKING:
+    from serving.event_store import EventStore
     from training.bundle import Bundle
+    from training.roster import Roster
     from training.train import TrainConfig
 
 app = typer.Typer(
@@ -433,7 +435,7 @@ def train_and_publish(
             name: report.to_dict() for name, report in (input_reports or {}).items()
         }
         advance("writing the bundle")
-        write_training_bundle(outcome, out, items, list_depth=list_depth)
+        write_training_bundle(outcome, out, items, list_depth=list_depth, members=members)
     print_protocol(outcome.metrics)
     print_model_table(outcome.metrics)
     print_failures(outcome.metrics["failed"])
@@ -641,36 +643,101 @@ def export(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Members answered at once.")] = 4096,
+    events_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_EVENTS_URL",
+            help="Event store whose events after the bundle's data_end the lists take in, as "
+            "the API does (default: the one serving uses, SQLite under data/serving/; "
+            "none there: the bundle alone).",
+        ),
+    ] = None,
 ) -> None:
     """Recommendations or bundles for every member (or a list, or a segment), streamed to a
     file in batches: memory holds one batch, whatever the number of members."""
     from training.export import export_members
+    from training.roster import Roster
 
     if kind not in ("recommendations", "bundles"):
         raise ConfigError(f"--kind: {kind!r} is not 'recommendations' or 'bundles'")
     opened = _open_bundle(bundle)
-    chosen = _campaign_members(opened, members, segment)
-    total = len(opened.member_ids) if chosen is None else len(chosen)
+    roster = Roster(opened)
+    chosen = _campaign_members(opened, roster, members, segment)
+    total = len(opened.member_ids) + len(roster) if chosen is None else len(chosen)
+    store = _open_event_store(events_url)
     columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task("members", total=total)
-        summary = export_members(
-            opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
-            batch=batch, progress=lambda done: progress.advance(task, done),
-        )  # fmt: skip
+    try:
+        with Progress(*columns, console=err_console, transient=True) as progress:
+            task = progress.add_task("members", total=total)
+            summary = export_members(
+                opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
+                batch=batch, events=store, progress=lambda done: progress.advance(task, done),
+            )  # fmt: skip
+    except _event_store_errors() as error:
+        raise ConfigError(
+            f"--events-url: reading the event store failed ({error}); fix the URL or "
+            "RECSYS_EVENTS_URL, or start the database"
+        ) from None
+    finally:
+        if store is not None:
+            store.close()
     unknown = (
-        f" ({summary.unknown_members:,} unknown to the bundle: popularity, flagged fallback)"
+        f" ({summary.unknown_members:,} without history in the bundle: popularity, flagged "
+        "fallback)"
         if summary.unknown_members
         else ""
     )
+    live = "" if store is None else f"; {summary.live_members:,} with events since its data"
     console.print(
-        f"{summary.rows:,} rows for {summary.members:,} members{unknown} written to {out} "
+        f"{summary.rows:,} rows for {summary.members:,} members{unknown}{live} written to {out} "
         f"in {summary.seconds:.2f} s"
     )
 
 
-def _campaign_members(bundle: Bundle, path: Path | None, segment: str | None) -> list[str] | None:
-    """The members an export is for: a file's, a segment's, both (intersected), or all (None)."""
+def _open_event_store(url: str | None) -> EventStore | None:
+    """The event store at ``url``, else serving's default one; None when it is the default
+    and there is none (a campaign machine without a local store answers from the bundle)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from serving.event_store import EventStore
+    from serving.settings import Settings
+
+    chosen = url or str(Settings.model_fields["events_url"].default)
+    try:
+        parsed = make_url(chosen)
+    except ArgumentError:
+        raise ConfigError(
+            f"--events-url {chosen!r}: not a database URL; use e.g. sqlite:///data/serving/"
+            "events.db or postgresql+psycopg://user@host/db"
+        ) from None
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not Path(database).is_file():
+        if url is None:
+            err_console.print(f"no event store at {database}: exporting from the bundle alone")
+            return None
+        raise ConfigError(f"--events-url {url}: no such file {database}")
+    try:
+        return EventStore.open(chosen)
+    except _event_store_errors() as error:
+        raise ConfigError(
+            f"--events-url {chosen}: cannot open the event store ({error}); fix the URL or "
+            "RECSYS_EVENTS_URL, or start the database"
+        ) from None
+
+
+def _event_store_errors() -> tuple[type[Exception], ...]:
+    """What a failing event store raises: SQLAlchemy's errors, or a missing database driver."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError, ImportError)
+
+
+def _campaign_members(
+    bundle: Bundle, roster: Roster, path: Path | None, segment: str | None
+) -> list[str] | None:
+    """The members an export is for: a file's, a segment's (the models' members and the
+    bundle's members without events), both (intersected), or all (None)."""
     chosen: list[str] | None = None
     if path is not None:
         chosen = _read_member_ids(path)
@@ -679,13 +746,21 @@ def _campaign_members(bundle: Bundle, path: Path | None, segment: str | None) ->
             known = ", ".join(bundle.segment_names) or "none (trained without member profiles)"
             raise ConfigError(f"--segment: unknown segment {segment!r}; known: {known}")
         code = bundle.segment_names.index(segment)
-        in_segment = bundle.member_ids.external_ids[bundle.member_segments == code].tolist()
-        chosen = in_segment if chosen is None else sorted(set(chosen) & set(in_segment))
+        in_segment = [
+            *bundle.member_ids.external_ids[bundle.member_segments == code].tolist(),
+            *roster.in_segment(code).tolist(),
+        ]
+        if chosen is None:
+            chosen = in_segment
+        else:
+            wanted = set(in_segment)
+            chosen = [member for member in chosen if member in wanted]
     return chosen
 
 
 def _read_member_ids(path: Path) -> list[str]:
-    """Member ids from a CSV or Parquet file's member_id column, or a text file, one per line."""
+    """Member ids from a CSV or Parquet file's member_id column, or a text file, one per line;
+    each once (in first-seen order), so that a repeated id is one member of the campaign."""
     if not path.is_file():
         raise ConfigError(f"--members {path}: no such file")
     if path.suffix in (".csv", ".parquet"):
@@ -701,9 +776,9 @@ def _read_member_ids(path: Path) -> list[str]:
         ids = frame.get_column(col.MEMBER_ID).cast(pl.Utf8)
     else:
         ids = pl.Series(path.read_text().splitlines(), dtype=pl.Utf8)
+    stripped = ids.str.strip_chars()
     return (
-        ids.str.strip_chars()
-        .filter(ids.str.strip_chars() != "")
+        stripped.filter(stripped.is_not_null() & (stripped != ""))
         .unique(maintain_order=True)
         .to_list()
     )

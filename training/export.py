@@ -7,6 +7,15 @@ done: memory holds one batch, whatever the number of members. The file is writte
 temporary name and renamed when complete, so that a failed run never leaves a half file behind
 a name a campaign tool reads.
 
+Every member of the requested set is answered exactly once: by default the members the
+models index and the members the artifact carries without events (:mod:`training.roster`,
+answered by their segment's popularity, flagged ``fallback``); a requested id the artifact
+does not know gets the same flagged popularity answer. What members did after the artifact's
+data counts as it does in the API: each batch reads its members' events after ``data_end``
+from the event store and applies them (:func:`training.live.live_context`: purchases
+excluded, a factor model folds the new history in), so the file never offers an item a
+member has just bought.
+
 One row per recommended item (``kind="recommendations"``) or per bundle (``kind="bundles"``),
 ranked within each member; the columns are in :data:`RECOMMENDATION_COLUMNS` and
 :data:`BUNDLE_COLUMNS`.
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -28,8 +38,10 @@ import pyarrow.parquet as pq
 
 from features.errors import ConfigError
 from training.bundle import RULES_FILE, Bundle
+from training.live import LiveEvent, MemberEvents, event_weights_of, live_context, live_since
 from training.member_bundles import BundleComposer
-from training.recommend import BundleRecommender
+from training.recommend import BundleRecommender, MemberContext
+from training.roster import Roster
 
 __all__ = ["BUNDLE_COLUMNS", "RECOMMENDATION_COLUMNS", "ExportSummary", "export_members"]
 
@@ -44,6 +56,10 @@ BUNDLE_COLUMNS = (
 #: Members answered per batch: large enough for vector operations to pay, small enough that a
 #: batch's arrays (members x 3n anchors x 16 candidates for bundles) stay in tens of MB.
 DEFAULT_BATCH = 4096
+#: Member ids per event-store query: under SQLite's oldest limit of bound parameters (999).
+EVENTS_QUERY_MEMBERS = 900
+
+Contexts = list[MemberContext | None]
 
 
 @dataclass(frozen=True)
@@ -52,8 +68,10 @@ class ExportSummary:
 
     path: Path
     members: int
-    #: Members the bundle does not know (answered by popularity, flagged ``fallback``).
+    #: Members the models do not index (answered by popularity, flagged ``fallback``).
     unknown_members: int
+    #: Members with events after the artifact's data, which their answer took in.
+    live_members: int
     rows: int
     seconds: float
 
@@ -67,19 +85,23 @@ def export_members(
     member_ids: Sequence[str] | None = None,
     model: str | None = None,
     batch: int = DEFAULT_BATCH,
+    events: MemberEvents | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ExportSummary:
-    """Write ``kind`` for ``member_ids`` (default: every member the bundle knows) to ``out``
-    (``.csv`` or ``.parquet``), ``n`` rows per member at most, in batches of ``batch``
-    members; ``progress`` gets the number of members done after each batch."""
+    """Write ``kind`` for ``member_ids`` (default: every member the artifact knows, with or
+    without events; each once) to ``out`` (``.csv`` or ``.parquet``), ``n`` rows per member at
+    most, in batches of ``batch`` members, with their ``events`` after the artifact's data
+    (None: the artifact alone); ``progress`` gets the number of members done after each batch."""
     if out.suffix not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
     if kind == "bundles" and model is not None:
         raise ConfigError("--model: bundles are anchored on the chosen model's lists")
     started = time.perf_counter()
-    members = bundle.member_ids.external_ids if member_ids is None else np.asarray(member_ids)
+    roster = Roster(bundle)
+    members = _members_to_export(bundle, roster, member_ids)
     recommender = BundleRecommender(bundle)
-    answer: Callable[[Sequence[str]], pl.DataFrame]
+    contexts_of = _LiveContexts(bundle, roster, events)
+    answer: Callable[[Sequence[str], Contexts | None], pl.DataFrame]
     if kind == "bundles":
         rules_path = bundle.extra_files.get(RULES_FILE)
         rules = pl.read_parquet(rules_path) if rules_path is not None else None
@@ -91,30 +113,100 @@ def export_members(
         schema = _RECOMMENDATION_SCHEMA
     out.parent.mkdir(parents=True, exist_ok=True)
     partial_path = out.with_name(f".{out.name}.partial")
-    rows = unknown = 0
-    with _TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer:
-        for start in range(0, len(members), batch):
-            ids = members[start : start + batch].tolist()
-            table = answer(ids)
-            writer.write(table)
-            rows += table.height
-            if member_ids is not None:
-                unknown += int((recommender.member_indices(ids) < 0).sum())
-            if progress is not None:
-                progress(len(ids))
+    rows = unknown = live = 0
+    try:
+        with _TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer:
+            for start in range(0, len(members), batch):
+                ids = members[start : start + batch].tolist()
+                indexed = recommender.member_indices(ids) >= 0
+                contexts, batch_live = contexts_of(ids, indexed)
+                table = answer(ids, contexts)
+                writer.write(table)
+                rows += table.height
+                unknown += int((~indexed).sum())
+                live += batch_live
+                if progress is not None:
+                    progress(len(ids))
+    except BaseException:
+        partial_path.unlink(missing_ok=True)
+        raise
     os.replace(partial_path, out)
-    return ExportSummary(out, len(members), unknown, rows, time.perf_counter() - started)
+    return ExportSummary(out, len(members), unknown, live, rows, time.perf_counter() - started)
+
+
+def _members_to_export(
+    bundle: Bundle, roster: Roster, member_ids: Sequence[str] | None
+) -> np.ndarray:
+    """The members asked for, each once in first-seen order; by default the models' members
+    then the artifact's members without events (disjoint by construction)."""
+    if member_ids is None:
+        return np.concatenate([bundle.member_ids.external_ids.astype(object), roster.member_ids])
+    return pl.Series(member_ids, dtype=pl.Utf8).unique(maintain_order=True).to_numpy()
+
+
+class _LiveContexts:
+    """Each batch's contexts, as the API builds them for a request: the members' events after
+    the artifact's data, and for a member the models do not index, the segment the artifact
+    carries for them (its popularity answers them)."""
+
+    def __init__(self, bundle: Bundle, roster: Roster, events: MemberEvents | None) -> None:
+        self._roster = roster
+        self._events = events
+        self._since = live_since(bundle)
+        self._item_index = bundle.item_ids.get
+        self._weights = event_weights_of(bundle)
+
+    def __call__(
+        self, member_ids: Sequence[str], indexed: np.ndarray
+    ) -> tuple[Contexts | None, int]:
+        """One context per member (None: the artifact's answer stands) and how many of them
+        took in live events; None for the whole batch when no member has anything to add."""
+        by_member = self._events_by_member(member_ids)
+        segments = (
+            self._roster.segment_codes(member_ids)
+            if len(self._roster) and not indexed.all()
+            else None
+        )
+        if not by_member and segments is None:
+            return None, 0
+        contexts: Contexts = []
+        live = 0
+        for row, member_id in enumerate(member_ids):
+            code = int(segments[row]) if segments is not None else -1
+            segment = code if code >= 0 else None
+            context = live_context(
+                by_member.get(member_id, ()), self._item_index, self._weights, segment=segment
+            )
+            live += context is not None
+            if context is None and segment is not None:
+                context = MemberContext(segment=segment)
+            contexts.append(context)
+        return contexts, live
+
+    def _events_by_member(self, member_ids: Sequence[str]) -> dict[str, list[LiveEvent]]:
+        """The members' events after the artifact's data, a bounded id list per query."""
+        by_member: dict[str, list[LiveEvent]] = defaultdict(list)
+        if self._events is None:
+            return by_member
+        for start in range(0, len(member_ids), EVENTS_QUERY_MEMBERS):
+            chunk = member_ids[start : start + EVENTS_QUERY_MEMBERS]
+            for stored in self._events.member_events(chunk, self._since):
+                by_member[stored.member_id].append(stored)
+        return by_member
 
 
 def _recommendation_rows(
     bundle: Bundle,
     recommender: BundleRecommender,
     member_ids: Sequence[str],
+    contexts: Contexts | None,
     *,
     n: int,
     model: str | None,
 ) -> pl.DataFrame:
-    ranked = recommender.ranked(member_ids, min(n, len(bundle.item_ids)), model=model)
+    ranked = recommender.ranked(
+        member_ids, min(n, len(bundle.item_ids)), model=model, contexts=contexts
+    )
     found = ranked.items >= 0
     rows, ranks = np.nonzero(found)
     return pl.DataFrame(
@@ -131,9 +223,14 @@ def _recommendation_rows(
 
 
 def _bundle_rows(
-    bundle: Bundle, composer: BundleComposer, member_ids: Sequence[str], *, n: int
+    bundle: Bundle,
+    composer: BundleComposer,
+    member_ids: Sequence[str],
+    contexts: Contexts | None,
+    *,
+    n: int,
 ) -> pl.DataFrame:
-    found = composer.for_members(member_ids, n)
+    found = composer.for_members(member_ids, n, contexts=contexts)
     taken = found.anchors >= 0
     rows, ranks = np.nonzero(taken)
     names = bundle.item_ids.external_ids

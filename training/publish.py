@@ -26,6 +26,7 @@ from training.models import MODEL_CLASSES
 from training.models.popular import PopularityRecommender
 from training.recommend import BundleRecommender
 from training.report import write_report
+from training.roster import ROSTER_FILE, members_without_events
 from training.train import TrainConfig, TrainOutcome
 
 __all__ = ["catalog_for_bundle", "train_generated_store", "write_training_bundle"]
@@ -66,19 +67,26 @@ def write_training_bundle(
     out_dir: Path,
     items: pl.DataFrame | None = None,
     list_depth: int = DEFAULT_LIST_DEPTH,
+    members: pl.DataFrame | None = None,
 ) -> Path:
-    """Write the bundle, with ``metrics.json`` and ``report.html``, atomically to ``out_dir``,
-    then add every member's top ``list_depth`` by the chosen model (none when 0), computed by
-    the recommender serving runs, from the written bundle, so that they are what it would
-    answer."""
-    _write_bundle(outcome, out_dir, items)
+    """Write the bundle, with ``metrics.json`` and ``report.html`` (and, with a ``members``
+    table, ``members.parquet``: its members without events, :mod:`training.roster`),
+    atomically to ``out_dir``, then add every member's top ``list_depth`` by the chosen model
+    (none when 0), computed by the recommender serving runs, from the written bundle, so that
+    they are what it would answer."""
+    _write_bundle(outcome, out_dir, items, members)
     if list_depth > 0:
         bundle = load_bundle(out_dir, verify=False, model_classes=MODEL_CLASSES)
         add_member_lists(out_dir, BundleRecommender(bundle).member_lists(list_depth))
     return out_dir
 
 
-def _write_bundle(outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | None) -> Path:
+def _write_bundle(
+    outcome: TrainOutcome,
+    out_dir: Path,
+    items: pl.DataFrame | None,
+    members: pl.DataFrame | None,
+) -> Path:
     data = outcome.data
     popular = _fallback_popularity(outcome)
     segment_popularity = popular.segment_scores if data.segment_names else None
@@ -90,6 +98,9 @@ def _write_bundle(outcome: TrainOutcome, out_dir: Path, items: pl.DataFrame | No
         if outcome.rules is not None:
             extra_files[RULES_FILE] = Path(scratch) / RULES_FILE
             outcome.rules.write_parquet(extra_files[RULES_FILE])
+        if members is not None:
+            extra_files[ROSTER_FILE] = Path(scratch) / ROSTER_FILE
+            members_without_events(members, data).write_parquet(extra_files[ROSTER_FILE])
         return write_bundle(
             out_dir,
             models=outcome.models,
@@ -135,9 +146,7 @@ def train_generated_store(
     interactions = load_interactions(store / INTERACTIONS_FILE).frame
     items = load_items(store / ITEMS_FILE).frame
     spec = parse_split_spec(split)
-    outcome = run_training(
-        spec.split(interactions), spec, config, items=items,
-        members=load_members(store / MEMBERS_FILE).frame,
-    )  # fmt: skip
-    write_training_bundle(outcome, out_dir, items, list_depth=list_depth)
+    members = load_members(store / MEMBERS_FILE).frame
+    outcome = run_training(spec.split(interactions), spec, config, items=items, members=members)
+    write_training_bundle(outcome, out_dir, items, list_depth=list_depth, members=members)
     return outcome
