@@ -36,6 +36,7 @@ from features.validate import (
 )
 from training.config import (
     DEFAULT_LIST_DEPTH,
+    DEFAULT_PROMOTION_MARGIN,
     DEFAULT_SPLIT,
     MODEL_NAMES,
     RuleConfig,
@@ -353,6 +354,14 @@ def train(
     registered_model: Annotated[
         str, typer.Option(help="MLflow registered model name.")
     ] = "member-recsys",
+    promotion_margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Gate for a version not comparable with the champion: the chosen model must "
+            "beat popularity on its own test by this share of popularity's figure.",
+        ),
+    ] = DEFAULT_PROMOTION_MARGIN,
     list_depth: Annotated[
         int,
         typer.Option(
@@ -394,7 +403,7 @@ def train(
     train_and_publish(
         split_data, spec, config, item_table, member_table, out,
         tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
-        list_depth=list_depth, input_reports=reports,
+        list_depth=list_depth, input_reports=reports, promotion_margin=promotion_margin,
     )  # fmt: skip
 
 
@@ -411,6 +420,7 @@ def train_and_publish(
     registered_model: str = "member-recsys",
     list_depth: int = DEFAULT_LIST_DEPTH,
     input_reports: Mapping[str, ValidationReport] | None = None,
+    promotion_margin: float = DEFAULT_PROMOTION_MARGIN,
 ) -> None:
     """Train, write the bundle (with ``list_depth`` items precomputed per member) and
     (optionally) log and register it in MLflow. ``input_reports``: the validation report of
@@ -447,8 +457,9 @@ def train_and_publish(
 
     with console.status("logging to MLflow"):
         result = log_training_run(
-            outcome.metrics, out, tracking_uri=tracking_uri, registered_model=registered_model
-        )
+            outcome.metrics, out, tracking_uri=tracking_uri, registered_model=registered_model,
+            promotion_margin=promotion_margin,
+        )  # fmt: skip
     verdict = "is now champion" if result.became_champion else "is not champion"
     champion = result.champion_version
     holder = f"champion: version {champion}" if champion else "no version is champion"

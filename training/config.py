@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DEFAULT_LIST_DEPTH", "DEFAULT_SPLIT", "MODEL_NAMES", "RuleConfig", "TuningBudget"]
+__all__ = [
+    "DEFAULT_LIST_DEPTH",
+    "DEFAULT_PROMOTION_MARGIN",
+    "DEFAULT_SPLIT",
+    "MODEL_NAMES",
+    "RuleConfig",
+    "TuningBudget",
+]
 
 #: Every model, in the order they are tuned; ``training.models.MODEL_CLASSES`` follows it.
 MODEL_NAMES: tuple[str, ...] = (
@@ -26,6 +33,10 @@ DEFAULT_SPLIT = "last-days:30"
 #: scored. 50 int32 + float32 per member: 40 MB per 100,000 members, memory-mapped and shared
 #: by the serving workers.
 DEFAULT_LIST_DEPTH = 50
+
+#: How far, as a fraction of popularity's test figure, a version without a comparable champion
+#: must beat popularity to be promoted (``recsys train --promotion-margin``).
+DEFAULT_PROMOTION_MARGIN = 0.05
 
 
 class TuningBudget(BaseModel):

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.errors import ConfigError
+from training.config import DEFAULT_PROMOTION_MARGIN
 from training.report import save_figures, write_report
 
 if TYPE_CHECKING:
@@ -105,9 +106,6 @@ _TRIAL_FAILURE_STAGE = "tuning trial"
 #: The popularity baseline's name in metrics (``PopularityRecommender.name``, spelled out
 #: because importing ``training.models`` loads every model library).
 BASELINE_MODEL = "popular"
-#: How far, as a fraction of popularity's test figure, a version without a comparable champion
-#: must beat popularity to be promoted.
-DEFAULT_PROMOTION_MARGIN = 0.05
 #: Protocol fields that, besides the test rows themselves, change what a test figure means:
 #: the split decides what the model may have seen relative to the test rows (a random split
 #: lets training hold events later than the test's, a time split does not); the relevant
