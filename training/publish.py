@@ -23,7 +23,7 @@ from training.bundle import (
 from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT
 from training.dataset import TrainingData, history_matrix
 from training.models import MODEL_CLASSES
-from training.models.popular import PopularityRecommender
+from training.models.popular import PopularityRecommender, fallback_popularity
 from training.recommend import BundleRecommender
 from training.report import write_report
 from training.roster import ROSTER_FILE, members_without_events
@@ -55,13 +55,6 @@ def _purchase_histories(data: TrainingData) -> sp.csr_matrix:
     return matrix
 
 
-def _fallback_popularity(outcome: TrainOutcome) -> PopularityRecommender:
-    """Popularity per segment with the tuned window: the answer for members we cannot
-    personalise (cold starts, failures), so it is always fit by segment."""
-    tuned = outcome.metrics["params"].get(PopularityRecommender.name, {})
-    return PopularityRecommender(**{**tuned, "by_segment": True}).fit(outcome.data)
-
-
 def write_training_bundle(
     outcome: TrainOutcome,
     out_dir: Path,
@@ -88,7 +81,9 @@ def _write_bundle(
     members: pl.DataFrame | None,
 ) -> Path:
     data = outcome.data
-    popular = _fallback_popularity(outcome)
+    popular = fallback_popularity(
+        outcome.data, outcome.metrics["params"].get(PopularityRecommender.name)
+    )
     segment_popularity = popular.segment_scores if data.segment_names else None
     with tempfile.TemporaryDirectory(prefix="recsys-report-") as scratch:
         metrics_path = Path(scratch) / METRICS_FILE
