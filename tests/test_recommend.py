@@ -180,12 +180,32 @@ def test_fresh_behaviour_is_scored_not_read_from_the_lists(bundle: Bundle) -> No
     assert len(after.item_ids) == 5
 
 
-def test_lists_through_a_faiss_index_match_scoring(tiny_trained: tuple[Path, Path]) -> None:
+def test_lists_through_a_faiss_index_match_exact_scoring(tiny_trained: tuple[Path, Path]) -> None:
+    """Lists computed through ALS's FAISS index hold what scoring the whole catalog ranks
+    there (the reference has no index, so it cannot take the FAISS path too). Exact scores
+    carry the popularity tie-breaker (at most 1e-4) and the index's do not, so two items
+    closer than that may trade places: every listed item must score, exactly, what the exact
+    list holds at its rank, within the tie-breaker."""
     served = load_bundle(tiny_trained[1], model_classes=MODEL_CLASSES)
     assert served.lists is not None and served.lists.model == served.chosen  # written by train
     assert "als" in served.indexes
     plain = replace(served, lists=None)
     lists = BundleRecommender(plain).member_lists(20, model="als")
-    members = plain.member_ids.external_ids[:300].tolist()
+    exact = BundleRecommender(replace(plain, indexes={}))
     read = BundleRecommender(replace(plain, lists=lists))
-    assert_same_answers(read, BundleRecommender(plain), members, n=10, model="als")
+    members = plain.member_ids.external_ids[:300].tolist()
+    answers = zip(
+        read.recommend(members, 10, model="als"),
+        exact.recommend(members, 10, model="als"),
+        exact.recommend(members, len(plain.item_ids), model="als"),  # every item's exact score
+        strict=True,
+    )
+    same = 0
+    for ours, theirs, ranking in answers:
+        assert (ours.model, ours.fallback) == (theirs.model, theirs.fallback)
+        exact_score = dict(zip(ranking.item_ids, ranking.scores, strict=True))
+        np.testing.assert_allclose(
+            [exact_score[item] for item in ours.item_ids], theirs.scores, atol=2e-4
+        )
+        same += ours.item_ids == theirs.item_ids
+    assert same >= 0.9 * len(members)  # near-ties are rare

@@ -90,6 +90,10 @@ class RankedLists:
     fallback: np.ndarray
     #: Per row: the member's internal index (-1: a member the bundle does not know).
     members: np.ndarray
+    #: Per row: how many leading items the answering model ranked before popularity completed
+    #: the row (0 when popularity or declared preferences answered), so that a list cut from
+    #: the row is flagged by what it shows, not by how deep the row went.
+    from_model: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,7 @@ class BundleRecommender:
             if lists is not None and index >= 0 and context.adds_nothing:
                 answers[row] = self._recommendation(
                     member_ids[row], lists.items[index, :depth], lists.scores[index, :depth],
-                    name, padded=bool(lists.from_model[index] < depth), n=n,
+                    name, from_model=int(lists.from_model[index]), n=n,
                     max_per_category=max_per_category,
                 )  # fmt: skip
             else:
@@ -224,7 +228,7 @@ class BundleRecommender:
             for position, row in enumerate(scored):
                 answers[row] = self._recommendation(
                     member_ids[row], ranked.items[position], ranked.scores[position],
-                    ranked.models[position], padded=bool(ranked.fallback[position]), n=n,
+                    ranked.models[position], from_model=int(ranked.from_model[position]), n=n,
                     max_per_category=max_per_category,
                 )  # fmt: skip
         return [answer for answer in answers if answer is not None]
@@ -247,6 +251,7 @@ class BundleRecommender:
         items = np.full((len(member_ids), depth), -1, dtype=np.int64)
         scores = np.full((len(member_ids), depth), -np.inf, dtype=np.float32)
         fallback = np.zeros(len(member_ids), dtype=bool)
+        from_model = np.zeros(len(member_ids), dtype=np.int64)
         models = [name] * len(member_ids)
         lists = self._precomputed(name, category, exclude_purchased, depth)
         listed = np.zeros(len(member_ids), dtype=bool)
@@ -256,22 +261,25 @@ class BundleRecommender:
             items[listed] = lists.items[rows, :depth]
             scores[listed] = lists.scores[rows, :depth]
             fallback[listed] = lists.from_model[rows] < depth
+            from_model[listed] = np.minimum(lists.from_model[rows], depth)
         scored = np.flatnonzero(~listed).tolist()
         if scored:
             found = self._scored(
                 name, indices[scored], [contexts[row] for row in scored], depth,
                 category=category, exclude_purchased=exclude_purchased,
             )  # fmt: skip
-            items[scored], scores[scored], fallback[scored] = (
+            items[scored], scores[scored], fallback[scored], from_model[scored] = (
                 found.items,
                 found.scores,
                 found.fallback,
+                found.from_model,
             )
             for position, row in enumerate(scored):
                 models[row] = found.models[position]
         return RankedLists(
-            items=items, scores=scores, models=models, fallback=fallback, members=indices
-        )
+            items=items, scores=scores, models=models, fallback=fallback, members=indices,
+            from_model=from_model,
+        )  # fmt: skip
 
     def _request(
         self,
@@ -317,8 +325,9 @@ class BundleRecommender:
         items = np.full((len(indices), depth), -1, dtype=np.int64)
         scores = np.full((len(indices), depth), -np.inf, dtype=np.float32)
         padded = np.zeros(len(indices), dtype=bool)
+        from_model = np.zeros(len(indices), dtype=np.int64)
         self._score_rows(
-            name, indices, contexts, items, scores, padded,
+            name, indices, contexts, items, scores, padded, from_model,
             category=category, exclude_purchased=exclude_purchased,
         )  # fmt: skip
         models, fallback = [], np.zeros(len(indices), dtype=bool)
@@ -326,9 +335,12 @@ class BundleRecommender:
             answered_by = self._answering_model(name, index, context)
             models.append(answered_by or FALLBACK_MODEL)
             fallback[row] = answered_by is None or bool(padded[row]) or context.declared
+            if answered_by is None or context.declared:
+                from_model[row] = 0
         return RankedLists(
-            items=items, scores=scores, models=models, fallback=fallback, members=indices
-        )
+            items=items, scores=scores, models=models, fallback=fallback, members=indices,
+            from_model=from_model,
+        )  # fmt: skip
 
     def _recommendation(
         self,
@@ -337,22 +349,25 @@ class BundleRecommender:
         scores: np.ndarray,
         model: str,
         *,
-        padded: bool,
+        from_model: int,
         n: int,
         max_per_category: int | None,
     ) -> Recommendation:
         """One member's answer from their ranked candidates (-1: none), capped per category
-        when asked; ``padded`` becomes the fallback flag."""
-        if max_per_category is not None:
-            ids, scores = self._cap_per_category(ids, scores, n, max_per_category)
-        found = ids >= 0
-        kept = ids[found]
+        when asked. The first ``from_model`` candidates are the model's, the rest
+        popularity's: the list is flagged fallback when it shows one of the rest (or is
+        empty and the model ranked nothing), whatever deeper candidates the cap looked at."""
+        if max_per_category is None:
+            shown = np.flatnonzero(ids >= 0)[:n]
+        else:
+            shown = self._cap_per_category(ids, n, max_per_category)
+        kept = ids[shown]
         return Recommendation(
             member_id=member_id,
             item_ids=self.bundle.item_ids.external_ids[kept].tolist(),
-            scores=scores[found].tolist(),
+            scores=scores[shown].tolist(),
             model=model,
-            fallback=padded,
+            fallback=bool((shown >= from_model).any()) if len(shown) else from_model == 0,
             item_indices=kept.tolist(),
         )
 
@@ -364,13 +379,15 @@ class BundleRecommender:
         ids: np.ndarray,
         scores: np.ndarray,
         padded: np.ndarray,
+        from_model: np.ndarray,
         *,
         category: str | None,
         exclude_purchased: bool,
     ) -> None:
         """Score members (``indices``, -1 when unknown, with their ``contexts``) by their
         answering model, then complete every row the model could not fill from popularity;
-        writes into ``ids``, ``scores`` and ``padded`` (one row per member)."""
+        writes into ``ids``, ``scores``, ``padded`` and ``from_model`` (the model's items
+        before the completion), one row per member."""
         depth = ids.shape[1]
         rows = range(len(indices))
         allowed = self.allowed_items(category)
@@ -390,6 +407,7 @@ class BundleRecommender:
                 category,
             )  # fmt: skip
         for row in rows:
+            from_model[row] = int((ids[row] >= 0).sum())
             if (ids[row] < 0).any():
                 padded[row] = True
                 ids[row], scores[row] = self._fill_from_popularity(
@@ -647,12 +665,11 @@ class BundleRecommender:
         scores = np.concatenate([row_scores[: len(kept)], fill_scores]).astype(np.float32)
         return ids, scores
 
-    def _cap_per_category(
-        self, ids: np.ndarray, scores: np.ndarray, n: int, cap: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``n`` of a ranked list with at most ``cap`` items per category, in rank
-        order; items without a category are not capped. When the list cannot fill ``n`` within
-        the cap, the best of the items passed over complete it (exactly ``n`` comes first)."""
+    def _cap_per_category(self, ids: np.ndarray, n: int, cap: int) -> np.ndarray:
+        """Positions of the first ``n`` of a ranked list with at most ``cap`` items per
+        category, in rank order; items without a category are not capped. When the list
+        cannot fill ``n`` within the cap, the best of the items passed over complete it
+        (exactly ``n`` comes first)."""
         taken: dict[int, int] = {}
         chosen: list[int] = []
         passed_over: list[int] = []
@@ -665,5 +682,4 @@ class BundleRecommender:
                 continue
             taken[code] = taken.get(code, 0) + 1
             chosen.append(position)
-        picked = np.array(chosen + passed_over[: n - len(chosen)], dtype=np.int64)
-        return ids[picked], scores[picked]
+        return np.array(chosen + passed_over[: n - len(chosen)], dtype=np.int64)
