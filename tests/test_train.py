@@ -157,3 +157,25 @@ def test_train_refuses_both_split_and_test_file(store: Path, tmp_path: Path) -> 
     )  # fmt: skip
     assert result.returncode == 2
     assert "either --split or --test-file" in result.stderr
+
+
+def test_a_model_lost_to_a_failure_hands_the_choice_to_the_next_best_on_validation() -> None:
+    from training.train import _choose
+    from training.tune import TuningResult
+
+    def tuned(name: str, value: float) -> TuningResult:
+        return TuningResult(name, {}, value, {"ndcg@10": value}, trials=1, seconds=0.0)
+
+    results = {
+        "ease": tuned("ease", 0.3),
+        "als": tuned("als", 0.2),
+        "popular": tuned("popular", 0.1),
+    }
+    served = {"als": object(), "popular": object()}
+    tested = {"ease": {}, "als": {}, "popular": {}}
+    assert _choose(results, served, tested) == (
+        "als",
+        "best on validation after the failure of ease",
+    )  # type: ignore[arg-type]
+    assert _choose(results, {"ease": object(), **served}, tested) == ("ease", "best on validation")  # type: ignore[arg-type]
+    assert _choose(results, served, {"popular": {}})[0] == "popular"  # type: ignore[arg-type]

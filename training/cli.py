@@ -489,6 +489,8 @@ def print_protocol(metrics: dict[str, Any]) -> None:
         if key not in ("kind", "inferred", "evidence", "spec")
     )
     console.print(f"Validation shaped like the test: {shape['kind']} ({how}; {numbers})")
+    if metrics["chosen_because"] != "best on validation":
+        console.print(f"Chosen: {metrics['chosen']}, {metrics['chosen_because']}")
     refit = metrics["refit"]
     console.print(
         f"Served models fit on {refit['on']} ({refit['rows']:,} rows, data until "

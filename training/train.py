@@ -393,13 +393,22 @@ def _all_interactions(split: Split) -> pl.DataFrame:
     return pl.concat([split.train, split.test], how="diagonal_relaxed")
 
 
-def _choose(tuned: dict[str, TuningResult], available: dict[str, Recommender]) -> str:
-    """The best model on validation among those the bundle can serve."""
+def _choose(
+    tuned: dict[str, TuningResult], served: dict[str, Recommender], tested: dict[str, Any]
+) -> tuple[str, str]:
+    """The best model on validation among those the bundle serves and the test measured, and
+    why it is that one (the best of all, or the best left after failures)."""
     ranked = sorted(tuned, key=lambda name: tuned[name].value, reverse=True)
-    usable = [name for name in ranked if name in available]
+    usable = [name for name in ranked if name in served and name in tested]
     if not usable:
-        raise ConfigError("no tuned model could be fit for the bundle; see metrics['failed']")
-    return usable[0]
+        raise ConfigError(
+            "no tuned model was both measured on test and fit for the bundle; see the failures"
+        )
+    if usable[0] == ranked[0]:
+        return usable[0], "best on validation"
+    return usable[
+        0
+    ], f"best on validation after the failure of {', '.join(ranked[: ranked.index(usable[0])])}"
 
 
 def _rules_report(
@@ -454,11 +463,12 @@ def run_training(
         models = {name: model for name, model in models.items() if name in tested_params}
     if baseline not in models:  # the fallback of every answer, even when it failed above
         models[baseline] = PopularityRecommender(by_segment=True).fit(data)
-    chosen = _choose(tuned, models)
+    chosen, chosen_because = _choose(tuned, models, report.metrics)
     indexes, index_report = _build_indexes(models, data, config)
     served_rules = association_rules(baskets_from_interactions(data.interactions), config.rules)
     metrics = {
         "chosen": chosen,
+        "chosen_because": chosen_because,
         "primary_metric": config.primary_metric,
         "protocol": {
             "split": _describe_spec(spec),
