@@ -154,13 +154,6 @@ def test_popularity_ignores_segments_unless_asked(shop: TrainingData) -> None:
 # -- EASE ---------------------------------------------------------------------------------------
 
 
-def test_ease_refuses_catalogues_above_max_items(two_group_data: TrainingData) -> None:
-    with pytest.raises(ModelFitError, match=r"30 items.*max_items=10") as refusal:
-        EASERecommender(max_items=10).fit(two_group_data)
-    message = str(refusal.value)
-    assert "GiB" in message and "item_knn" in message and "als" in message
-
-
 def test_ease_weights_are_the_closed_form(two_group_data: TrainingData) -> None:
     model = EASERecommender(l2=10.0).fit(two_group_data)
     binary = (two_group_data.matrix.toarray() > 0).astype(np.float64)
