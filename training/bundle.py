@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import uuid
@@ -321,9 +322,12 @@ def add_member_lists(path: Path, lists: MemberLists) -> None:
     """Add precomputed member lists to the complete bundle at ``path``.
 
     They are computed from the written bundle itself (by the recommender that serving runs),
-    hence this second step. The arrays go in first and the manifest, which lists them with
-    their checksums, is replaced atomically last: a reader sees the bundle either without the
-    lists or with all of them. Lists already there are replaced.
+    hence this second step. Nothing at ``path`` is rewritten: a server may have its arrays
+    memory-mapped, and a mapped file rewritten in place can crash that server. Instead a new
+    bundle directory is staged beside it (the other files hard-linked, or copied where the file
+    system cannot link), the lists and a manifest listing them are written there as new files,
+    and the directory is swapped in as :func:`write_bundle` swaps: a reader sees the bundle
+    either without the lists or with all of them. Lists already there are replaced.
     """
     manifest = _read_manifest(path)
     n_members = manifest["n_members"]
@@ -338,15 +342,38 @@ def add_member_lists(path: Path, lists: MemberLists) -> None:
         "scores": lists.scores.astype(np.float32, copy=False),
         "from_model": lists.from_model.astype(np.int32, copy=False),
     }
-    for part, array in arrays.items():
-        _save_array(path, f"{LISTS_DIR}/{part}.npy", array)
-    files = {name: digest for name, digest in manifest["files"].items()
-             if not name.startswith(f"{LISTS_DIR}/")}  # fmt: skip
-    files.update(_checksums_under(path, LISTS_DIR))
-    manifest.update(files=files, lists={"model": lists.model, "depth": lists.depth})
-    staged = path / f".{MANIFEST}.{uuid.uuid4().hex}"
-    staged.write_text(json.dumps(manifest, indent=2, default=_json_value))
-    staged.replace(path / MANIFEST)
+    staging = _sibling(path, "lists")
+    try:
+        _link_all_but(path, staging, replaced=(MANIFEST, LISTS_DIR))
+        for part, array in arrays.items():
+            _save_array(staging, f"{LISTS_DIR}/{part}.npy", array)
+        files = {name: digest for name, digest in manifest["files"].items()
+                 if not name.startswith(f"{LISTS_DIR}/")}  # fmt: skip
+        files.update(_checksums_under(staging, LISTS_DIR))
+        manifest.update(files=files, lists={"model": lists.model, "depth": lists.depth})
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_value))
+        _move_into_place(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _link_all_but(source: Path, target: Path, *, replaced: Sequence[str]) -> None:
+    """``source`` rebuilt at ``target`` from hard links (copies where links fail), without the
+    top-level entries in ``replaced``: those are written afresh, and writing through a link
+    would rewrite the file the old bundle shares."""
+
+    def left_out(directory: str, names: list[str]) -> set[str]:
+        return set(replaced) & set(names) if Path(directory) == source else set()
+
+    shutil.copytree(source, target, ignore=left_out, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
 
 
 def _check_names(
@@ -542,9 +569,10 @@ def load_bundle(
     model_classes: Mapping[str, type[Recommender]],
 ) -> Bundle:
     """Load the bundle at ``path``, refusing it whole (:class:`BundleError`) when the manifest is
-    missing or of another format version, when (with ``verify``) any file is missing or its
-    checksum differs, or when a model's class is not in ``model_classes`` (keyed by
-    ``Recommender.name``; passed in so that this module imports no concrete model).
+    missing or of another format version, when (with ``verify``) any file is missing, its
+    checksum differs or a file the loader reads is not listed, or when a model's class is not
+    in ``model_classes`` (keyed by ``Recommender.name``; passed in so that this module imports
+    no concrete model).
 
     With ``mmap`` the large arrays (histories, popularity, model arrays, the FAISS vectors) are
     memory-mapped read-only, so that every worker process shares one copy.
@@ -552,7 +580,7 @@ def load_bundle(
     manifest = _read_manifest(path)
     try:
         if verify:
-            _verify_files(path, manifest["files"])
+            _verify_files(path, manifest["files"], _files_read(path, manifest))
         classes = _model_classes(path, manifest, model_classes)
         return _load_contents(path, manifest, classes, mmap)
     except _UNREADABLE as error:  # a malformed manifest or, unverified, a corrupt file
@@ -577,8 +605,17 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _verify_files(path: Path, files: Mapping[str, str]) -> None:
-    """Every listed file must be present, inside the bundle, and unchanged since writing."""
+def _verify_files(path: Path, files: Mapping[str, str], read: set[str]) -> None:
+    """Every file the loader reads (``read``) must be listed, and every listed file present,
+    inside the bundle, and unchanged since writing: a manifest that leaves a file out would
+    let a corrupt array through unchecked."""
+    unlisted = sorted(read - files.keys())
+    if unlisted:
+        raise BundleError(
+            f"{path}: the manifest does not list {', '.join(unlisted)}, which serving reads, so "
+            "their checksums cannot be verified; the bundle is refused. Rewrite it with "
+            "recsys train."
+        )
     for relative, expected in files.items():
         pure = PurePosixPath(relative)
         if pure.is_absolute() or ".." in pure.parts:
@@ -591,6 +628,32 @@ def _verify_files(path: Path, files: Mapping[str, str]) -> None:
                 f"{path}: checksum mismatch in {relative} (changed or corrupt since it was "
                 "written); the bundle is refused"
             )
+
+
+def _files_read(path: Path, manifest: Mapping[str, Any]) -> set[str]:
+    """The files :func:`_load_contents` reads for this manifest (relative paths): the fixed
+    arrays, the lists and extra files the manifest names, and everything in the directory of
+    each model and index it names (their ``load`` decides which files it opens)."""
+    read = {MEMBER_IDS, ITEM_IDS, POPULARITY, *manifest["extra_files"]}
+    read |= {f"{part_dir}/{part}.npy" for part_dir in (HISTORIES_DIR, PURCHASES_DIR)
+             for part in HISTORY_PARTS}  # fmt: skip
+    if manifest.get("lists") is not None:
+        read |= {f"{LISTS_DIR}/{part}.npy" for part in LIST_PARTS}
+    for directory in [
+        *(f"{MODELS_DIR}/{name}" for name in manifest["models"]),
+        *(f"{INDEXES_DIR}/{name}" for name in manifest["indexes"]),
+    ]:
+        read |= set(_files_under(path, directory))
+    return read
+
+
+def _files_under(root: Path, directory: str) -> list[str]:
+    """Paths (relative to ``root``) of every file under ``root / directory``."""
+    return [
+        found.relative_to(root).as_posix()
+        for found in sorted((root / directory).rglob("*"))
+        if found.is_file()
+    ]
 
 
 def _model_classes(
