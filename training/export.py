@@ -98,8 +98,8 @@ def export_members(
         raise ConfigError("--model: bundles are anchored on the chosen model's lists")
     started = time.perf_counter()
     roster = Roster(bundle)
-    members = _members_to_export(bundle, roster, member_ids)
     recommender = BundleRecommender(bundle)
+    members, indexed = _members_to_export(recommender, roster, member_ids)
     contexts_of = _LiveContexts(bundle, roster, events)
     answer: Callable[[Sequence[str], Contexts | None], pl.DataFrame]
     if kind == "bundles":
@@ -113,17 +113,15 @@ def export_members(
         schema = _RECOMMENDATION_SCHEMA
     out.parent.mkdir(parents=True, exist_ok=True)
     partial_path = out.with_name(f".{out.name}.partial")
-    rows = unknown = live = 0
+    rows = live = 0
     try:
         with _TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer:
             for start in range(0, len(members), batch):
                 ids = members[start : start + batch].tolist()
-                indexed = recommender.member_indices(ids) >= 0
-                contexts, batch_live = contexts_of(ids, indexed)
+                contexts, batch_live = contexts_of(ids, indexed[start : start + batch])
                 table = answer(ids, contexts)
                 writer.write(table)
                 rows += table.height
-                unknown += int((~indexed).sum())
                 live += batch_live
                 if progress is not None:
                     progress(len(ids))
@@ -131,17 +129,22 @@ def export_members(
         partial_path.unlink(missing_ok=True)
         raise
     os.replace(partial_path, out)
+    unknown = int((~indexed).sum())
     return ExportSummary(out, len(members), unknown, live, rows, time.perf_counter() - started)
 
 
 def _members_to_export(
-    bundle: Bundle, roster: Roster, member_ids: Sequence[str] | None
-) -> np.ndarray:
-    """The members asked for, each once in first-seen order; by default the models' members
-    then the artifact's members without events (disjoint by construction)."""
+    recommender: BundleRecommender, roster: Roster, member_ids: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The members asked for, each once in first-seen order (by default the models' members
+    then the artifact's members without events, disjoint by construction), and whether the
+    models index each: known by position by default, else looked up once."""
     if member_ids is None:
-        return np.concatenate([bundle.member_ids.external_ids.astype(object), roster.member_ids])
-    return pl.Series(member_ids, dtype=pl.Utf8).unique(maintain_order=True).to_numpy()
+        indexed_ids = recommender.bundle.member_ids.external_ids
+        members = np.concatenate([indexed_ids.astype(object), roster.member_ids])
+        return members, np.arange(len(members)) < len(indexed_ids)
+    members = pl.Series(member_ids, dtype=pl.Utf8).unique(maintain_order=True).to_numpy()
+    return members, recommender.member_indices(members.tolist()) >= 0
 
 
 class _LiveContexts:
@@ -174,8 +177,11 @@ class _LiveContexts:
         for row, member_id in enumerate(member_ids):
             code = int(segments[row]) if segments is not None else -1
             segment = code if code >= 0 else None
-            context = live_context(
-                by_member.get(member_id, ()), self._item_index, self._weights, segment=segment
+            events = by_member.get(member_id)
+            context = (
+                live_context(events, self._item_index, self._weights, segment=segment)
+                if events
+                else None
             )
             live += context is not None
             if context is None and segment is not None:
