@@ -2,9 +2,13 @@
 
 Nothing happens at import time. ``uvicorn --factory serving.app:create_app`` (what
 ``recsys serve`` runs) calls :func:`create_app` in each worker; the lifespan then opens the
-event store, starts the impressions flusher and the registry poller, and loads the bundles in
-the background, so that /healthz answers at once and /readyz turns 200 once they are loaded.
-On shutdown, queued impressions are flushed before the store closes.
+event store, starts the impressions flusher, the registry poller and the follower of other
+workers' reloads, and loads the bundles in the background, so that /healthz answers at once
+and /readyz turns 200 once they are loaded. On shutdown, queued impressions are flushed
+before the store closes.
+
+Requests pass, outermost first: the request context (ids, metrics), the request guard
+(undecodable URLs, keys before bodies, body limits), the storefront's fast lane, FastAPI.
 """
 
 from __future__ import annotations
@@ -16,17 +20,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from threadpoolctl import threadpool_limits
 
 from serving.auth import KeyRing
 from serving.bundle_sources import source_for
 from serving.errors import install_error_handlers
 from serving.event_store import EventStore
+from serving.fast_lane import ROUTE_PATH as STOREFRONT_PATH
 from serving.fast_lane import StorefrontLane
+from serving.guard import RequestGuard
 from serving.impressions import ImpressionBuffer
 from serving.middleware import RequestContextMiddleware
 from serving.model_store import ModelStore
 from serving.recommending import RecommendationService
+from serving.reload_requests import ReloadRequests
 from serving.routes import ROUTERS
 from serving.settings import Settings, get_settings
 
@@ -85,10 +93,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.models = models
     app.state.keys = KeyRing(settings.api_keys)
     app.state.service = RecommendationService(models, events, impressions)
+    app.state.reload_requests = reload_requests = ReloadRequests(events, models)
+    await reload_requests.start()
     flusher = asyncio.create_task(impressions.run())
     background = [asyncio.create_task(_load_bundles(models))]
     if settings.poll_seconds > 0 and variants:
         background.append(asyncio.create_task(models.poll_forever(settings.poll_seconds)))
+    if settings.reload_follow_seconds > 0 and variants:
+        follow = reload_requests.follow_forever(settings.reload_follow_seconds)
+        background.append(asyncio.create_task(follow))
     try:
         yield
     finally:
@@ -125,7 +138,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # rebuilds every route's dependency tree on every request (about 250 µs here).
     app.state.given_settings = settings
     install_error_handlers(app)
-    app.add_middleware(StorefrontLane)  # added first: it runs inside the request context
+    routes = [route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)]
+    storefront = next(route for route in routes if route.path == STOREFRONT_PATH)
+    # Added innermost first: each runs inside the ones added after it.
+    app.add_middleware(StorefrontLane, route=storefront)
+    app.add_middleware(RequestGuard, routes=routes)
     app.add_middleware(RequestContextMiddleware)
     for router in ROUTERS:
         app.include_router(router)

@@ -1,8 +1,14 @@
 """Where a variant's bundle comes from: a directory, or a version in the MLflow registry.
 
-A source answers two questions. ``current_version()`` is cheap (a small JSON file, one
-registry call) so that a poller can ask it every few seconds; ``fetch(version)`` gives a local
-directory holding that version, downloading it when needed.
+A source answers three questions. ``marker()`` is cheapest (file sizes and times, one
+registry call) and changes whenever what the source would give changes, so that a poller can
+ask it every few seconds; ``current_version()`` names the version (a small JSON file, one
+registry call); ``fetch(version)`` gives a local directory holding that version, downloading
+it when needed.
+
+A directory source follows its path as given, every time: a symlink switched atomically to
+another version's directory is a new version at the next look. ``fetch`` resolves the link
+once, so that one load reads one directory even if the link moves meanwhile.
 
 Registry versions are immutable, so a downloaded version is kept under the bundle cache at
 ``<cache>/<name>/<version>`` and reused by every worker: they all memory-map the same files,
@@ -57,9 +63,15 @@ class BundleSource(ABC):
     def __init__(self, description: str) -> None:
         self.description = description
 
+    def marker(self) -> str:
+        """A token that changes whenever what :meth:`fetch` would give changes (the poller
+        compares it with the last one loaded or refused). Registry versions are immutable:
+        the version is the marker."""
+        return self.current_version()
+
     @abstractmethod
     def current_version(self) -> str:
-        """The version the source holds now (cheap; called by the poller)."""
+        """The version the source holds now."""
 
     @abstractmethod
     def fetch(self, version: str) -> Path:
@@ -71,12 +83,31 @@ class BundleSource(ABC):
 
 
 class DirectorySource(BundleSource):
-    """A bundle directory; its version comes from its manifest, so that a bundle rewritten in
-    place (``recsys train --out`` the same directory) is noticed by the poller."""
+    """A bundle directory; its version comes from its manifest, so that a bundle rewritten
+    into the same directory (``recsys train --out``) is noticed by the poller."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
         self.path = path
+
+    def marker(self) -> str:
+        """A digest of every file's path, size, modification time and inode (the directory
+        as the path leads to it now): a bundle swapped in, a symlink switched, or one file
+        fixed in place under an unchanged manifest each give another marker. Never fails: a
+        missing or unreadable directory has a marker too, and loading it is what refuses it."""
+        digest = hashlib.sha256(str(self.path).encode())
+        try:
+            root = self.path.resolve(strict=True)
+            digest.update(str(root).encode())
+            for file in sorted(root.rglob("*")):
+                status = file.stat()
+                digest.update(
+                    f"\x00{file.relative_to(root)}\x00{status.st_size}\x00{status.st_mtime_ns}"
+                    f"\x00{status.st_ino}".encode()
+                )
+        except OSError as error:  # absent, or changing under the walk: the next look settles
+            digest.update(f"\x00unreadable: {error}".encode())
+        return digest.hexdigest()[:16]
 
     def current_version(self) -> str:
         try:
@@ -88,7 +119,8 @@ class DirectorySource(BundleSource):
         return manifest_version(manifest)
 
     def fetch(self, version: str) -> Path:
-        return self.path
+        """The directory the path leads to now (a symlink resolved once, for one load)."""
+        return self.path.resolve()
 
     def loaded_version(self, manifest: Mapping[str, Any], version: str) -> str:
         """From the loaded manifest itself: the directory may have been rewritten between

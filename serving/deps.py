@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
 from serving.auth import API_KEY_HEADER, KeyRing
@@ -18,6 +19,7 @@ from serving.event_store import EventStore
 from serving.impressions import ImpressionBuffer
 from serving.model_store import ModelStore
 from serving.recommending import RecommendationService
+from serving.reload_requests import ReloadRequests
 from serving.settings import Role, Settings
 
 __all__ = [
@@ -27,7 +29,9 @@ __all__ = [
     "ImpressionsDep",
     "ModelStoreDep",
     "ReadAccess",
+    "ReloadRequestsDep",
     "ServiceDep",
+    "role_needed",
 ]
 
 
@@ -47,7 +51,12 @@ async def _service(request: Request) -> RecommendationService:
     return request.app.state.service
 
 
+async def _reload_requests(request: Request) -> ReloadRequests:
+    return request.app.state.reload_requests
+
+
 ModelStoreDep = Annotated[ModelStore, Depends(_model_store)]
+ReloadRequestsDep = Annotated[ReloadRequests, Depends(_reload_requests)]
 EventStoreDep = Annotated[EventStore, Depends(_event_store)]
 ImpressionsDep = Annotated[ImpressionBuffer, Depends(_impressions)]
 ServiceDep = Annotated[RecommendationService, Depends(_service)]
@@ -82,3 +91,18 @@ async def _require_admin(key: ApiKey, request: Request) -> None:
 ReadAccess = Depends(_require_read)
 EventsAccess = Depends(_require_events)
 AdminAccess = Depends(_require_admin)
+
+_ROLES = {_require_read: Role.READ, _require_events: Role.EVENTS, _require_admin: Role.ADMIN}
+
+
+def role_needed(route: APIRoute, settings: Settings) -> Role | None:
+    """The role a key must grant for ``route`` (None: the route is open), read off the access
+    dependency the route declares, so that the request guard, which checks keys before a
+    body is read, can never disagree with the route itself."""
+    for dependency in route.dependencies:
+        role = _ROLES.get(dependency.dependency)  # type: ignore[arg-type]
+        if role is Role.READ and not settings.require_read_key:
+            continue
+        if role is not None:
+            return role
+    return None

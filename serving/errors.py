@@ -3,7 +3,10 @@
 A client always gets ``{"error": {"code", "message", "request_id"}}`` (validation errors add
 ``details``), whatever went wrong: a route it mistyped, a parameter out of range, a model it
 named that is not loaded, a key it lacks, or a bug. Code raises :class:`ApiError` subclasses
-(or the library's own errors, mapped here) and never builds an error response itself.
+(or the library's own errors, mapped here) and never builds an error response itself. The two
+layers below the application answer with the same body (:func:`error_body`): the request
+guard (:mod:`serving.guard`: bodies, keys of write routes, URLs that are not UTF-8) and the
+HTTP protocol (:mod:`serving.protocol`: requests that are not HTTP, oversized headers).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from serving.bundle_sources import SourceUnavailableError
 from training.bundle import BundleError
@@ -24,14 +28,18 @@ from training.bundle import BundleError
 __all__ = [
     "REQUEST_ID_HEADER",
     "ApiError",
+    "BodyTimeoutError",
+    "BodyTooLargeError",
     "ForbiddenError",
     "InvalidParameterError",
     "NotFoundError",
     "NotReadyError",
     "UnauthorizedError",
+    "error_body",
     "error_response",
     "install_error_handlers",
     "request_id_of",
+    "scope_error_response",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +85,20 @@ class ForbiddenError(ApiError):
     code = "forbidden"
 
 
+class BodyTooLargeError(ApiError):
+    """A request body larger than ``RECSYS_MAX_BODY_BYTES``: refused before it is read."""
+
+    status_code = 413
+    code = "body_too_large"
+
+
+class BodyTimeoutError(ApiError):
+    """A request body that did not arrive within ``RECSYS_BODY_TIMEOUT_SECONDS``."""
+
+    status_code = 408
+    code = "body_timeout"
+
+
 class NotReadyError(ApiError):
     """No bundle is loaded (yet): the client should retry later or ask another replica."""
 
@@ -92,6 +114,21 @@ def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+def error_body(
+    code: str,
+    message: str,
+    request_id: str | None,
+    details: Sequence[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The one error body of the API, ``{"error": {"code", "message", "request_id"}}``
+    (validation errors add ``details``), wherever the error is answered: a route, a
+    middleware, or the HTTP protocol itself (:mod:`serving.protocol`)."""
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if details is not None:
+        body["details"] = list(details)
+    return {"error": body}
+
+
 def error_response(
     request: Request,
     status_code: int,
@@ -101,11 +138,25 @@ def error_response(
     details: Sequence[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """The one error body of the API."""
-    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id_of(request)}
-    if details is not None:
-        body["details"] = list(details)
-    return JSONResponse({"error": body}, status_code=status_code, headers=headers)
+    """The error response of a request that reached the application."""
+    body = error_body(code, message, request_id_of(request), details)
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def scope_error_response(
+    scope: Scope,
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    details: Sequence[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The same response for a plain ASGI middleware, which has a scope but no ``Request``
+    (the request id is the one the request-context middleware put in the scope's state)."""
+    request_id = scope.get("state", {}).get("request_id")
+    body = error_body(code, message, request_id, details)
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def _field_name(location: Sequence[Any]) -> str:
@@ -170,17 +221,23 @@ async def _on_store_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+#: Codes of the Starlette and FastAPI errors that have a name of their own here.
+_HTTP_ERROR_CODES = {400: "unparseable_body"}
+
+
 async def _on_http_error(request: Request, error: Exception) -> JSONResponse:
-    """Starlette's own errors: unknown routes (404), wrong methods (405), bad bodies (400)."""
+    """Starlette's own errors: unknown routes (404), wrong methods (405), and bodies FastAPI
+    cannot decode (400: JSON that is not UTF-8, for one)."""
     assert isinstance(error, StarletteHTTPException)
     messages = {
+        400: "the request body cannot be decoded: send JSON text in UTF-8 with "
+        "Content-Type: application/json",
         404: f"no route {request.url.path}; see /docs for the API",
         405: f"{request.method} is not allowed on {request.url.path}",
     }
     message = messages.get(error.status_code, str(error.detail))
-    return error_response(
-        request, error.status_code, f"http_{error.status_code}", message, headers=error.headers
-    )
+    code = _HTTP_ERROR_CODES.get(error.status_code, f"http_{error.status_code}")
+    return error_response(request, error.status_code, code, message, headers=error.headers)
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -4,12 +4,15 @@ SQLAlchemy Core over SQLite by default, PostgreSQL by URL; the schema is created
 (``IF NOT EXISTS``, so that several workers starting together do not race).
 
 * ``recsys_events``: one row per posted event, ``event_id`` unique, so that a retried event
-  is stored once (``INSERT ... ON CONFLICT DO NOTHING``). Indexed by (member, arrival time):
-  every recommendation request reads the member's events newer than the bundle, which is
-  how fresh behaviour shapes the next answer in every worker.
+  is stored once (``INSERT ... ON CONFLICT DO NOTHING``). Indexed by (member, time the event
+  occurred): every recommendation request reads the member's events that occurred after the
+  artifact's data ended (its ``data_end``), which is how fresh behaviour shapes the next
+  answer in every worker, however long after its data the artifact was built or loaded.
 * ``recsys_served``: one row per served list (its recommendation id, variant, model, version,
   the member's segment, how many items), written in batches from memory; clicks and
   purchases join it through ``recommendation_id`` for the CTR report.
+* ``recsys_reload_requests``: one row per ``POST /v1/admin/reload``, which reaches one worker;
+  every other worker (and replica) sharing the store sees the newest row and reloads too.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed (``kill -9``); only a power loss or kernel crash can lose the last
@@ -43,6 +46,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -51,7 +55,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from features.errors import ConfigError
 
-__all__ = ["EVENTS", "SERVED", "CtrCounts", "EventStore", "StoredEvent"]
+__all__ = ["EVENTS", "RELOAD_REQUESTS", "SERVED", "CtrCounts", "EventStore", "StoredEvent"]
 
 _ID = 128
 
@@ -68,8 +72,11 @@ EVENTS = Table(
     Column("recommendation_id", String(_ID), nullable=True, index=True),
     Column("occurred_at", Float, nullable=False),
     Column("received_at", Float, nullable=False),
-    Index("ix_recsys_events_member_received", "member_id", "received_at"),
+    Index("ix_recsys_events_member_occurred", "member_id", "occurred_at"),
 )
+#: The index of live history before it followed the time events occurred; dropped at start
+#: (stores created by earlier versions), since no query reads it any more.
+_RETIRED_INDEXES = ("ix_recsys_events_member_received",)
 
 SERVED = Table(
     "recsys_served",
@@ -86,6 +93,15 @@ SERVED = Table(
     Column("fallback", Boolean, nullable=False),
     Column("n_items", Integer, nullable=False),
     Column("item_ids", Text, nullable=False),
+)
+
+RELOAD_REQUESTS = Table(
+    "recsys_reload_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("requested_at", Float, nullable=False),
+    #: The variant asked for; null for all of them.
+    Column("variant", String(64), nullable=True),
 )
 
 _DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -144,11 +160,18 @@ class EventStore:
             index_elements=[SERVED.c.recommendation_id]
         )
         columns = (EVENTS.c.member_id, EVENTS.c.item_id, EVENTS.c.event)
-        newer = EVENTS.c.received_at > bindparam("since")
+        newer = EVENTS.c.occurred_at > bindparam("since")
         # One member (every page view) is an equality on the index; a batch an IN list.
-        self._one_member = select(*columns).where(EVENTS.c.member_id == bindparam("member"), newer)
-        self._members = select(*columns).where(
-            EVENTS.c.member_id.in_(bindparam("members", expanding=True)), newer
+        oldest_first = (EVENTS.c.occurred_at, EVENTS.c.id)
+        self._one_member = (
+            select(*columns)
+            .where(EVENTS.c.member_id == bindparam("member"), newer)
+            .order_by(*oldest_first)
+        )
+        self._members = (
+            select(*columns)
+            .where(EVENTS.c.member_id.in_(bindparam("members", expanding=True)), newer)
+            .order_by(*oldest_first)
         )
         # On SQLite the two hot statements, the one-member read (every page view) and the
         # served-lists insert, go straight to the driver on a connection each thread keeps:
@@ -180,6 +203,8 @@ class EventStore:
                 connection.execute(CreateTable(table, if_not_exists=True))
                 for index in sorted(table.indexes, key=lambda index: str(index.name)):
                     connection.execute(CreateIndex(index, if_not_exists=True))
+            for retired in _RETIRED_INDEXES:
+                connection.execute(text(f"DROP INDEX IF EXISTS {retired}"))
 
     def close(self) -> None:
         with self._connections_lock:
@@ -200,7 +225,8 @@ class EventStore:
         return set(stored)
 
     def member_events(self, member_ids: Sequence[str], since: float) -> list[StoredEvent]:
-        """Events of ``member_ids`` received after ``since``, oldest first."""
+        """Events of ``member_ids`` that occurred after ``since`` (epoch seconds), oldest
+        first."""
         if len(member_ids) == 1:
             if self.dialect == "sqlite":
                 return self._sqlite_member_events(member_ids[0], since)
@@ -226,6 +252,32 @@ class EventStore:
             with self._connections_lock:
                 self._connection_list.append(connection)
         return connection
+
+    # -- reload requests ---------------------------------------------------------------------
+
+    def request_reload(self, variant: str | None) -> int:
+        """Record a reload asked for ``variant`` (None: all); returns its number."""
+        with self.engine.begin() as connection:
+            inserted = connection.execute(
+                RELOAD_REQUESTS.insert().values(requested_at=time.time(), variant=variant)
+            )
+            return int(inserted.inserted_primary_key[0])
+
+    def reload_requests_after(self, seen: int) -> list[tuple[int, str | None]]:
+        """(number, variant) of every reload request after number ``seen``, oldest first."""
+        query = (
+            select(RELOAD_REQUESTS.c.id, RELOAD_REQUESTS.c.variant)
+            .where(RELOAD_REQUESTS.c.id > seen)
+            .order_by(RELOAD_REQUESTS.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [(int(number), variant) for number, variant in connection.execute(query)]
+
+    def last_reload_request(self) -> int:
+        """The number of the newest reload request (0 when there is none)."""
+        with self.engine.connect() as connection:
+            newest = connection.execute(select(func.max(RELOAD_REQUESTS.c.id))).scalar()
+        return int(newest or 0)
 
     # -- served lists and the report -----------------------------------------------------------
 
@@ -310,7 +362,8 @@ _INSERT_SERVED_SQL = (
     "ON CONFLICT (recommendation_id) DO NOTHING"
 )
 _ONE_MEMBER_SQL = (
-    f"SELECT member_id, item_id, event FROM {EVENTS.name} WHERE member_id = ? AND received_at > ?"
+    f"SELECT member_id, item_id, event FROM {EVENTS.name} "
+    "WHERE member_id = ? AND occurred_at > ? ORDER BY occurred_at, id"
 )
 
 

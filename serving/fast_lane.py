@@ -11,15 +11,15 @@ unknown segment, a read key to check, no bundle yet) goes on to FastAPI, which a
 usual errors; the service raises those before it records anything, so nothing is done twice.
 
 It sits inside :class:`serving.middleware.RequestContextMiddleware` (request ids, metrics by
-route template) and sets the scope's ``route`` to the FastAPI route it stands in for, so that
-requests are counted under the same template either way. ``RECSYS_FAST_LANE=false`` turns it
+route template) and sets the scope's ``route`` to the FastAPI route it stands in for (given
+by :func:`serving.app.create_app`), so that requests are counted under the same template
+either way. ``RECSYS_FAST_LANE=false`` turns it
 off (tests compare both).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
@@ -43,9 +43,9 @@ _CONTENT_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode())
 class StorefrontLane:
     """Answers valid storefront recommendation requests; passes everything else on."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, route: APIRoute) -> None:
         self.app = app
-        self._route: APIRoute | None = None
+        self._route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await self._answer(scope) if scope["type"] == "http" else None
@@ -80,12 +80,5 @@ class StorefrontLane:
             )
         except ApiError:
             return None
-        scope["route"] = self._route_of(scope["app"])
+        scope["route"] = self._route
         return to_json(answer)
-
-    def _route_of(self, app: Any) -> APIRoute | None:
-        if self._route is None:
-            self._route = next(
-                (r for r in app.routes if isinstance(r, APIRoute) and r.path == ROUTE_PATH), None
-            )
-        return self._route

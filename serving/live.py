@@ -1,6 +1,6 @@
 """Turn what the event store and the request know about a member into a ``MemberContext``.
 
-Events received after the bundle was written are behaviour the models have not seen: each
+Events that occurred after the bundle's data ended are behaviour the models have not seen: each
 interaction adds its training weight (view < click < cart < purchase) to the member's
 history row, and each purchase joins the exclusions. Impressions are not interactions (they
 have no weight) and items the bundle does not know cannot be scored; both are skipped. A

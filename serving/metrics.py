@@ -68,7 +68,11 @@ MODEL_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 RELOADS = Counter(
-    "recsys_model_reloads", "Bundle loads by outcome (swapped, refused).", ["variant", "outcome"]
+    "recsys_model_reloads",
+    "Reloads by outcome: swapped (a new version serves), unchanged (the source held the "
+    "loaded version), refused (the bundle failed verification), unavailable (the source "
+    "could not be read).",
+    ["variant", "outcome"],
 )
 EVENTS = Counter(
     "recsys_events", "Events received, by type and outcome (stored, duplicate).",

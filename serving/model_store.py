@@ -2,12 +2,19 @@
 
 A reload (``POST /v1/admin/reload``, or the poller seeing a moved alias or a rewritten bundle
 directory) fetches and loads the new bundle in a worker thread, verifies every checksum, and
-only then replaces the variant's snapshot reference. A bundle that fails at any step is refused:
-the previous snapshot keeps serving, and the poller does not retry that version until the
-source changes again. Requests in flight finish with the snapshot they started with.
+only then replaces the variant's snapshot reference. A bundle that fails at any step, its
+manifest included, is refused, logged and counted: the previous snapshot keeps serving.
+Requests in flight finish with the snapshot they started with.
 
-Each worker process holds its own store. A reload request reaches one worker; the others pick
-up a changed source at their next poll (see docs/operations.md).
+What the poller compares is the source's *marker* (:meth:`BundleSource.marker`), which
+changes whenever what the source would give changes: for a directory, any file's size,
+modification time or inode. A refused state is not retried until its marker changes, so a
+bundle fixed in place (same manifest) is picked up at the next poll. A reload that finds the
+version already loaded verifies it again and is counted as ``unchanged``, not ``swapped``.
+
+Each worker process holds its own store. A reload request reaches one worker, which records it
+in the event store (:mod:`serving.reload_requests`); every other worker sharing the store
+follows within ``RECSYS_RELOAD_FOLLOW_SECONDS`` (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ class ModelStore:
         self.assigner = VariantAssigner(weights or {"unconfigured": 1.0}, salt)
         self._verify = verify
         self._snapshots: Mapping[str, ModelSnapshot] = MappingProxyType({})
+        #: The source marker each variant's snapshot was loaded from, and the last refused.
+        self._markers: dict[str, str] = {}
         self._refused: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
@@ -123,23 +132,38 @@ class ModelStore:
         return outcomes
 
     async def _reload_one(self, variant: str, only_if_changed: bool) -> ReloadOutcome | None:
+        """Load and verify the variant's source; with ``only_if_changed`` (the poller), only
+        when its marker is neither the one last loaded nor the one last refused. Loading
+        the version already served is verified like any other and counted ``unchanged``."""
         source = self.sources[variant]
         current = self._snapshots.get(variant)
-        version = await asyncio.to_thread(source.current_version)
         previous = current.version if current is not None else None
-        if only_if_changed and version in (previous, self._refused.get(variant)):
+        try:
+            marker = await asyncio.to_thread(source.marker)
+        except SourceUnavailableError as error:
+            self._unavailable(variant, error)
+            raise
+        if only_if_changed and marker in (self._markers.get(variant), self._refused.get(variant)):
             return None
         try:
+            version = await asyncio.to_thread(source.current_version)
             snapshot = await asyncio.to_thread(self._load, variant, source, version)
-        except (BundleError, SourceUnavailableError) as error:
-            self._refuse(variant, version, error)
+        except SourceUnavailableError as error:
+            self._unavailable(variant, error)
+            raise
+        except BundleError as error:
+            self._refuse(variant, marker, error)
             raise
         except Exception as error:  # a bundle is untrusted input: any failure refuses it
             refusal = BundleError(f"{source.description} cannot be loaded ({error!r}); refused")
-            self._refuse(variant, version, refusal)
+            self._refuse(variant, marker, refusal)
             raise refusal from error
-        self._snapshots = MappingProxyType({**self._snapshots, variant: snapshot})
+        self._markers[variant] = marker
         self._refused.pop(variant, None)
+        self._snapshots = MappingProxyType({**self._snapshots, variant: snapshot})
+        if snapshot.version == previous:  # verified again; the answers stay the same
+            metrics.RELOADS.labels(variant=variant, outcome="unchanged").inc()
+            return ReloadOutcome(variant, snapshot.version, previous)
         metrics.model_loaded(variant, snapshot, previous)
         logger.info("variant %s now serves %s (%s)", variant, snapshot.version, source.description)
         return ReloadOutcome(variant, snapshot.version, previous)
@@ -149,12 +173,15 @@ class ModelStore:
         snapshot = load_snapshot(variant, version, path, verify=self._verify)
         return replace(snapshot, version=source.loaded_version(snapshot.bundle.manifest, version))
 
-    def _refuse(self, variant: str, version: str, error: Exception) -> None:
-        self._refused[variant] = version
+    @staticmethod
+    def _unavailable(variant: str, error: SourceUnavailableError) -> None:
+        metrics.RELOADS.labels(variant=variant, outcome="unavailable").inc()
+        logger.warning("variant %s: %s; nothing changed", variant, error)
+
+    def _refuse(self, variant: str, marker: str, error: Exception) -> None:
+        self._refused[variant] = marker
         metrics.RELOADS.labels(variant=variant, outcome="refused").inc()
-        logger.error(
-            "variant %s: bundle %s refused, previous one kept: %s", variant, version, error
-        )
+        logger.error("variant %s: bundle refused, previous one kept: %s", variant, error)
 
     async def poll_forever(self, interval: float) -> None:
         """Reload every variant whose source changed, every ``interval`` seconds; also loads

@@ -163,7 +163,7 @@ class RecommendationService:
         first."""
         snapshot = self._models.for_member(member_id)
         index = snapshot.bundle.member_ids.get(member_id)
-        events = await self._live_events([member_id], snapshot.built_at)
+        events = await self._live_events([member_id], snapshot.live_since)
         context = member_context(snapshot, events, known=index is not None)
         found = snapshot.composer.for_members([member_id], n, contexts=[context])
         count = int(found.counts()[0])
@@ -260,7 +260,7 @@ class RecommendationService:
     ) -> list[dict[str, Any]]:
         self._check_model(snapshot, options.model)
         self._check_category(snapshot, options.category)
-        events = await self._live_events(member_ids, snapshot.built_at)
+        events = await self._live_events(member_ids, snapshot.live_since)
         by_member: dict[str, list[StoredEvent]] = defaultdict(list)
         for stored in events:
             by_member[stored.member_id].append(stored)
@@ -293,8 +293,9 @@ class RecommendationService:
         ]  # fmt: skip
 
     async def _live_events(self, member_ids: Sequence[str], since: float) -> list[StoredEvent]:
-        """Events since the bundle; none when the store fails, so that a storefront still
-        gets an answer (from the bundle alone) while the store is down."""
+        """Events that occurred after ``since`` (the bundle's data end); none when the store
+        fails, so that a storefront still gets an answer (from the bundle alone) while the
+        store is down."""
         try:
             if self._read_inline:
                 return self._events.member_events(member_ids, since)

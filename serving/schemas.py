@@ -218,7 +218,11 @@ class EventIn(_Strict):
         "clicks and purchases to the model and variant that served it.",
     )
     timestamp: datetime | None = Field(
-        default=None, description="When it happened (default: when it is received)."
+        default=None,
+        description="When it happened (ISO-8601, naive = UTC; default: when it is received). "
+        "Only events that happened after the loaded model's data ends (its data_end) shape "
+        "the member's answers: earlier ones are what the model learned from, or came too late "
+        "for it.",
     )
 
 

@@ -4,6 +4,10 @@ Settings travel to the workers as ``RECSYS_*`` environment variables (each worke
 process that builds the app with ``serving.app:create_app``), and are validated here first so
 that a bad value stops the command with a message instead of every worker failing. With more
 than one worker, Prometheus multiprocess mode gets a fresh directory for this run.
+
+Connections are served by :class:`serving.protocol.GuardedHttpToolsProtocol` (uvicorn's
+httptools protocol with a header timeout, bounded headers and JSON errors), and idle kept-alive
+connections are closed after ``RECSYS_KEEP_ALIVE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from uvicorn.config import LOGGING_CONFIG
 from features.errors import ConfigError
 from serving.settings import Settings
 
-__all__ = ["APP_FACTORY", "check_settings", "run_server"]
+__all__ = ["APP_FACTORY", "HTTP_PROTOCOL", "check_settings", "run_server"]
 
 APP_FACTORY = "serving.app:create_app"
+#: uvicorn imports the protocol class by name in each worker.
+HTTP_PROTOCOL = "serving.protocol:GuardedHttpToolsProtocol"
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -66,7 +72,7 @@ def run_server(
     access_log: bool = False,
 ) -> None:
     """Serve until interrupted (Ctrl-C); ``environment`` holds ``RECSYS_*`` settings."""
-    check_settings(environment)
+    settings = check_settings(environment)
     metrics_dir = None
     if workers > 1 and _MULTIPROC_ENV not in os.environ:
         metrics_dir = tempfile.mkdtemp(prefix="recsys-metrics-")
@@ -79,9 +85,10 @@ def run_server(
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=HTTP_PROTOCOL,
             access_log=access_log,
             log_config=_log_config(),
+            timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
             timeout_graceful_shutdown=10,
         )
     finally:

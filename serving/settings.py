@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=30.0, ge=0)
     #: Verify every file's checksum before a bundle is swapped in.
     verify_checksums: bool = True
+    #: Seconds between checks for a reload that another worker was asked for
+    #: (``POST /v1/admin/reload`` reaches one worker; every other worker and replica sharing
+    #: the event store follows within this); 0 turns following off.
+    reload_follow_seconds: float = Field(default=1.0, ge=0)
 
     #: SQLAlchemy URL of the event store: SQLite (WAL) by default, PostgreSQL by URL
     #: (``postgresql+psycopg://user:pass@host/db``).
@@ -94,6 +98,22 @@ class Settings(BaseSettings):
     #: Answer plainly valid storefront requests (GET member recommendations) in plain ASGI,
     #: past FastAPI's routing (``serving.fast_lane``); the answers are the same.
     fast_lane: bool = True
+
+    #: Largest request body accepted, in bytes; a larger one is refused with a 413 before it
+    #: is read (1,000 events, the most one POST /v1/events takes, are about 300 KB).
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    #: Seconds a client has to send a whole request body once its headers are in (408 after).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds a client has to send a request's headers, from the moment its connection opens
+    #: (or it starts the next request on a kept-alive one); then the connection is closed.
+    #: Connections that send nothing at all are closed after this too.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Seconds an idle kept-alive connection is held open after a response.
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
+    #: Most bytes of a request's URL and of its headers together: a longer URL is answered
+    #: 414, longer headers 431 (both JSON). At most 65,535: the HTTP parser cannot split
+    #: longer URLs.
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=65_535)
 
     @model_validator(mode="after")
     def _one_source(self) -> Settings:

@@ -3,11 +3,16 @@
 Requests take a snapshot reference once and use only it, so that a reload swapping in a new
 snapshot (one reference assignment, atomic under the GIL) never mixes two bundles within one
 answer; the old snapshot lives on until its last request finishes.
+
+Everything a route answers from is read when the snapshot is loaded, never by path later: by
+then the path may lead to another version (a directory swapped in, a symlink switched) or to
+nothing (the old directory deleted). Arrays are memory-mapped at load, which keeps the files
+they were read from; small files (the evaluation report, metrics, rules) are read whole.
 """
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,8 +21,8 @@ from pathlib import Path
 import polars as pl
 
 from features import columns as col
-from features.matrices import EventWeights
-from training.bundle import METRICS_FILE, RULES_FILE, Bundle, load_bundle
+from training.bundle import METRICS_FILE, REPORT_FILE, RULES_FILE, Bundle, load_bundle
+from training.live import event_weights_of, live_since
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
 from training.recommend import BundleRecommender
@@ -34,8 +39,9 @@ class ModelSnapshot:
     version: str
     bundle: Bundle
     recommender: BundleRecommender
-    #: When the bundle was written (epoch seconds): events received later are live history.
-    built_at: float
+    #: Events that occurred after this (epoch seconds) are live history: the manifest's
+    #: ``data_end`` (the last event the bundle learned from), else its ``created_at``.
+    live_since: float
     loaded_at: datetime
     #: Weight of each interaction event in a history row, as training used them.
     event_weights: Mapping[str, float]
@@ -48,6 +54,9 @@ class ModelSnapshot:
     composer: BundleComposer
     #: The bundle's frequently-bought-together rules (None: the bundle has none).
     rules: RuleIndex | None = None
+    #: The training run's metrics.json and report.html as loaded (None: not in the bundle).
+    evaluation_json: bytes | None = None
+    evaluation_html: bytes | None = None
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -62,24 +71,15 @@ class ModelSnapshot:
         return self.bundle.segment_names[code] if code >= 0 else None
 
 
-def _event_weights(bundle: Bundle) -> dict[str, float]:
-    """The event weights of the training run (metrics.json's config), else the defaults."""
-    metrics_path = bundle.extra_files.get(METRICS_FILE)
-    configured = None
-    if metrics_path is not None:
-        configured = json.loads(metrics_path.read_text()).get("config", {}).get("event_weights")
-    return EventWeights.model_validate(configured or {}).by_event()
+def _read_extra(bundle: Bundle, name: str) -> bytes | None:
+    path = bundle.extra_files.get(name)
+    return path.read_bytes() if path is not None else None
 
 
 def _display_column(catalog: pl.DataFrame | None, name: str, n_items: int) -> list[str | None]:
     if catalog is None or name not in catalog.columns:
         return [None] * n_items
     return catalog.get_column(name).cast(pl.Utf8).to_list()
-
-
-def _built_at(bundle: Bundle) -> float:
-    created = datetime.fromisoformat(str(bundle.manifest["created_at"]))
-    return (created if created.tzinfo else created.replace(tzinfo=UTC)).timestamp()
 
 
 def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True) -> ModelSnapshot:
@@ -93,19 +93,22 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
     bundle.member_ids.get("")  # builds the id -> index dicts now, not on a request
     bundle.item_ids.get("")
     n_items = len(bundle.item_ids)
-    rules_path = bundle.extra_files.get(RULES_FILE)
-    rules = pl.read_parquet(rules_path) if rules_path is not None else None
+    rules_file = _read_extra(bundle, RULES_FILE)
+    rules = pl.read_parquet(io.BytesIO(rules_file)) if rules_file is not None else None
+    metrics = _read_extra(bundle, METRICS_FILE)
     return ModelSnapshot(
         variant=variant,
         version=version,
         bundle=bundle,
         recommender=recommender,
-        built_at=_built_at(bundle),
+        live_since=live_since(bundle),
         loaded_at=datetime.now(UTC),
-        event_weights=_event_weights(bundle),
+        event_weights=event_weights_of(bundle),
         titles=_display_column(bundle.catalog, col.TITLE, n_items),
         categories=_display_column(bundle.catalog, col.CATEGORY, n_items),
         category_names=frozenset(recommender.categories),
         composer=BundleComposer(recommender, rules),
         rules=RuleIndex(rules, bundle.item_ids.get) if rules is not None else None,
+        evaluation_json=metrics,
+        evaluation_html=_read_extra(bundle, REPORT_FILE),
     )

@@ -1,8 +1,9 @@
 """Helpers of the serving tests: a tiny trained bundle, real servers in subprocesses, and
 atomic bundle swaps.
 
-Servers are real: ``uvicorn --factory serving.app:create_app`` on a free 127.0.0.1 port, with
-settings in ``RECSYS_*`` variables, exactly as ``recsys serve`` runs them.
+Servers are real: ``recsys serve`` on a free 127.0.0.1 port (uvicorn with the service's own
+HTTP protocol and timeouts), with settings in ``RECSYS_*`` variables. Each server runs in a
+process group of its own, so that a multi-worker server is stopped or killed whole.
 """
 
 from __future__ import annotations
@@ -60,11 +61,21 @@ def copy_bundle(source: Path, target: Path, *, created_at: str | None = None) ->
     """A copy of a bundle; a new ``created_at`` makes it another version of the same model."""
     shutil.copytree(source, target)
     if created_at is not None:
-        manifest_path = target / "manifest.json"
-        manifest = json.loads(manifest_path.read_text())
-        manifest["created_at"] = created_at
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        edit_manifest(target, created_at=created_at)
     return target
+
+
+def edit_manifest(bundle: Path, **fields: object) -> dict:
+    """Set ``fields`` in a bundle's manifest (a value of None removes the field); returns it."""
+    manifest_path = bundle / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for name, value in fields.items():
+        if value is None:
+            manifest.pop(name, None)
+        else:
+            manifest[name] = value
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return manifest
 
 
 def swap_in(source: Path, target: Path) -> None:
@@ -93,8 +104,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def recsys_serve(*options: str) -> list[str]:
+    """The ``recsys serve`` command line (the port is added by :class:`Server`)."""
+    return [str(Path(sys.executable).with_name("recsys")), "serve", *options]
+
+
 class Server:
-    """A service process on 127.0.0.1; stopped with SIGTERM, or killed with SIGKILL."""
+    """A service process on 127.0.0.1; stopped with SIGTERM, or killed with SIGKILL (its whole
+    process group: every worker)."""
 
     def __init__(
         self,
@@ -115,11 +132,7 @@ class Server:
             **settings,
         }
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        argv = command or [
-            sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app",
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-            "--log-level", "warning",
-        ]  # fmt: skip
+        argv = command or recsys_serve()
         self._log_file = log.open("ab")
         self.process = subprocess.Popen(
             [*argv, "--port", str(self.port)],
@@ -127,6 +140,7 @@ class Server:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             cwd=log.parent,
+            start_new_session=True,
         )
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -154,13 +168,13 @@ class Server:
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log_file.close()
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush (what a crash does)."""
-        self.process.kill()
+        """SIGKILL to every process of the server: no shutdown, no flush (what a crash does)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self.client.close()
         self._log_file.close()

@@ -118,6 +118,21 @@ def test_diversify_caps_items_per_category(server: Server, known_member: str) ->
     assert len(categories) == 12 and len(set(categories)) == 12
 
 
+def test_a_category_cap_that_keeps_the_same_items_keeps_the_fallback_flag(
+    server: Server, tiny_trained: tuple[Path, Path], catalog: pl.DataFrame
+) -> None:
+    """A one-category list capped at 2 per category gives way to the same items; the cap's
+    deeper look at the category (past what the model ranks) must not flag them fallback."""
+    sizes = catalog.filter(pl.col("available")).group_by("category").len()
+    category = sizes.sort("len")["category"][-1]  # the largest: more items than n
+    members = pl.read_parquet(tiny_trained[0] / "interactions.parquet")["member_id"].unique()
+    for member in members.sort()[:10]:
+        plain = _recommend(server, member, n=3, category=category)
+        capped = _recommend(server, member, n=3, category=category, max_per_category=2)
+        assert [i["item_id"] for i in capped["items"]] == [i["item_id"] for i in plain["items"]]
+        assert capped["fallback"] == plain["fallback"] == (plain["model"] == "popular")
+
+
 def test_a_purchase_is_excluded_from_the_very_next_answer(
     server: Server, known_member: str
 ) -> None:

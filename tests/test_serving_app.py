@@ -48,6 +48,40 @@ def test_overridden_settings_can_require_a_key_for_reads(
     asyncio.run(exercise())
 
 
+@pytest.mark.parametrize("fast_lane", [True, False], ids=["fast lane", "FastAPI route"])
+def test_the_storefront_route_needs_a_read_key_when_reads_require_one(
+    tiny_trained: tuple[Path, Path], tmp_path: Path, fast_lane: bool
+) -> None:
+    settings = Settings(
+        bundle=tiny_trained[1], events_url=f"sqlite:///{tmp_path / 'events.db'}",
+        api_keys={"reader": [Role.READ], "writer": [Role.EVENTS]},
+        require_read_key=True, poll_seconds=0, fast_lane=fast_lane,
+    )  # fmt: skip
+    app = create_app(settings)
+    storefront = "/v1/members/someone/recommendations?n=3"
+
+    async def statuses() -> list[tuple[int, str | None]]:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://app") as client,
+        ):
+            for _ in range(600):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            answers = []
+            for key in (None, "nonsense", "writer", "reader"):
+                headers = {"X-API-Key": key} if key else {}
+                response = await client.get(storefront, headers=headers)
+                answers.append((response.status_code, response.json().get("error", {}).get("code")))
+            return answers
+
+    assert asyncio.run(statuses()) == [
+        (401, "unauthorized"), (401, "unauthorized"), (403, "forbidden"), (200, None),
+    ]  # fmt: skip
+
+
 def _comparable(response: httpx.Response) -> tuple[int, dict]:
     """Status and body without what differs per request (ids)."""
     body = response.json()
@@ -55,6 +89,18 @@ def _comparable(response: httpx.Response) -> tuple[int, dict]:
     if "error" in body:
         body["error"].pop("request_id", None)
     return response.status_code, body
+
+
+def _answered_200(metrics: httpx.Response) -> float:
+    """200s of the storefront route counted under its template (not ``unmatched``)."""
+    series = (
+        'recsys_http_requests_total{method="GET",'
+        'route="/v1/members/{member_id}/recommendations",status="200"} '
+    )
+    for line in metrics.text.splitlines():
+        if line.startswith(series):
+            return float(line.removeprefix(series))
+    return 0.0
 
 
 def test_the_fast_lane_answers_exactly_as_the_fastapi_route(
@@ -98,9 +144,10 @@ def test_the_fast_lane_answers_exactly_as_the_fastapi_route(
                 if (await client.get("/readyz")).status_code == 200:
                     break
                 await asyncio.sleep(0.1)
+            counted_before = _answered_200(await client.get("/metrics"))
             results = [_comparable(await client.get(path)) for path in paths]
-            metrics = (await client.get("/metrics")).text
-        assert 'route="/v1/members/{member_id}/recommendations"' in metrics
+            counted = _answered_200(await client.get("/metrics")) - counted_before
+        assert counted == sum(status == 200 for status, _ in results)  # under the template
         return results
 
     lane = asyncio.run(answers(True))

@@ -1,5 +1,5 @@
 """The event store on SQLite and on a throwaway PostgreSQL cluster: idempotent writes, the
-live-history read, and the CTR counts."""
+live-history read (by the time events occurred), the CTR counts, and reload requests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect, text
 
 from serving.event_store import EventStore
 from tests.serving_helpers import throwaway_postgres
@@ -80,3 +81,39 @@ def test_ctr_counts_attribute_clicks_and_purchases_to_served_lists(store: EventS
     assert store.ctr_counts("model", time.time() + 60, None) == []
     [total] = store.ctr_counts("segment", None, None)
     assert total.key == "active" and total.impressions == 20
+
+
+def test_live_history_follows_when_events_occurred_not_when_they_arrived(
+    store: EventStore,
+) -> None:
+    since = time.time() - 3600  # an artifact's data end, an hour ago
+    store.add_events(
+        [
+            {**_event("late", "click", "m9", "i1"), "occurred_at": since - 60},  # before it
+            {**_event("fresh", "purchase", "m9", "i2"), "occurred_at": since + 60,
+             "received_at": since - 600},  # after it, whenever it arrived
+            {**_event("fresher", "click", "m9", "i3"), "occurred_at": since + 120},
+        ]
+    )  # fmt: skip
+    assert [e.item_id for e in store.member_events(["m9"], since)] == ["i2", "i3"]
+    assert [e.item_id for e in store.member_events(["m9", "m8"], since)] == ["i2", "i3"]
+
+
+def test_the_arrival_time_index_of_earlier_versions_is_replaced(store: EventStore) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            text("CREATE INDEX ix_recsys_events_member_received ON recsys_events "
+                 "(member_id, received_at)")
+        )  # fmt: skip
+    store.create_schema()  # what a worker of this version does at start
+    indexes = {index["name"] for index in inspect(store.engine).get_indexes("recsys_events")}
+    assert "ix_recsys_events_member_occurred" in indexes
+    assert "ix_recsys_events_member_received" not in indexes
+
+
+def test_reload_requests_are_numbered_and_read_after_a_number(store: EventStore) -> None:
+    assert store.last_reload_request() == 0
+    first, second = store.request_reload(None), store.request_reload("challenger")
+    assert second > first and store.last_reload_request() == second
+    assert store.reload_requests_after(0) == [(first, None), (second, "challenger")]
+    assert store.reload_requests_after(first) == [(second, "challenger")]

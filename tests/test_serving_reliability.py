@@ -77,14 +77,16 @@ def test_a_reload_during_load_loses_no_request(
 
     with ThreadPoolExecutor(4) as pool:
         loaders = [pool.submit(load, seed) for seed in range(4)]
-        time.sleep(0.5)
-        for source in ("v2", "v1", "v2", "v1"):
-            swap_in(bundles[source], bundles["served"])
-            reloaded = server.client.post("/v1/admin/reload", headers=ADMIN)
-            assert reloaded.status_code == 200, reloaded.text
-            assert reloaded.json()["variants"][0]["swapped"]
-            time.sleep(0.4)
-        stop.set()
+        try:
+            time.sleep(0.5)
+            for source in ("v2", "v1", "v2", "v1"):
+                swap_in(bundles[source], bundles["served"])
+                reloaded = server.client.post("/v1/admin/reload", headers=ADMIN)
+                assert reloaded.status_code == 200, reloaded.text
+                assert reloaded.json()["variants"][0]["swapped"]
+                time.sleep(0.4)
+        finally:  # a failed reload must not leave the loaders running forever
+            stop.set()
         for loader in loaders:
             loader.result()
     assert len(statuses) > 100

@@ -935,7 +935,8 @@ def serve(
     from serving.server import run_server
 
     settings = {
-        "RECSYS_BUNDLE": bundle.resolve() if bundle else None,
+        # Absolute, not resolved: a symlink switched to another version must be followed.
+        "RECSYS_BUNDLE": bundle.absolute() if bundle else None,
         "RECSYS_MODEL_URI": model_uri,
         "RECSYS_EVENTS_URL": events_url,
         "RECSYS_TRACKING_URI": tracking_uri,

@@ -12,19 +12,26 @@ from pydantic_core import to_json
 
 from serving.schemas import ErrorResponse
 
-__all__ = ["JSON_MEDIA_TYPE", "errors", "json_response"]
+__all__ = ["BODY_ERRORS", "JSON_MEDIA_TYPE", "errors", "json_response"]
 
 JSON_MEDIA_TYPE = "application/json"
 
 _MEANINGS = {
+    400: "The body cannot be decoded: not JSON text in UTF-8.",
     401: "No API key, or not a valid one.",
     403: "The key lacks the role this route needs.",
     404: "Unknown item or route.",
+    408: "The body did not arrive within RECSYS_BODY_TIMEOUT_SECONDS.",
     409: "The bundle was refused; the previous one keeps serving.",
+    413: "The body is larger than RECSYS_MAX_BODY_BYTES (refused before it is read).",
     422: "Invalid parameters; the message names each field.",
     502: "The bundle source (registry) could not be read; nothing changed.",
     503: "No bundle loaded yet.",
 }
+
+
+#: What a route that takes a body may answer besides its own errors.
+BODY_ERRORS = (400, 408, 413)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

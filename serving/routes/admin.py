@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from serving.deps import AdminAccess, ModelStoreDep
+from serving.deps import AdminAccess, ModelStoreDep, ReloadRequestsDep
 from serving.errors import InvalidParameterError
 from serving.routes._responses import errors
 from serving.schemas import ReloadResponse, VariantReload
@@ -24,18 +24,22 @@ router = APIRouter(
 @router.post("/reload", summary="Reload bundles now")
 async def reload_bundles(
     models: ModelStoreDep,
+    reload_requests: ReloadRequestsDep,
     variant: Annotated[str | None, Query(description="Only this variant (default all).")] = None,
 ) -> ReloadResponse:
     """Fetch each variant's source (resolving a registry alias), verify and swap it in.
 
     A bundle that fails verification is refused with a 409 and the previous one keeps
-    serving; requests in flight are never interrupted. With several workers, this worker
-    reloads now and the others at their next poll.
+    serving; requests in flight are never interrupted. ``swapped`` is false when the source
+    still held the loaded version (verified again, the answers unchanged). This worker
+    reloads now and records the request, and every other worker sharing the event store
+    follows within ``RECSYS_RELOAD_FOLLOW_SECONDS``.
     """
     if variant is not None and variant not in models.configs:
         raise InvalidParameterError(
             f"variant: unknown variant {variant!r}; known: {list(models.configs)}"
         )
+    await reload_requests.announce(variant)
     outcomes = await models.reload([variant] if variant is not None else None)
     return ReloadResponse(
         variants=[

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from serving.deps import ReadAccess, ServiceDep
 from serving.query import query_dependency, query_openapi
-from serving.routes._responses import errors, json_response
+from serving.routes._responses import BODY_ERRORS, errors, json_response
 from serving.schemas import (
     BundleQuery,
     BundleRequest,
@@ -45,7 +45,12 @@ async def item_bundles(
     return json_response(await service.complements([item_id], query.n))
 
 
-@router.post("/bundles", summary="Complements of a cart", response_model=BundleResponse)
+@router.post(
+    "/bundles",
+    summary="Complements of a cart",
+    response_model=BundleResponse,
+    responses=errors(*BODY_ERRORS),
+)
 async def cart_bundles(body: BundleRequest, service: ServiceDep) -> Response:
     """The best items to add to a cart: every rule whose antecedents are all in the cart
     proposes its consequent, an item keeps its strongest rule, and no item already in the

@@ -9,13 +9,16 @@ from pydantic import Field
 
 from serving.deps import EventsAccess, EventStoreDep
 from serving.ingest import store_events
-from serving.routes._responses import errors
+from serving.routes._responses import BODY_ERRORS, errors
 from serving.schemas import MAX_EVENTS_PER_REQUEST, EventIn, EventsAccepted
 
 __all__ = ["router"]
 
 router = APIRouter(
-    prefix="/v1", tags=["events"], dependencies=[EventsAccess], responses=errors(401, 403, 422)
+    prefix="/v1",
+    tags=["events"],
+    dependencies=[EventsAccess],
+    responses=errors(*BODY_ERRORS, 401, 403, 422),
 )
 
 EventBatch = Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)]

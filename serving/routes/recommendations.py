@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from serving.deps import ReadAccess, ServiceDep
 from serving.query import query_dependency, query_openapi
-from serving.routes._responses import errors, json_response
+from serving.routes._responses import BODY_ERRORS, errors, json_response
 from serving.schemas import (
     BatchRecommendationRequest,
     BatchRecommendationResponse,
@@ -57,6 +57,7 @@ async def member_recommendations(
     "/recommendations/batch",
     summary="Recommended for many members",
     response_model=BatchRecommendationResponse,
+    responses=errors(*BODY_ERRORS),
 )
 async def batch_recommendations(body: BatchRecommendationRequest, service: ServiceDep) -> Response:
     """One list per member id, in the order given, each from the member's own A/B variant."""

@@ -75,11 +75,11 @@ async def evaluation_report(
         )
     snapshot = models.snapshot(variant) if variant is not None else models.primary()
     html = "text/html" in request.headers.get("accept", "")
-    name = REPORT_FILE if html else METRICS_FILE
-    path = snapshot.bundle.extra_files.get(name)
-    if path is None:
+    # Read when the snapshot was loaded: the bundle's path may hold another version by now.
+    content = snapshot.evaluation_html if html else snapshot.evaluation_json
+    if content is None:
+        name = REPORT_FILE if html else METRICS_FILE
         raise NotFoundError(f"the bundle of variant {snapshot.variant!r} has no {name}")
-    content = await asyncio.to_thread(path.read_bytes)
     if html:
         return HTMLResponse(content)
     return Response(content, media_type="application/json")
