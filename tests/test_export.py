@@ -199,6 +199,26 @@ def test_members_without_events_get_their_segments_popularity_flagged(
         assert set(rows.get_column("model")) == {"popular"}
 
 
+def test_recsys_train_carries_the_members_file_members_without_events(
+    tiny_trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store = tiny_trained[0]
+    out = tmp_path / "bundle"
+    result = run_recsys(
+        "train", "-i", store / "interactions.parquet", "--items", store / "items.parquet",
+        "--members", store / "members.parquet", "--models", "popular", "--trials", 1,
+        "--out", out, "--no-mlflow", "--list-depth", 0,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    trained = load_bundle(out, model_classes=MODEL_CLASSES)
+    members = pl.read_parquet(store / "members.parquet").get_column("member_id")
+    without = set(members) - set(trained.member_ids.external_ids.tolist())
+    carried = pl.read_parquet(trained.extra_files["members.parquet"])
+    assert carried.columns == ["member_id", "segment"] and carried.height == len(without) > 0
+    assert set(carried.get_column("member_id")) == without
+    assert set(carried.get_column("segment")) <= set(trained.segment_names)
+
+
 def test_events_of_every_store_query_are_taken_in(
     bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
