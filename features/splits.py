@@ -50,7 +50,6 @@ _MICROSECONDS_PER_DAY: Final = 86_400_000_000
 #: The columns that identify one event; a train row equal to a test row on these is a leak.
 _EVENT_KEY: Final[tuple[str, ...]] = (MEMBER_ID, ITEM_ID, EVENT, TIMESTAMP)
 _ROW: Final = "__split_row"
-_SIZE: Final = "__split_size"
 _ACCEPTED_FORMS: Final = (
     "temporal:YYYY-MM-DD (or an ISO datetime), last-days:N, leave-last:K, last-share:R, "
     "ratio:R[:member|item][:SEED] (for example ratio:0.2:item:7)"
@@ -215,18 +214,7 @@ def leave_last_k_out(interactions: pl.DataFrame, k: int = 1) -> Split:
     would leave the model nothing to learn them from.
     """
     _check_positive_int(k, "k")
-    require_columns(interactions, (MEMBER_ID, TIMESTAMP), "interactions")
-    latest_rows = (
-        interactions.select(MEMBER_ID, TIMESTAMP)
-        .with_row_index(_ROW)
-        .sort(TIMESTAMP, _ROW)
-        .group_by(MEMBER_ID)  # keeps the chronological order within each member
-        .agg(pl.col(_ROW).tail(k), pl.len().alias(_SIZE))
-        .filter(pl.col(_SIZE) > k)
-        .get_column(_ROW)
-        .explode()
-    )
-    return _partition(interactions, _mask_of_rows(interactions.height, latest_rows))
+    return _latest_per_member(interactions, pl.when(pl.len() > k).then(k).otherwise(0))
 
 
 def last_share_split(interactions: pl.DataFrame, share: float) -> Split:
@@ -237,9 +225,16 @@ def last_share_split(interactions: pl.DataFrame, share: float) -> Split:
     20%". Ties in timestamp are broken by row order; members of one row stay in train.
     """
     _check_test_ratio(share)
-    require_columns(interactions, (MEMBER_ID, TIMESTAMP), "interactions")
     group_size = pl.len()
-    test_size = pl.when(group_size > 1).then((group_size * share).round(0)).otherwise(0)
+    return _latest_per_member(
+        interactions, pl.when(group_size > 1).then((group_size * share).round(0)).otherwise(0)
+    )
+
+
+def _latest_per_member(interactions: pl.DataFrame, test_size: pl.Expr) -> Split:
+    """Each member's latest ``test_size`` rows (an expression over the member's group, e.g. of
+    ``pl.len()``) go to test; timestamp ties are broken by row order."""
+    require_columns(interactions, (MEMBER_ID, TIMESTAMP), "interactions")
     latest_rows = (
         interactions.select(MEMBER_ID, TIMESTAMP)
         .with_row_index(_ROW)
@@ -248,7 +243,7 @@ def last_share_split(interactions: pl.DataFrame, share: float) -> Split:
         .agg(pl.col(_ROW).tail(test_size.cast(pl.Int64)))
         .get_column(_ROW)
         .explode()
-        .drop_nulls()
+        .drop_nulls()  # exploding a group with nothing drawn yields a null
     )
     return _partition(interactions, _mask_of_rows(interactions.height, latest_rows))
 
