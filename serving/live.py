@@ -28,6 +28,7 @@ def member_context(
     snapshot: ModelSnapshot,
     events: Sequence[StoredEvent],
     *,
+    member_id: str,
     known: bool,
     segment: str | None = None,
     liked: Sequence[str] = (),
@@ -35,10 +36,14 @@ def member_context(
     """The member's context, or None when there is nothing beyond the bundle to add.
 
     Declared preferences and the segment only matter for members the bundle does not know
-    and who have no behaviour yet; an unknown ``segment`` name is a 422.
+    and who have no behaviour yet; an unknown ``segment`` name is a 422. Without a ``segment``,
+    a member the bundle carries without events (a member of the members file who never shopped)
+    is answered by their own segment.
     """
     lookup = snapshot.bundle.item_ids.get
     code = _segment_code(snapshot, segment)
+    if code is None and not known:
+        code = snapshot.carried_segments.get(member_id)
     live = live_context(events, lookup, snapshot.event_weights, segment=code)
     if live is not None:
         return live

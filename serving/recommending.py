@@ -164,7 +164,7 @@ class RecommendationService:
         snapshot = self._models.for_member(member_id)
         index = snapshot.bundle.member_ids.get(member_id)
         events = await self._live_events([member_id], snapshot.live_since)
-        context = member_context(snapshot, events, known=index is not None)
+        context = member_context(snapshot, events, member_id=member_id, known=index is not None)
         found = snapshot.composer.for_members([member_id], n, contexts=[context])
         count = int(found.counts()[0])
         # Each bundle's items in order (anchor, complement, third when there is one), with
@@ -190,7 +190,7 @@ class RecommendationService:
         )
         served = self._serve(
             snapshot, listed, member_id=member_id, item_id=None,
-            segment=snapshot.segment_of(index) if index is not None else None,
+            segment=snapshot.segment_of_member(member_id, index),
         )  # fmt: skip
         bundles: list[dict[str, Any]] = []
         for (position, _, _), item in zip(listed_items, served.pop("items"), strict=True):
@@ -267,8 +267,8 @@ class RecommendationService:
         indices = [snapshot.bundle.member_ids.get(member_id) for member_id in member_ids]
         contexts = [
             member_context(
-                snapshot, by_member.get(member_id, ()), known=index is not None,
-                segment=segment, liked=liked,
+                snapshot, by_member.get(member_id, ()), member_id=member_id,
+                known=index is not None, segment=segment, liked=liked,
             )
             for member_id, index in zip(member_ids, indices, strict=True)
         ]  # fmt: skip
@@ -286,7 +286,10 @@ class RecommendationService:
                 "member_id": answer.member_id,
                 **self._serve(
                     snapshot, answer, member_id=answer.member_id, item_id=None,
-                    segment=snapshot.segment_of(index) if index is not None else segment,
+                    segment=(
+                        segment if index is None and segment
+                        else snapshot.segment_of_member(answer.member_id, index)
+                    ),
                 ),
             }
             for answer, index in zip(answers, indices, strict=True)

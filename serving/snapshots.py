@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from training.live import event_weights_of, live_since
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
 from training.recommend import BundleRecommender
+from training.roster import Roster
 from training.rules import RuleIndex
 
 __all__ = ["ModelSnapshot", "load_snapshot"]
@@ -57,6 +58,9 @@ class ModelSnapshot:
     #: The training run's metrics.json and report.html as loaded (None: not in the bundle).
     evaluation_json: bytes | None = None
     evaluation_html: bytes | None = None
+    #: Segment code of each member the bundle carries without events (``training.roster``):
+    #: answered with their segment's popularity, as a campaign export answers them.
+    carried_segments: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -68,6 +72,13 @@ class ModelSnapshot:
         if member_index < 0 or codes is None:
             return None
         code = int(codes[member_index])
+        return self.bundle.segment_names[code] if code >= 0 else None
+
+    def segment_of_member(self, member_id: str, member_index: int | None) -> str | None:
+        """The segment name of a member the bundle indexes or carries without events."""
+        if member_index is not None:
+            return self.segment_of(member_index)
+        code = self.carried_segments.get(member_id, -1)
         return self.bundle.segment_names[code] if code >= 0 else None
 
 
@@ -111,4 +122,5 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         rules=RuleIndex(rules, bundle.item_ids.get) if rules is not None else None,
         evaluation_json=metrics,
         evaluation_html=_read_extra(bundle, REPORT_FILE),
+        carried_segments=Roster(bundle).codes_by_member(),
     )

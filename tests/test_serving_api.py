@@ -179,6 +179,20 @@ def test_cold_start_from_declared_likes_and_segment(server: Server, catalog: pl.
     assert wrong.status_code == 422 and "segment" in wrong.json()["error"]["message"]
 
 
+def test_a_member_without_events_is_answered_by_their_own_segment_as_exports_do(
+    server: Server, tiny_trained: tuple[Path, Path]
+) -> None:
+    carried = pl.read_parquet(tiny_trained[1] / "members.parquet")
+    assert carried.height, "the tiny store has members who never shopped"
+    for member_id, segment in carried.select("member_id", "segment").head(5).iter_rows():
+        own = server.client.get(RECOMMEND.format(member_id)).json()
+        stranger = server.client.get(RECOMMEND.format("nobody"), params={"segment": segment})
+        assert own["fallback"]
+        assert [i["item_id"] for i in own["items"]] == [
+            i["item_id"] for i in stranger.json()["items"]
+        ]
+
+
 def test_batch_answers_each_member_in_order(server: Server, known_member: str) -> None:
     members = [known_member, "someone-new", known_member]
     response = server.client.post("/v1/recommendations/batch", json={"member_ids": members, "n": 4})

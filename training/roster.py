@@ -78,6 +78,10 @@ class Roster:
         """The carried members of segment ``code``."""
         return self._codes.filter(pl.col(_CODE) == code).get_column(col.MEMBER_ID).to_numpy()
 
+    def codes_by_member(self) -> dict[str, int]:
+        """Every carried member's segment code, for lookups one member at a time (serving)."""
+        return dict(self._codes.iter_rows())
+
     def segment_codes(self, member_ids: Sequence[str]) -> np.ndarray:
         """Per member (in order): the carried member's segment code, -1 for anyone else."""
         asked = pl.DataFrame({col.MEMBER_ID: pl.Series(member_ids, dtype=pl.Utf8)})
