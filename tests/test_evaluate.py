@@ -13,6 +13,7 @@ c only re-bought and e is unknown, so exactly a and d are evaluated.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Self
@@ -35,7 +36,7 @@ from training.evaluate import (
     item_category_codes,
     recommended_lists,
 )
-from training.models.base import Recommender
+from training.models.base import Recommender, popularity_tie_breaker
 
 X, Y, Z = 0, 1, 2
 A, D = 0, 3  # member indices of the two evaluated members
@@ -266,9 +267,11 @@ def test_diversity_is_reported_when_item_categories_are_given(train: TrainingDat
     assert evaluate_recommended(np.array([[Z, X], [X, Z]]), task, ks=(2,))["diversity@2"] == 1.0
 
 
-def test_item_categories_must_align_with_the_training_items(train: TrainingData) -> None:
-    with pytest.raises(ValueError, match="one code per training item"):
+def test_per_item_inputs_must_align_with_the_training_items(train: TrainingData) -> None:
+    with pytest.raises(ValueError, match="item_categories must hold one value per training item"):
         EvaluationTask.from_split(train, TEST, item_categories=np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match="tie_breaker must hold one value per training item"):
+        EvaluationTask.from_split(train, TEST, tie_breaker=np.zeros(2, dtype=np.float32))
 
 
 def test_category_codes_cover_every_item_of_the_map() -> None:
@@ -298,6 +301,20 @@ def test_recommended_lists_break_ties_by_item_index_and_pad_what_is_not_finite()
     assert lists.tolist() == [[1, 2, 3, 4], [0, 1, 2, 3], [0, 5, -1, -1]]
     wider = recommended_lists(TableScores(np.array(table)), lists_task(exclude), 8)
     assert wider[0].tolist() == [1, 2, 3, 4, 0, -1, -1, -1]  # n above the catalog: padded
+
+
+def test_evaluated_lists_break_ties_by_popularity_as_serving_does() -> None:
+    """Items a model scores alike come in popularity order, as the served lists have them."""
+    table = np.array([[0.0, 0.0, 0.0, 0.0, 1.0], [2.0, 2.0, 0.0, 0.0, 0.0]])
+    popularity = np.array([1.0, 5.0, 3.0, 9.0, 0.0], dtype=np.float32)
+    exclude = sp.csr_matrix((2, 5), dtype=np.float32)
+    task = replace(lists_task(exclude), tie_breaker=popularity_tie_breaker(popularity))
+    lists = recommended_lists(TableScores(table), task, 3)
+    assert lists.tolist() == [[4, 3, 1], [1, 0, 3]]
+    served, _ = TableScores(table).recommend(
+        task.members, task.histories, 3, exclude=exclude, tie_breaker=task.tie_breaker
+    )
+    np.testing.assert_array_equal(lists, served)
 
 
 def test_a_sample_is_drawn_from_the_evaluable_members_before_anything_is_built(
