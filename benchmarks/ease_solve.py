@@ -1,13 +1,18 @@
 """Benchmark of EASE's solve: which inversion of XᵀX + λI survives, how fast, how accurate.
 
 The issue: ``scipy.linalg.inv`` of the float64 Gram matrix of 20,000 items killed ``recsys
-train`` with a segmentation fault (scipy's bundled OpenBLAS has 32-bit indices). Candidates:
+train`` with a segmentation fault. Candidates:
 
-- ``scipy.linalg.inv`` float64 (EASE's solve before this benchmark), scipy's LAPACK
-  ``dpotrf``/``dpotri`` (Cholesky) in float64 and ``spotrf``/``spotri`` in float32;
-- ``numpy.linalg.inv`` in float64 and float32 (numpy's OpenBLAS has 64-bit indices);
-- ``dpotrf``/``dpotri`` of numpy's 64-bit-index OpenBLAS through ctypes, float64;
-- the product: ``training.models.ease.closed_form_weights``, the same in float32, in place.
+- ``scipy.linalg.inv`` float64 (EASE's solve before this benchmark), on all cores and on one
+  thread; scipy's LAPACK
+  ``dpotrf``/``dpotri`` (Cholesky) in float64 and ``spotrf``/``spotri`` in float32 (scipy's
+  bundled OpenBLAS, 32-bit indices);
+- ``numpy.linalg.inv`` in float64 and float32 (numpy's OpenBLAS, 64-bit indices; numpy
+  computes a float32 inverse in float64);
+- ``potrf``/``potri`` of numpy's 64-bit-index OpenBLAS through ctypes ("ILP64"): float64 on
+  all cores and on one thread, float32 on all cores;
+- the product, ``training.models.ease.closed_form_weights``: ILP64 float32 on one thread, in
+  place.
 
 Data: the ``n`` items with the most training members of a generated store (100,000 members,
 26,000 items, 3,000,000 events, seed 42), binary histories, the last 30 days as the test
@@ -27,8 +32,8 @@ scores) that agree item for item, with each candidate's P@10 and NDCG@10. The pr
 before it set beside the estimate that ``check_fits_in_memory`` compares with the memory
 available. Results go to the "EASE solve" section of ``docs/benchmarks.md``.
 
-    uv run python benchmarks/ease_solve.py                      # everything, about 45 min
-    uv run python benchmarks/ease_solve.py --sizes 2000 --crash-size 0 --doc ''   # a quick look
+    uv run python benchmarks/ease_solve.py --work DIR           # everything, about 2 hours
+    uv run python benchmarks/ease_solve.py --sizes 2000 --crash-sizes '' --doc ''   # a quick look
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 from child_process import run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
+from threadpoolctl import threadpool_limits
 
 from features import columns as col
 from features.generate import StoreConfig, generate_store
@@ -82,11 +88,13 @@ DEFAULT_L2 = 500.0
 #: The low end of EASE's tuning range, where float32 has the least room.
 LOW_L2 = 10.0
 REFERENCE = "numpy.linalg.inv f64"
-PRODUCT = "product: ILP64 spotrf/spotri f32"
-#: Candidates run again at the low λ, and the ones run at the crash size (just above 2**31
-#: bytes in float32, where scipy's 32-bit-index float32 solve is expected to fail too).
-LOW_L2_CANDIDATES = (REFERENCE, "ILP64 dpotrf/dpotri f64", PRODUCT)
-CRASH_CANDIDATES = ("scipy spotrf/spotri f32", PRODUCT)
+ILP64_F32_THREADED = "ILP64 spotrf/spotri f32"
+PRODUCT = "product: ILP64 spotrf/spotri f32, 1 thread"
+#: Candidates run again at the low λ, and the float32 ones run at the crash sizes (24,000
+#: items are 2.3 GB in float32, above 2**31 bytes; 32,000 are 4.1 GB, above the float64
+#: matrix of 20,000 items, where the threaded Cholesky crashed).
+LOW_L2_CANDIDATES = (REFERENCE, "ILP64 dpotrf/dpotri f64", ILP64_F32_THREADED, PRODUCT)
+CRASH_CANDIDATES = ("scipy spotrf/spotri f32", ILP64_F32_THREADED, PRODUCT)
 #: Rows of B compared at once (two float64 blocks of this many rows).
 _COMPARE_ROWS = 1024
 
@@ -103,6 +111,14 @@ def _scale_to_weights(precision: np.ndarray) -> np.ndarray:
 
 def _scipy_inv(gram: np.ndarray) -> np.ndarray:
     return _scale_to_weights(scipy.linalg.inv(gram, overwrite_a=True, check_finite=False))
+
+
+def _on_one_thread(solve: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    def on_one_thread(gram: np.ndarray) -> np.ndarray:
+        with threadpool_limits(1, user_api="blas"):
+            return solve(gram)
+
+    return on_one_thread
 
 
 def _numpy_inv(gram: np.ndarray) -> np.ndarray:
@@ -124,16 +140,22 @@ def _scipy_cholesky(gram: np.ndarray) -> np.ndarray:
     return _scale_to_weights(precision)
 
 
-def _ilp64_cholesky_f64(gram: np.ndarray) -> np.ndarray:
-    """dpotrf/dpotri of the 64-bit-index OpenBLAS that the product found, called as it calls
-    the float32 routines."""
+def _ilp64_routines(prefix: str) -> Lapack64:
+    """``{prefix}potrf``/``{prefix}potri`` of the 64-bit-index OpenBLAS the product found."""
     found = find_lapack64()
     if found is None:
         raise RuntimeError("no 64-bit-index OpenBLAS loaded")
     handle = ctypes.CDLL(found.library)
-    prefix = "scipy_" if hasattr(handle, "scipy_dpotrf_64_") else ""
-    routines = (getattr(handle, f"{prefix}dpotrf_64_"), getattr(handle, f"{prefix}dpotri_64_"))
-    Lapack64(found.library, *(_declared(routine) for routine in routines)).invert_upper(gram)
+    symbol = "scipy_{}_64_" if hasattr(handle, "scipy_spotrf_64_") else "{}_64_"
+    potrf, potri = (getattr(handle, symbol.format(prefix + name)) for name in ("potrf", "potri"))
+    return Lapack64(found.library, _declared(potrf), _declared(potri))
+
+
+def _ilp64_cholesky(gram: np.ndarray, threads: int | None) -> np.ndarray:
+    """The product's Cholesky inverse in ``gram``'s dtype, on ``threads`` (None: all cores)."""
+    lapack = _ilp64_routines("d" if gram.dtype == np.float64 else "s")
+    with threadpool_limits(threads, user_api="blas"):
+        lapack.invert_upper(gram)
     _mirror_upper_to_lower(gram)
     return _scale_to_weights(gram)
 
@@ -146,11 +168,14 @@ def _product(gram: np.ndarray) -> np.ndarray:
 #: name -> (dtype of the Gram matrix it takes, solve from Gram + λI to B).
 CANDIDATES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "scipy.linalg.inv f64": ("float64", _scipy_inv),
+    "scipy.linalg.inv f64, 1 thread": ("float64", _on_one_thread(_scipy_inv)),
     "scipy dpotrf/dpotri f64": ("float64", _scipy_cholesky),
     "scipy spotrf/spotri f32": ("float32", _scipy_cholesky),
     REFERENCE: ("float64", _numpy_inv),
     "numpy.linalg.inv f32": ("float32", _numpy_inv),
-    "ILP64 dpotrf/dpotri f64": ("float64", _ilp64_cholesky_f64),
+    "ILP64 dpotrf/dpotri f64": ("float64", lambda gram: _ilp64_cholesky(gram, None)),
+    "ILP64 dpotrf/dpotri f64, 1 thread": ("float64", lambda gram: _ilp64_cholesky(gram, 1)),
+    ILP64_F32_THREADED: ("float32", lambda gram: _ilp64_cholesky(gram, None)),
     PRODUCT: ("float32", _product),
 }
 
@@ -251,7 +276,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--low-l2-size", type=int, default=12_000, help="Size of the λ=10 runs (0: none)."
     )
     parser.add_argument(
-        "--crash-size", type=int, default=24_000, help="Size of the float32 crash check (0: none)."
+        "--crash-sizes",
+        default="24000,32000",
+        help="Sizes of the float32 crash check, comma-separated ('' for none).",
     )
     parser.add_argument(
         "--work",
@@ -263,16 +290,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def ensure_store(work: Path) -> Path:
-    store = work / "store"
+def ensure_store(work: Path, n_items: int) -> Path:
+    """The generated store a size reads: the main one, or for a size beyond its items one with
+    2,000 items to spare (the same members, events and seed)."""
+    items = max(STORE_SIZE["items"], n_items + 2_000)
+    store = work / ("store" if items == STORE_SIZE["items"] else f"store-{items}-items")
     if not (store / "interactions.parquet").is_file():
-        generate_store(StoreConfig(**STORE_SIZE), store)
+        generate_store(StoreConfig(**{**STORE_SIZE, "items": items}), store)
     return store
 
 
-def prepare_size(store: Path, work: Path, n_items: int) -> SizeData:
+def prepare_size(store: Path, work: Path, n_items: int, dtypes: set[str]) -> SizeData:
     """The ``n_items`` items with the most training members: their training interactions
-    (saved for the fit child), the evaluation task, and the Gram matrix in both dtypes."""
+    (saved for the fit child), the evaluation task, and the Gram matrix in ``dtypes``."""
     directory = work / f"n{n_items}"
     directory.mkdir(parents=True, exist_ok=True)
     split = parse_split_spec(SPLIT).split(pl.read_parquet(store / "interactions.parquet"))
@@ -291,11 +321,11 @@ def prepare_size(store: Path, work: Path, n_items: int) -> SizeData:
     train.write_parquet(directory / "train.parquet")
     data = build_training_data(train)
     task = EvaluationTask.from_split(data, split.test, max_members=MAX_EVALUATED_MEMBERS, seed=42)
-    gram_path = directory / "gram_float32.npy"
-    if not gram_path.is_file():
+    missing = [dtype for dtype in dtypes if not (directory / f"gram_{dtype}.npy").is_file()]
+    if missing:
         gram = dense_gram(binary_histories(data.matrix))
-        np.save(gram_path, gram, allow_pickle=False)
-        np.save(directory / "gram_float64.npy", gram.astype(np.float64), allow_pickle=False)
+        for dtype in missing:
+            np.save(directory / f"gram_{dtype}.npy", gram.astype(dtype), allow_pickle=False)
     return SizeData(directory, data, task)
 
 
@@ -397,43 +427,56 @@ def outcome(run: SolveRun) -> str:
 
 
 def measure(args: argparse.Namespace, work: Path) -> tuple[list[SolveRun], list[dict[str, float]]]:
-    """Every planned run, in order of size; runs already recorded in ``work`` are reused."""
+    """Every planned run, in order of size. Runs already recorded in ``work`` are kept; a
+    group (size, λ) with new runs runs the reference again, to score them against."""
     results_file = work / "results.json"
-    done = (
-        json.loads(results_file.read_text())
-        if results_file.is_file()
-        else {"solves": {}, "fits": {}}
-    )
-    store = ensure_store(work)
-    sizes = sorted({int(size) for size in args.sizes.split(",")} | ({args.crash_size} - {0}))
-    for n_items in sizes:
+    empty: dict[str, dict] = {"solves": {}, "fits": {}}
+    done = json.loads(results_file.read_text()) if results_file.is_file() else empty
+    main_sizes = _sizes(args.sizes)
+    for n_items in sorted(main_sizes | _sizes(args.crash_sizes)):
         plan = planned_runs(n_items, args)
-        if all(run_key(c, n_items, l2) in done["solves"] for c, l2 in plan) and (
-            str(n_items) in done["fits"] or n_items == args.crash_size
-        ):
+        missing = [(c, l2) for c, l2 in plan if run_key(c, n_items, l2) not in done["solves"]]
+        fit_missing = n_items in main_sizes and str(n_items) not in done["fits"]
+        if not missing and not fit_missing:
             continue
         print(f"n = {n_items:,}", flush=True)
-        size = prepare_size(store, work, n_items)
-        for l2 in sorted({l2 for _, l2 in plan}, reverse=True):
-            runs = [run_candidate(c, size, l2) for c, wanted in plan if wanted == l2]
+        groups = {l2: _with_reference(plan, missing, l2) for l2 in {l2 for _, l2 in missing}}
+        dtypes = {CANDIDATES[c][0] for candidates in groups.values() for c in candidates}
+        size = prepare_size(ensure_store(work, n_items), work, n_items, dtypes)
+        for l2, candidates in sorted(groups.items(), reverse=True):
+            runs = [run_candidate(candidate, size, l2) for candidate in candidates]
             if any(r.candidate == REFERENCE and r.returncode == 0 for r in runs):
                 score_against_reference(runs, size, l2)
             done["solves"].update({run.key: asdict(run) for run in runs})
             results_file.write_text(json.dumps(done, indent=1))
-        if n_items != args.crash_size or n_items in {int(s) for s in args.sizes.split(",")}:
+        if fit_missing:
             done["fits"][str(n_items)] = run_fit(size)
             results_file.write_text(json.dumps(done, indent=1))
     solves = [SolveRun(**record) for record in done["solves"].values()]
     return solves, list(done["fits"].values())
 
 
+def _sizes(text: str) -> set[int]:
+    return {int(size) for size in text.split(",") if size.strip()}
+
+
+def _with_reference(
+    plan: list[tuple[str, float]], missing: list[tuple[str, float]], l2: float
+) -> list[str]:
+    """The missing candidates at ``l2``, with the reference first when the plan has one."""
+    wanted = {c for c, at in missing if at == l2}
+    if (REFERENCE, l2) in plan:
+        wanted.add(REFERENCE)
+    return [c for c in CANDIDATES if c in wanted]
+
+
 def planned_runs(n_items: int, args: argparse.Namespace) -> list[tuple[str, float]]:
     """(candidate, λ) pairs at a size: every candidate at the default λ on the main sizes, the
-    low-λ three at ``--low-l2-size``, the float32 pair at ``--crash-size``."""
+    low-λ ones at ``--low-l2-size``, the float32 ones at the crash sizes."""
     plan: list[tuple[str, float]] = []
-    if n_items in {int(size) for size in args.sizes.split(",")}:
+    if n_items in _sizes(args.sizes):
         plan += [(candidate, DEFAULT_L2) for candidate in CANDIDATES]
-    elif n_items == args.crash_size:
+    elif n_items in _sizes(args.crash_sizes):
         plan += [(candidate, DEFAULT_L2) for candidate in CRASH_CANDIDATES]
     if n_items == args.low_l2_size:
         plan += [(candidate, LOW_L2) for candidate in LOW_L2_CANDIDATES]
@@ -484,7 +527,10 @@ def render_section(solves: list[SolveRun], fits: list[dict[str, float]], command
             "between runs); memory: the child's peak above what it held with the Gram matrix "
             "loaded. Accuracy "
             f"against `{REFERENCE}`: the largest |ΔB| and the share of top-10 slots (training "
-            "purchases excluded) holding the same item.",
+            "purchases excluded) holding the same item. Sizes above the main store's items come "
+            "from a store with 2,000 items more (same members, events and seed); only float32 "
+            "candidates run there. Runs recorded in the work directory are reused, so rows can "
+            "come from different passes; the load column tells each one's conditions.",
             "",
             "| | |",
             "|---|---|",
@@ -497,9 +543,13 @@ def render_section(solves: list[SolveRun], fits: list[dict[str, float]], command
             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
+            *_summary(solves),
+            "",
             "The product's whole `EASERecommender.fit` (Gram matrix, solve, weights) in a child "
             "process, its peak memory above the training data it was handed, beside the estimate "
-            "that `check_fits_in_memory` compares with the memory available:",
+            "that `check_fits_in_memory` compares with the memory available (the peak is "
+            "measured as VmHWM above the RSS before the fit, so memory freed earlier and reused "
+            "is not counted):",
             "",
             "| n items | fit wall s | load | peak above data GiB | estimate GiB |",
             "|---:|---:|---:|---:|---:|",
@@ -512,6 +562,35 @@ def render_section(solves: list[SolveRun], fits: list[dict[str, float]], command
             "",
         ]
     )
+
+
+def _summary(solves: list[SolveRun]) -> list[str]:
+    """What crashed where, and the product against the reference at the largest size both ran."""
+    crashed: dict[str, list[str]] = {}
+    for run in solves:
+        if run.returncode < 0:
+            crashed.setdefault(run.candidate, []).append(f"{run.n_items:,}")
+    lines = [
+        "Crashed: "
+        + "; ".join(f"`{name}` at {', '.join(sizes)}" for name, sizes in crashed.items())
+        + f". `{PRODUCT}` completed at every size."
+    ]
+    finished = {
+        (r.candidate, r.n_items): r for r in solves if r.returncode == 0 and r.l2 == DEFAULT_L2
+    }
+    both = [n for (c, n) in finished if c == PRODUCT and (REFERENCE, n) in finished]
+    if both:
+        n_items = max(both)
+        product, reference = finished[PRODUCT, n_items], finished[REFERENCE, n_items]
+        lines += [
+            "",
+            f"At {n_items:,} items the product took {product.wall_s:.0f} s and "
+            f"{_gib(product.extra_bytes)} GiB above the Gram matrix, against "
+            f"{reference.wall_s:.0f} s and {_gib(reference.extra_bytes)} GiB for `{REFERENCE}`, "
+            f"with max |ΔB| {product.max_abs_error:.1e} and top-10 agreement "
+            f"{product.top10_agreement:.4f}.",
+        ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

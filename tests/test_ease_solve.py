@@ -99,12 +99,6 @@ def test_refuses_when_the_estimate_exceeds_the_usable_share_of_available_memory(
     assert "restrict it to about 19,999 items" in message
 
 
-def test_the_estimate_without_a_64_bit_lapack_counts_numpys_copies() -> None:
-    with_lapack, without = solve_memory(10_000, find_lapack64()), solve_memory(10_000, None)
-    assert with_lapack.peak_bytes - with_lapack.block_bytes == 10_000**2 * 4
-    assert without.peak_bytes - without.block_bytes == 10_000**2 * 16
-
-
 def test_fit_refuses_a_catalogue_beyond_this_machines_memory_before_allocating_it() -> None:
     catalogue = pl.DataFrame({col.ITEM_ID: [f"c{item}" for item in range(1_000_000)]})
     data = build_training_data(two_group_interactions(), items=catalogue)

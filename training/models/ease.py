@@ -5,22 +5,26 @@ seeds, but its weight matrix is dense, items x items: memory grows with the squa
 catalogue and the solve with its cube.
 
 The solve inverts the float32 Gram matrix XᵀX + λI in place by Cholesky (LAPACK ``spotrf``
-then ``spotri``) through a 64-bit-index LAPACK, the OpenBLAS that numpy's wheels ship; the
+then ``spotri``) on one thread, through the 64-bit-index OpenBLAS that numpy's wheels ship; the
 inverse then becomes the weights in the same buffer. Why each choice (measured by
 ``benchmarks/ease_solve.py``, docs/benchmarks.md "EASE solve"):
 
-- 64-bit indices: scipy's bundled OpenBLAS has 32-bit indices and crashes the process (a
-  segmentation fault, no message) on matrices above about 2**31 bytes, e.g. the float64 Gram
-  matrix of 20,000 items.
+- one thread: OpenBLAS's threaded level-3 paths crash the process (a segmentation fault, no
+  message) on large matrices with 2 threads: ``scipy.linalg.inv`` (scipy's own OpenBLAS) and
+  ``dpotrf`` of numpy's OpenBLAS both did at 20,000 items in float64, in a worker thread's
+  ``dgemm_*copy``; both completed on one thread. On 2 cores one thread costs little
+  (float32, 20,000 items: 93 s on two threads, about as long on one).
+- 64-bit indices: ``n`` and ``lda`` are 64-bit integers, so no size overflows the interface;
+  numpy's OpenBLAS is loaded anyway, and is found through threadpoolctl.
 - Cholesky: the matrix is symmetric positive definite, and potrf + potri do about n³ flops
   where an LU inverse does 8/3 n³.
-- float32: half the memory and time of float64, with B within ~1e-6 of a float64 solve at the
-  default λ; the weights are stored in float32 anyway.
+- float32: half the memory and time of float64, with B within about 1e-6 of a float64 solve
+  and the same top-10 lists; the weights are stored in float32 anyway.
 
 So a fit's only quadratic allocation is one float32 n x n matrix, and :func:`check_fits_in_memory`
 refuses, with the numbers, a catalogue whose estimate exceeds the memory available, before
 anything quadratic is allocated. Where no 64-bit-index LAPACK is loaded (a numpy built against
-another BLAS), ``numpy.linalg.inv`` does the inversion, at four times the memory.
+another BLAS), ``numpy.linalg.inv`` does the inversion, at nine times the memory.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy as np
 import psutil
 import scipy.sparse as sp
 from pydantic import Field, model_validator
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from training.dataset import TrainingData
 from training.models.base import ModelFitError, ModelParams, Recommender, top_n
@@ -163,11 +167,12 @@ def solve_memory(n_items: int, lapack: Lapack64 | None) -> SolveMemory:
     """The peak of a fit beyond the histories it is given.
 
     With a 64-bit-index LAPACK: the float32 Gram matrix alone (inverted and scaled in place),
-    4 bytes per cell. With ``numpy.linalg.inv``: the Gram matrix, numpy's copy of it, the
-    identity it solves against and the inverse, 16 bytes per cell. Plus, while the Gram
-    matrix is built, one block of its rows.
+    4 bytes per cell. With ``numpy.linalg.inv``, which computes a float32 inverse in float64:
+    the Gram matrix, its float64 cast, numpy's copy of that, the identity it solves against
+    and the float64 inverse, 36 bytes per cell (the benchmark measured 32 above the Gram
+    matrix at 12,000 items). Plus, while the Gram matrix is built, one block of its rows.
     """
-    bytes_per_cell = 4 if lapack is not None else 16
+    bytes_per_cell = 4 if lapack is not None else 36
     return SolveMemory(n_items, bytes_per_cell, _GRAM_BLOCK_BYTES)
 
 
@@ -241,11 +246,13 @@ def closed_form_weights(gram: np.ndarray, l2: float, lapack: Lapack64 | None) ->
 
 def invert_spd_in_place(matrix: np.ndarray, lapack: Lapack64 | None) -> None:
     """Overwrite a symmetric positive definite float32 matrix with its inverse, by Cholesky
-    through ``lapack``, or by ``numpy.linalg.inv`` where there is none."""
+    through ``lapack`` on one thread (OpenBLAS's threaded Cholesky segfaults on large
+    matrices; see the module's docstring), or by ``numpy.linalg.inv`` where there is none."""
     if lapack is None:
         matrix[...] = np.linalg.inv(matrix)
         return
-    lapack.invert_upper(matrix)
+    with threadpool_limits(1, user_api="blas"):
+        lapack.invert_upper(matrix)
     _mirror_upper_to_lower(matrix)
 
 
