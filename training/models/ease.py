@@ -278,8 +278,8 @@ class Lapack64:
     potri: Callable[..., None]
 
     def invert_upper(self, matrix: np.ndarray) -> None:
-        """Invert a C-ordered symmetric positive definite float32 matrix into its upper
-        triangle. LAPACK is column-major, so the C-order matrix is its transpose: LAPACK's
+        """Invert a C-ordered symmetric positive definite matrix of the routines' dtype into
+        its upper triangle. LAPACK is column-major, so the C-order matrix is its transpose: LAPACK's
         lower triangle ("L") is our upper one."""
         size = ctypes.c_int64(matrix.shape[0])
         info = ctypes.c_int64(0)
