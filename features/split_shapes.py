@@ -50,6 +50,7 @@ __all__ = [
     "SplitShape",
     "carve_validation",
     "infer_split_shape",
+    "shape_numbers",
     "shape_of_spec",
 ]
 
@@ -95,6 +96,16 @@ class SplitShape:
             record["window_days"] = self.window / timedelta(days=1)
             del record["window"]
         return record
+
+
+def shape_numbers(record: dict[str, Any]) -> str:
+    """The numbers of a shape record (:meth:`SplitShape.describe`) in one line, e.g. "share
+    0.0776, window_days 29.6", for the console; the evidence stays in metrics.json."""
+    return ", ".join(
+        f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in record.items()
+        if key not in ("kind", "inferred", "evidence", "spec")
+    )
 
 
 def shape_of_spec(spec: SplitSpec, split: Split) -> SplitShape:

@@ -183,6 +183,18 @@ class Bundle:
     def default_model(self) -> Recommender:
         return self.models[self.chosen]
 
+    @property
+    def created_at(self) -> datetime:
+        """When the bundle was written (aware, UTC)."""
+        return _utc_moment(str(self.manifest["created_at"]))
+
+    @property
+    def data_end(self) -> datetime | None:
+        """The time of the last event the bundle learned from (aware, UTC); None for bundles
+        written before the manifest recorded it."""
+        stamp = self.manifest.get("data_end")
+        return _utc_moment(str(stamp)) if stamp else None
+
     def model(self, name: str) -> Recommender:
         """The model called ``name``; an unknown name lists the ones there are."""
         try:
@@ -532,6 +544,12 @@ def _sha256(path: Path) -> str:
 def _utc_text(moment: datetime) -> str:
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _utc_moment(text: str) -> datetime:
+    """An ISO-8601 manifest time as an aware UTC datetime (naive times are UTC)."""
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _json_value(value: Any) -> Any:

@@ -25,6 +25,7 @@ from features.generate import StoreConfig, StoreSummary, generate_store
 from features.ingest import parse_column_mapping
 from features.members import compute_member_profiles, segment_summary
 from features.presets import PRESETS, get_preset
+from features.split_shapes import shape_numbers
 from features.splits import Split, SplitSpec, explicit_split, parse_split_spec
 from features.validate import (
     DEFAULT_MAX_BAD_SHARE,
@@ -483,12 +484,9 @@ def print_protocol(metrics: dict[str, Any]) -> None:
     how = "inferred from the files" if shape.get("inferred") else "from the split"
     if shape["kind"] == "given":
         how = f"given: {shape['spec']}"
-    numbers = ", ".join(
-        f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
-        for key, value in shape.items()
-        if key not in ("kind", "inferred", "evidence", "spec")
+    console.print(
+        f"Validation shaped like the test: {shape['kind']} ({how}; {shape_numbers(shape)})"
     )
-    console.print(f"Validation shaped like the test: {shape['kind']} ({how}; {numbers})")
     if metrics["chosen_because"] != "best on validation":
         console.print(f"Chosen: {metrics['chosen']}, {metrics['chosen_because']}")
     refit = metrics["refit"]

@@ -7,7 +7,6 @@ score from and the purchases that are excluded and that make a test purchase "no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -69,8 +68,8 @@ def seen_by_bundle(bundle: Bundle, test: pl.DataFrame) -> int:
     A bundle refit on all the data has learned from its own test period: scored on it, every
     model looks better than it is. Nonzero means the figures are not a test.
     """
-    data_end = bundle.manifest.get("data_end")
-    if not data_end or col.TIMESTAMP not in test.columns:
+    data_end = bundle.data_end
+    if data_end is None or col.TIMESTAMP not in test.columns:
         return 0
-    end = datetime.fromisoformat(data_end).astimezone(UTC).replace(tzinfo=None)
-    return int((test.get_column(col.TIMESTAMP) <= end).sum())
+    naive_utc = data_end.replace(tzinfo=None)  # as interaction timestamps are stored
+    return int((test.get_column(col.TIMESTAMP) <= naive_utc).sum())

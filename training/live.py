@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from features.matrices import EventWeights
@@ -84,6 +83,4 @@ def live_since(bundle: Bundle) -> float:
     """Epoch seconds after which events are live history: the manifest's ``data_end`` (the last
     event the artifact learned from), else, for artifacts written before it was recorded,
     ``created_at``. Naive times are UTC."""
-    stamp = bundle.manifest.get("data_end") or bundle.manifest["created_at"]
-    moment = datetime.fromisoformat(str(stamp))
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return (bundle.data_end or bundle.created_at).timestamp()

@@ -38,7 +38,13 @@ from features.baskets import Baskets, baskets_from_interactions
 from features.errors import ConfigError
 from features.matrices import EventWeights
 from features.members import SEGMENT, compute_member_profiles
-from features.split_shapes import SplitShape, carve_validation, infer_split_shape, shape_of_spec
+from features.split_shapes import (
+    SplitShape,
+    carve_validation,
+    infer_split_shape,
+    shape_numbers,
+    shape_of_spec,
+)
 from features.splits import Split, SplitSpec, parse_split_spec
 from training.bundle import data_fingerprint
 from training.config import MODEL_NAMES, RuleConfig, TuningBudget
@@ -312,18 +318,11 @@ def _tune_on_validation(
     that the final fits, the evaluation and the bundle would otherwise carry along.
     """
     validation, shape = _validation_split(split, spec, config)
-    progress(f"validation shaped as {_shape_text(shape)}")
+    progress(f"validation shaped as {shape['kind']} ({shape_numbers(shape)})")
     data, segments = _training_data(validation.train, items, members, config)
     popularity = fallback_popularity(data, None).global_scores
     task = _task(data, validation.test, items, segments, config, popularity)
     return _tune_all(data, task, config, failures, progress), shape, validation.describe()
-
-
-def _shape_text(shape: dict[str, Any]) -> str:
-    """One line for the progress bar and the console: the shape and its numbers."""
-    details = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-               for key, value in shape.items() if key not in ("kind", "evidence")]  # fmt: skip
-    return f"{shape['kind']} ({', '.join(details)})"
 
 
 @dataclass
@@ -340,12 +339,13 @@ def _evaluate_on_test(
     params: dict[str, dict[str, Any]],
     data: TrainingData,
     task: EvaluationTask,
+    popularity_order: np.ndarray,
     failures: _Failures,
     progress: Progress,
 ) -> tuple[_TestReport, dict[str, Recommender]]:
-    """Fit each model on train with its params and measure it on test; failures recorded."""
+    """Fit each model on train with its params and measure it on test; failures recorded.
+    ``popularity_order``: training items, most interacted first (for the long-tail shares)."""
     report, models = _TestReport(), {}
-    popularity_order = np.argsort(-np.asarray((data.matrix > 0).sum(axis=0)).ravel(), kind="stable")
     for name, model_params in params.items():
         progress(f"fitting and evaluating {name}")
         started = time.perf_counter()
@@ -447,13 +447,13 @@ def run_training(
     data, segments = _training_data(split.train, items, members, config)
     popularity = fallback_popularity(data, params.get(baseline)).global_scores
     test_task = _task(data, split.test, items, segments, config, popularity)
-    report, models = _evaluate_on_test(tested_params, data, test_task, failures, progress)
+    popularity_order = np.argsort(-np.asarray((data.matrix > 0).sum(axis=0)).ravel(), kind="stable")
+    report, models = _evaluate_on_test(
+        tested_params, data, test_task, popularity_order, failures, progress
+    )
     train_baskets = baskets_from_interactions(data.interactions)
     evaluated_members = test_task.n_members
-    catalog_tail = _catalog_long_tail(
-        data.matrix,
-        np.argsort(-np.asarray((data.matrix > 0).sum(axis=0)).ravel(), kind="stable"),
-    )
+    catalog_tail = _catalog_long_tail(data.matrix, popularity_order)
     refit_seconds: dict[str, float] = {}
     if config.refit:
         del models, data, test_task  # the train-only fits are measured; free them before refit
