@@ -172,3 +172,20 @@ def test_cli_infers_the_shape_of_a_test_file_prints_it_and_stores_every_report(
     assert given.returncode == 0, given.stderr
     shape = json.loads((tmp_path / "given" / "metrics.json").read_text())["protocol"]
     assert shape["validation_shape"] == {"kind": "given", "spec": "last-days:20"}
+
+
+def test_evaluating_a_refit_bundle_on_its_own_test_period_warns(
+    tables: dict[str, pl.DataFrame], served: Path, tmp_path: Path
+) -> None:
+    interactions = tables["interactions"]
+    cutoff = interactions[col.TIMESTAMP].max() - pl.duration(days=30)
+    test_file = tmp_path / "test.parquet"
+    recent = interactions.filter(pl.col(col.TIMESTAMP) >= cutoff)
+    recent.write_parquet(test_file)
+    result = run_recsys(
+        "evaluate", "--bundle", served, "--test-file", test_file, "--all-items", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{recent.height:,} of the {recent.height:,} test events" in " ".join(
+        result.stderr.split()
+    )
