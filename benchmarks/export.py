@@ -38,12 +38,12 @@ import polars as pl
 import pyarrow.parquet as pq
 from child_process import run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
-from stores import trained_bundle
+from stores import trained_artifact
 
-from training.bundle import RULES_FILE, Bundle, load_bundle
+from training.artifact import RULES_FILE, ModelArtifact, load_artifact
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
-from training.recommend import BundleRecommender
+from training.recommend import ArtifactRecommender
 
 SECTION_TITLE = "## Campaign export"
 RECSYS = Path(sys.executable).with_name("recsys")
@@ -93,10 +93,10 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def compare_bundles(bundle: Bundle, sample: list[str], repeat: int) -> LoopAgainstBatch:
-    rules_path = bundle.extra_files.get(RULES_FILE)
+def compare_bundles(artifact: ModelArtifact, sample: list[str], repeat: int) -> LoopAgainstBatch:
+    rules_path = artifact.extra_files.get(RULES_FILE)
     rules = pl.read_parquet(rules_path) if rules_path is not None else None
-    composer = BundleComposer(BundleRecommender(bundle), rules)
+    composer = BundleComposer(ArtifactRecommender(artifact), rules)
     batch = composer.for_members(sample, BUNDLES_PER_MEMBER)  # warms the stand-in table too
     for row, member in enumerate(sample):
         alone = composer.for_members([member], BUNDLES_PER_MEMBER)
@@ -112,8 +112,10 @@ def compare_bundles(bundle: Bundle, sample: list[str], repeat: int) -> LoopAgain
     return LoopAgainstBatch("bundles", loop_s, batch_s, len(sample))
 
 
-def compare_recommendations(bundle: Bundle, sample: list[str], repeat: int) -> LoopAgainstBatch:
-    recommender = BundleRecommender(bundle)
+def compare_recommendations(
+    artifact: ModelArtifact, sample: list[str], repeat: int
+) -> LoopAgainstBatch:
+    recommender = ArtifactRecommender(artifact)
     batch = recommender.ranked(sample, ITEMS_PER_MEMBER)
     for row, member in enumerate(sample):
         [alone] = recommender.recommend([member], ITEMS_PER_MEMBER)
@@ -136,9 +138,9 @@ class ExportRun:
     members: int
 
 
-def run_export(bundle: Path, kind: str, n: int, out: Path, log: Path) -> ExportRun:
+def run_export(artifact: Path, kind: str, n: int, out: Path, log: Path) -> ExportRun:
     """``recsys export`` in a child process, with its own peak RSS."""
-    command = [str(RECSYS), "export", "--bundle", str(bundle), "--out", str(out),
+    command = [str(RECSYS), "export", "--artifact", str(artifact), "--out", str(out),
                "--kind", kind, "-n", str(n)]  # fmt: skip
     child = run_child(command, log, REPO_ROOT)
     if child.returncode != 0:
@@ -156,24 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="recsys-export-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    bundle_path, build_s = trained_bundle(
+    artifact_path, build_s = trained_artifact(
         work, members=args.members, items=args.items, events=args.events, seed=args.seed,
         models=("popular", "als"), reuse=args.reuse,
     )  # fmt: skip
-    bundle = load_bundle(bundle_path, mmap=True, model_classes=MODEL_CLASSES)
-    members = bundle.member_ids.external_ids
+    artifact = load_artifact(artifact_path, mmap=True, model_classes=MODEL_CLASSES)
+    members = artifact.member_ids.external_ids
     sample = random.Random(args.seed).sample(members.tolist(), min(args.sample, len(members)))
     comparisons = [
-        compare_bundles(bundle, sample, args.repeat),
-        compare_recommendations(bundle, sample, args.repeat),
+        compare_bundles(artifact, sample, args.repeat),
+        compare_recommendations(artifact, sample, args.repeat),
     ]
     exports = [
-        run_export(bundle_path, "bundles", BUNDLES_PER_MEMBER, work / "bundles.parquet",
+        run_export(artifact_path, "bundles", BUNDLES_PER_MEMBER, work / "bundles.parquet",
                    work / "export-bundles.log"),
-        run_export(bundle_path, "recommendations", ITEMS_PER_MEMBER,
+        run_export(artifact_path, "recommendations", ITEMS_PER_MEMBER,
                    work / "recommendations.parquet", work / "export-recommendations.log"),
     ]  # fmt: skip
-    rules = bundle.extra_files.get(RULES_FILE)
+    rules = artifact.extra_files.get(RULES_FILE)
     n_rules = pl.scan_parquet(rules).select(pl.len()).collect().item() if rules else 0
     comparison_rows = "\n".join(
         f"| {c.what} | {c.loop_us:.0f} µs | {c.batch_us:.1f} µs | **{c.speedup:.0f}x** | "
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
 Every member's bundles and recommendations to a file (`recsys export`), on a generated
 store ({args.members:,} members, of whom the {len(members):,} with events before the test
-window are in the bundle; {len(bundle.item_ids):,} items; {args.events:,} events; popularity +
+window are in the bundle; {len(artifact.item_ids):,} items; {args.events:,} events; popularity +
 ALS, each member's top 50 precomputed; {n_rules:,} rules mined at the default thresholds).
 First the same answers computed by a loop of single-member calls (what one API request
 computes, called once per member) against one batched call, on {len(sample):,} sampled

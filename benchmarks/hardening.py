@@ -54,9 +54,9 @@ import httpx
 import psutil
 from docs_section import BENCHMARKS_DOC, machine_description, update_section
 from serve import WRK_SCRIPT, free_port, member_sample, parse_wrk
-from stores import trained_bundle
+from stores import trained_artifact
 
-from serving.bundle_sources import manifest_version
+from serving.artifact_sources import manifest_version
 
 SECTION_TITLE = "## Hardening"
 KEYS = {"hardening-writer": ["events"], "hardening-admin": ["admin"]}
@@ -96,7 +96,7 @@ class Server:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         recsys = str(Path(sys.executable).with_name("recsys"))
-        command = [recsys, "serve", "--bundle", str(link), "--workers", "2", "--port", str(port),
+        command = [recsys, "serve", "--artifact", str(link), "--workers", "2", "--port", str(port),
                    "--events-url", f"sqlite:///{events_db}", "--poll-seconds", "0"]  # fmt: skip
         environment = {**os.environ, "RECSYS_API_KEYS": json.dumps(KEYS)}
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -243,8 +243,8 @@ def _served_version(url: str) -> str:
         return client.get(f"{url}{ROUTE.format('hardening-probe')}").json()["model_version"]
 
 
-def _version_of(bundle: Path) -> str:
-    return manifest_version(json.loads((bundle / "manifest.json").read_text()))
+def _version_of(artifact: Path) -> str:
+    return manifest_version(json.loads((artifact / "manifest.json").read_text()))
 
 
 def _converged(url: str, version: str, timeout: float = 20) -> float:
@@ -618,11 +618,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="recsys-hardening-"))
     work.mkdir(parents=True, exist_ok=True)
-    bundle, _ = trained_bundle(
+    artifact, _ = trained_artifact(
         work, members=args.members, items=args.items, events=args.events, seed=args.seed,
         models=("popular", "als"), reuse=args.reuse,
     )  # fmt: skip
-    versions = prepare_versions(bundle, work)
+    versions = prepare_versions(artifact, work)
     link = work / "current"
     _point(link, versions["v1"])
     events_db = work / "hardening-events.db"
@@ -658,13 +658,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if targets_met(kill, reloads, fuzz, hostile) else 1
 
 
-def prepare_versions(bundle: Path, work: Path) -> dict[str, Path]:
+def prepare_versions(artifact: Path, work: Path) -> dict[str, Path]:
     """Two versions of the trained artifact (the second with another ``created_at``)."""
     versions = {}
     for name, created_at in (("v1", None), ("v2", "2030-01-01T00:00:00+00:00")):
         target = work / "versions" / name
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(bundle, target)
+        shutil.copytree(artifact, target)
         if created_at is not None:
             manifest = json.loads((target / "manifest.json").read_text())
             manifest["created_at"] = created_at

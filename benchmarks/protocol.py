@@ -106,7 +106,7 @@ def run_one(
     split.test.write_parquet(work / "test.parquet")
     command = [
         str(Path(sys.executable).with_name("recsys")), "train", "-i", work / "train.parquet",
-        "--test-file", work / "test.parquet", *extra, "--out", work / "bundle", "--no-mlflow",
+        "--test-file", work / "test.parquet", *extra, "--out", work / "artifact", "--no-mlflow",
         "--list-depth", "0", *(["--models", args.models] if args.models else []),
     ]  # fmt: skip
     started = time.perf_counter()
@@ -114,7 +114,7 @@ def run_one(
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"protocol: {data} {spec} failed:\n{result.stderr[-3000:]}")
-    metrics = json.loads((work / "bundle" / "metrics.json").read_text())
+    metrics = json.loads((work / "artifact" / "metrics.json").read_text())
     return Outcome(
         data, shape, metrics["protocol"]["validation_shape"], metrics["chosen"],
         metrics["primary_metric"], metrics["models"], metrics["failed"], seconds,

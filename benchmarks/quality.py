@@ -48,10 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train(args: argparse.Namespace, bundle: Path) -> tuple[dict, float, list[str]]:
+def train(args: argparse.Namespace, artifact: Path) -> tuple[dict, float, list[str]]:
     command = [
         str(Path(sys.executable).with_name("recsys")), "train", "-i", str(args.data),
-        "--preset", "online-retail", "--split", f"temporal:{CUTOFF}", "--out", str(bundle),
+        "--preset", "online-retail", "--split", f"temporal:{CUTOFF}", "--out", str(artifact),
         "--no-mlflow",
     ]  # fmt: skip
     if args.trials:
@@ -61,7 +61,7 @@ def train(args: argparse.Namespace, bundle: Path) -> tuple[dict, float, list[str
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - started
-    return json.loads((bundle / "metrics.json").read_text()), elapsed, command[1:]
+    return json.loads((artifact / "metrics.json").read_text()), elapsed, command[1:]
 
 
 def render(metrics: dict, elapsed: float, command: list[str]) -> str:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.data} not found; pass --data", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="recsys-quality-") as scratch:
-        metrics, elapsed, command = train(args, Path(scratch) / "bundle")
+        metrics, elapsed, command = train(args, Path(scratch) / "artifact")
     section = render(metrics, elapsed, command)
     update_section(args.doc, SECTION_TITLE, section)
     print(section)

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from docs_section import BENCHMARKS_DOC, machine_description, update_section
-from stores import trained_bundle
+from stores import trained_artifact
 
 SECTION_TITLE = "## Serving"
 RATIO_TARGET, P99_TARGET_MS = 0.60, 25.0
@@ -180,11 +180,11 @@ def parse_wrk(output: str) -> WrkResult:
     return WrkResult(rps, p50, p99, total, errors)
 
 
-def member_sample(bundle: Path, work: Path) -> Path:
+def member_sample(artifact: Path, work: Path) -> Path:
     """Every known member id, one per line, for the Lua script."""
     import numpy as np
 
-    members = np.load(bundle / "ids" / "members.npy").tolist()
+    members = np.load(artifact / "ids" / "members.npy").tolist()
     path = work / "members.txt"
     path.write_text("\n".join(members) + "\n")
     return path
@@ -222,10 +222,10 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
-def ours_command(bundle: Path, work: Path, port: int, workers: int) -> list[str]:
+def ours_command(artifact: Path, work: Path, port: int, workers: int) -> list[str]:
     recsys = str(Path(sys.executable).with_name("recsys"))
     events = f"sqlite:///{work / 'events.db'}"
-    return [recsys, "serve", "--bundle", str(bundle), "--port", str(port),
+    return [recsys, "serve", "--artifact", str(artifact), "--port", str(port),
             "--workers", str(workers), "--events-url", events]  # fmt: skip
 
 
@@ -237,10 +237,10 @@ def bare_command(work: Path, port: int, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
-def sample_payload(bundle: Path, work: Path, members: Path) -> bytes:
+def sample_payload(artifact: Path, work: Path, members: Path) -> bytes:
     """One real response of our server, for the bare route to return."""
     port = free_port()
-    process = start(ours_command(bundle, work, port, 1), work / "payload.log", work)
+    process = start(ours_command(artifact, work, port, 1), work / "payload.log", work)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, "/readyz")
@@ -310,15 +310,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="recsys-serve-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    bundle, train_seconds = trained_bundle(
+    artifact, train_seconds = trained_artifact(
         work, members=args.members, items=args.items, events=args.events, seed=args.seed,
         models=tuple(args.models.split(",")), reuse=args.reuse,
     )  # fmt: skip
-    chosen = json.loads((bundle / "manifest.json").read_text())["chosen"]
-    members = member_sample(bundle, work)
+    chosen = json.loads((artifact / "manifest.json").read_text())["chosen"]
+    members = member_sample(artifact, work)
     script = work / "members.lua"
     script.write_text(WRK_SCRIPT % {"members": members})
-    payload = sample_payload(bundle, work, members)
+    payload = sample_payload(artifact, work, members)
     (work / "payload.json").write_bytes(payload)
     (work / "bare_app.py").write_text(BARE_APP)
     port = free_port()
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeat):
         bare = measure("bare", bare_command(work, port, args.workers), "/docs", args, work, port,
                        script)  # fmt: skip
-        ours = measure("ours", ours_command(bundle, work, port, args.workers), "/readyz", args,
+        ours = measure("ours", ours_command(artifact, work, port, args.workers), "/readyz", args,
                        work, port, script)  # fmt: skip
         rounds.append((bare, ours))
     section = render(args, rounds, len(payload), train_seconds, chosen)

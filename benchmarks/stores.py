@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 
-def trained_bundle(
+def trained_artifact(
     work: Path,
     *,
     members: int,
@@ -24,14 +24,14 @@ def trained_bundle(
     from training.publish import train_generated_store
     from training.train import TrainConfig
 
-    bundle = work / "bundle"
-    if reuse and (bundle / "manifest.json").is_file():
-        return bundle, 0.0
+    artifact = work / "artifact"
+    if reuse and (artifact / "manifest.json").is_file():
+        return artifact, 0.0
     started = time.perf_counter()
     store = work / "store"
     generate_store(StoreConfig(members=members, items=items, events=events, seed=seed), store)
     config = TrainConfig(
         models=models, budget=TuningBudget(trials=1, seconds=60), max_eval_members=5_000
     )
-    train_generated_store(store, bundle, config, split="last-days:30")
-    return bundle, time.perf_counter() - started
+    train_generated_store(store, artifact, config, split="last-days:30")
+    return artifact, time.perf_counter() - started

@@ -115,7 +115,7 @@ HOOKS: list[tuple[str, str, str, str]] = [
     ("training.train", "", "evaluate_recommended", "evaluation (validation and test)"),
     ("training.train", "", "evaluate_by_segment", "evaluation (validation and test)"),
     ("training.train", "", "_build_indexes", "FAISS index + recall"),
-    ("training.publish", "", "write_training_bundle", "bundle writing"),
+    ("training.publish", "", "write_training_artifact", "bundle writing"),
 ]
 
 #: Precomputing the members' serving lists on the run's bundle, timed on its own. argv: the
@@ -342,21 +342,21 @@ def recsys_command() -> list[str]:
     return [sys.executable, "-c", "from training.cli import main; main()"]
 
 
-def train_arguments(store: Path, bundle: Path, max_eval_members: int) -> list[str]:
+def train_arguments(store: Path, artifact: Path, max_eval_members: int) -> list[str]:
     return [
         "train",
         *("-i", str(store / "interactions.parquet")),
         *("--items", str(store / "items.parquet"), "--members", str(store / "members.parquet")),
         *("--split", f"last-days:{SPLIT_DAYS}", "--models", MODELS),
         *("--trials", "1", "--tune-seconds", "86400"),
-        *("--max-eval-members", str(max_eval_members), "--out", str(bundle), "--no-mlflow"),
+        *("--max-eval-members", str(max_eval_members), "--out", str(artifact), "--no-mlflow"),
         *("--list-depth", "0"),
     ]
 
 
 def measure_once(store: Path, scratch: Path, max_eval_members: int) -> Run:
     """One ``recsys train`` run, then the reference fits on the same data."""
-    bundle, log = scratch / "bundle", scratch / "stages.jsonl"
+    artifact, log = scratch / "artifact", scratch / "stages.jsonl"
     product = run_child(
         [
             sys.executable,
@@ -364,7 +364,7 @@ def measure_once(store: Path, scratch: Path, max_eval_members: int) -> Run:
             PRODUCT_PROGRAM,
             str(log),
             json.dumps(HOOKS),
-            *train_arguments(store, bundle, max_eval_members),
+            *train_arguments(store, artifact, max_eval_members),
         ],
         scratch / "product.out",
         REPO_ROOT,
@@ -374,7 +374,7 @@ def measure_once(store: Path, scratch: Path, max_eval_members: int) -> Run:
         raise SystemExit(f"recsys train failed with status {product.returncode}")
     load_average = os.getloadavg()[:2]
     out = scratch / "reference.json"
-    arguments = [str(store), str(bundle), str(out), str(SPLIT_DAYS)]
+    arguments = [str(store), str(artifact), str(out), str(SPLIT_DAYS)]
     reference = run_child(
         [sys.executable, "-c", REFERENCE_PROGRAM, *arguments], scratch / "reference.out", REPO_ROOT
     )
@@ -384,14 +384,14 @@ def measure_once(store: Path, scratch: Path, max_eval_members: int) -> Run:
     measured = json.loads(out.read_text())
     lists_out = scratch / "lists.out"
     lists_child = run_child(
-        [sys.executable, "-c", LISTS_PROGRAM, str(bundle)], lists_out, REPO_ROOT
+        [sys.executable, "-c", LISTS_PROGRAM, str(artifact)], lists_out, REPO_ROOT
     )
     if lists_child.returncode != 0:
         print(lists_out.read_text()[-4000:], file=sys.stderr)
         raise SystemExit(f"precomputing member lists failed with status {lists_child.returncode}")
     lists = json.loads(lists_out.read_text().strip().splitlines()[-1])
     stages, stage_peaks = stage_times(log, product.wall_s)
-    metrics = json.loads((bundle / "metrics.json").read_text())
+    metrics = json.loads((artifact / "metrics.json").read_text())
     return Run(
         product=product,
         reference=reference,
@@ -400,7 +400,7 @@ def measure_once(store: Path, scratch: Path, max_eval_members: int) -> Run:
         fits=measured["fits"],
         shapes=measured["shapes"],
         evaluated_members=int(metrics["protocol"]["evaluated_members"]),
-        same_matrix=measured["same_matrix_as_bundle"],
+        same_matrix=measured["same_matrix_as_artifact"],
         load_average=(load_average[0], load_average[1]),
         lists=lists,
         lists_child=lists_child,

@@ -23,8 +23,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from threadpoolctl import threadpool_limits
 
+from serving.artifact_sources import source_for
 from serving.auth import KeyRing
-from serving.bundle_sources import source_for
 from serving.errors import install_error_handlers
 from serving.event_store import EventStore
 from serving.fast_lane import ROUTE_PATH as STOREFRONT_PATH
@@ -60,7 +60,7 @@ def _settings_of(app: FastAPI) -> Settings:
     return app.dependency_overrides.get(get_settings, get_settings)()
 
 
-async def _load_bundles(models: ModelStore) -> None:
+async def _load_artifacts(models: ModelStore) -> None:
     try:
         await models.reload()
     except Exception as error:
@@ -83,7 +83,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     variants = settings.variant_configs()
     tracking_uri = settings.resolved_tracking_uri()
     sources = {
-        name: source_for(config.source, tracking_uri, settings.bundle_cache)
+        name: source_for(config.source, tracking_uri, settings.artifact_cache)
         for name, config in variants.items()
     }
     models = ModelStore(variants, sources, salt=settings.ab_salt, verify=settings.verify_checksums)
@@ -96,7 +96,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.reload_requests = reload_requests = ReloadRequests(events, models)
     await reload_requests.start()
     flusher = asyncio.create_task(impressions.run())
-    background = [asyncio.create_task(_load_bundles(models))]
+    background = [asyncio.create_task(_load_artifacts(models))]
     if settings.poll_seconds > 0 and variants:
         background.append(asyncio.create_task(models.poll_forever(settings.poll_seconds)))
     if settings.reload_follow_seconds > 0 and variants:

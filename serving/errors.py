@@ -22,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from serving.bundle_sources import SourceUnavailableError
-from training.bundle import BundleError
+from serving.artifact_sources import SourceUnavailableError
+from training.artifact import ArtifactError
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -200,8 +200,8 @@ async def _on_validation_error(request: Request, error: Exception) -> JSONRespon
     return error_response(request, 422, "invalid_request", message, details=details)
 
 
-async def _on_bundle_error(request: Request, error: Exception) -> JSONResponse:
-    return error_response(request, 409, "bundle_refused", str(error))
+async def _on_artifact_error(request: Request, error: Exception) -> JSONResponse:
+    return error_response(request, 409, "artifact_refused", str(error))
 
 
 async def _on_source_unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -264,7 +264,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Route every exception through the handlers above (most specific class first)."""
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(BundleError, _on_bundle_error)
+    app.add_exception_handler(ArtifactError, _on_artifact_error)
     app.add_exception_handler(SourceUnavailableError, _on_source_unavailable)
     app.add_exception_handler(SQLAlchemyError, _on_store_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -40,7 +40,7 @@ def member_context(
     a member the bundle carries without events (a member of the members file who never shopped)
     is answered by their own segment.
     """
-    lookup = snapshot.bundle.item_ids.get
+    lookup = snapshot.artifact.item_ids.get
     code = _segment_code(snapshot, segment)
     if code is None and not known:
         code = snapshot.carried_segments.get(member_id)

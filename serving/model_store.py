@@ -27,12 +27,12 @@ from types import MappingProxyType
 
 from features.errors import RecsysError
 from serving import metrics
-from serving.bundle_sources import BundleSource, SourceUnavailableError
+from serving.artifact_sources import ArtifactSource, SourceUnavailableError
 from serving.errors import NotReadyError
 from serving.settings import VariantConfig
 from serving.snapshots import ModelSnapshot, load_snapshot
 from serving.variants import VariantAssigner
-from training.bundle import BundleError
+from training.artifact import ArtifactError
 
 __all__ = ["ModelStore", "ReloadOutcome"]
 
@@ -59,7 +59,7 @@ class ModelStore:
     def __init__(
         self,
         variants: Mapping[str, VariantConfig],
-        sources: Mapping[str, BundleSource],
+        sources: Mapping[str, ArtifactSource],
         *,
         salt: str = "",
         verify: bool = True,
@@ -96,7 +96,7 @@ class ModelStore:
         except KeyError:
             if not self.configs:
                 raise NotReadyError(
-                    "no bundle is configured: set RECSYS_BUNDLE, RECSYS_MODEL_URI or "
+                    "no bundle is configured: set RECSYS_ARTIFACT, RECSYS_MODEL_URI or "
                     "RECSYS_VARIANTS (see docs/operations.md)"
                 ) from None
             raise NotReadyError(f"variant {variant!r} has no bundle loaded yet") from None
@@ -122,7 +122,7 @@ class ModelStore:
             for variant in variants or list(self.configs):
                 try:
                     outcome = await self._reload_one(variant, only_if_changed)
-                except (BundleError, SourceUnavailableError) as error:
+                except (ArtifactError, SourceUnavailableError) as error:
                     failures.append((variant, error))
                     continue
                 if outcome is not None:
@@ -151,11 +151,11 @@ class ModelStore:
         except SourceUnavailableError as error:
             self._unavailable(variant, error)
             raise
-        except BundleError as error:
+        except ArtifactError as error:
             self._refuse(variant, marker, error)
             raise
         except Exception as error:  # a bundle is untrusted input: any failure refuses it
-            refusal = BundleError(f"{source.description} cannot be loaded ({error!r}); refused")
+            refusal = ArtifactError(f"{source.description} cannot be loaded ({error!r}); refused")
             self._refuse(variant, marker, refusal)
             raise refusal from error
         self._markers[variant] = marker
@@ -168,10 +168,10 @@ class ModelStore:
         logger.info("variant %s now serves %s (%s)", variant, snapshot.version, source.description)
         return ReloadOutcome(variant, snapshot.version, previous)
 
-    def _load(self, variant: str, source: BundleSource, version: str) -> ModelSnapshot:
+    def _load(self, variant: str, source: ArtifactSource, version: str) -> ModelSnapshot:
         path = source.fetch(version)
         snapshot = load_snapshot(variant, version, path, verify=self._verify)
-        return replace(snapshot, version=source.loaded_version(snapshot.bundle.manifest, version))
+        return replace(snapshot, version=source.loaded_version(snapshot.artifact.manifest, version))
 
     @staticmethod
     def _unavailable(variant: str, error: SourceUnavailableError) -> None:
@@ -199,6 +199,6 @@ class ModelStore:
 def _combined(failures: list[tuple[str, Exception]]) -> Exception:
     """One error for every failed variant; a refused bundle outranks an unreachable source."""
     message = "; ".join(f"variant {variant}: {error}" for variant, error in failures)
-    if any(isinstance(error, BundleError) for _, error in failures):
-        return BundleError(message)
+    if any(isinstance(error, ArtifactError) for _, error in failures):
+        return ArtifactError(message)
     return SourceUnavailableError(message)

@@ -115,7 +115,7 @@ class RecommendationService:
         variant."""
         snapshot = self._models.primary()
         recommender = snapshot.recommender
-        index = snapshot.bundle.item_ids.get(item_id)
+        index = snapshot.artifact.item_ids.get(item_id)
         if index is None:
             raise NotFoundError(f"unknown item {item_id!r}: the loaded bundle has no such item")
         self._check_model(snapshot, model)
@@ -133,14 +133,14 @@ class RecommendationService:
         snapshot = self._models.primary()
         cart = []
         for item_id in item_ids:
-            index = snapshot.bundle.item_ids.get(item_id)
+            index = snapshot.artifact.item_ids.get(item_id)
             if index is None:
                 raise NotFoundError(f"unknown item {item_id!r}: the loaded bundle has no such item")
             cart.append(index)
         allowed = snapshot.recommender.allowed_items()
         found = snapshot.rules.complements(cart, n, allowed) if snapshot.rules else []
         extras = [_rule_fields(c.antecedents, c.support, c.confidence, c.lift) for c in found]
-        names = snapshot.bundle.item_ids.external_ids
+        names = snapshot.artifact.item_ids.external_ids
         answer = ItemList(
             item_ids=[str(names[c.item]) for c in found],
             scores=[c.lift for c in found],
@@ -162,7 +162,7 @@ class RecommendationService:
         when a rule proposes one for the pair, with measures, total price and score, best
         first."""
         snapshot = self._models.for_member(member_id)
-        index = snapshot.bundle.member_ids.get(member_id)
+        index = snapshot.artifact.member_ids.get(member_id)
         events = await self._live_events([member_id], snapshot.live_since)
         context = member_context(snapshot, events, member_id=member_id, known=index is not None)
         found = snapshot.composer.for_members([member_id], n, contexts=[context])
@@ -182,7 +182,7 @@ class RecommendationService:
                 listed_items.append((position, int(found.thirds[0, position]), third_lift))
         indices = [item for _, item, _ in listed_items]
         listed = ItemList(
-            item_ids=snapshot.bundle.item_ids.external_ids[indices].tolist(),
+            item_ids=snapshot.artifact.item_ids.external_ids[indices].tolist(),
             scores=[score for _, _, score in listed_items],
             model=found.models[0],
             fallback=bool(found.fallback[0]),
@@ -240,7 +240,7 @@ class RecommendationService:
         items, scores = snapshot.composer.stand_ins([cart[0]], n - len(answer.item_ids), [taken])
         kept = items[0] >= 0
         added, added_scores = items[0][kept].tolist(), scores[0][kept].tolist()
-        names = snapshot.bundle.item_ids.external_ids
+        names = snapshot.artifact.item_ids.external_ids
         completed = ItemList(
             item_ids=[*answer.item_ids, *(str(names[index]) for index in added)],
             scores=[*answer.scores, *added_scores],
@@ -264,7 +264,7 @@ class RecommendationService:
         by_member: dict[str, list[StoredEvent]] = defaultdict(list)
         for stored in events:
             by_member[stored.member_id].append(stored)
-        indices = [snapshot.bundle.member_ids.get(member_id) for member_id in member_ids]
+        indices = [snapshot.artifact.member_ids.get(member_id) for member_id in member_ids]
         contexts = [
             member_context(
                 snapshot, by_member.get(member_id, ()), member_id=member_id,
@@ -309,8 +309,8 @@ class RecommendationService:
 
     @staticmethod
     def _check_model(snapshot: ModelSnapshot, model: str | None) -> None:
-        if model is not None and model not in snapshot.bundle.models:
-            available = ", ".join(snapshot.bundle.models)
+        if model is not None and model not in snapshot.artifact.models:
+            available = ", ".join(snapshot.artifact.models)
             raise InvalidParameterError(f"model: unknown model {model!r}; available: {available}")
 
     @staticmethod

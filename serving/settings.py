@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore", frozen=True)
 
     #: A bundle directory (simplest deployment: one variant called ``default``).
-    bundle: Path | None = None
+    artifact: Path | None = None
     #: A registry URI instead of a directory; defaults to the champion when a tracking URI
     #: is set and neither this nor ``bundle`` nor ``variants`` is.
     model_uri: str | None = None
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     tracking_uri: str | None = None
     #: Where bundles downloaded from the registry are kept (one directory per version,
     #: shared by every worker so that they map the same files).
-    bundle_cache: Path = Path("data/serving/bundles")
+    artifact_cache: Path = Path("data/serving/bundles")
     #: Seconds between checks of each variant's source (a moved alias, a rewritten bundle
     #: directory); 0 turns polling off.
     poll_seconds: float = Field(default=30.0, ge=0)
@@ -118,12 +118,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_source(self) -> Settings:
-        named = [name for name in ("bundle", "model_uri") if getattr(self, name) is not None]
+        named = [name for name in ("artifact", "model_uri") if getattr(self, name) is not None]
         if self.variants:
             named.append("variants")
         if len(named) > 1:
             raise ValueError(
-                f"set only one of RECSYS_BUNDLE, RECSYS_MODEL_URI and RECSYS_VARIANTS "
+                f"set only one of RECSYS_ARTIFACT, RECSYS_MODEL_URI and RECSYS_VARIANTS "
                 f"(got {', '.join('RECSYS_' + name.upper() for name in named)})"
             )
         return self
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         nothing says where a bundle is (the service then stays not ready)."""
         if self.variants:
             return dict(self.variants)
-        source = self.bundle or self.model_uri
+        source = self.artifact or self.model_uri
         if source is None and self.resolved_tracking_uri():
             source = DEFAULT_MODEL_URI
         return {} if source is None else {DEFAULT_VARIANT: VariantConfig(source=str(source))}

@@ -21,11 +21,11 @@ from pathlib import Path
 import polars as pl
 
 from features import columns as col
-from training.bundle import METRICS_FILE, REPORT_FILE, RULES_FILE, Bundle, load_bundle
+from training.artifact import METRICS_FILE, REPORT_FILE, RULES_FILE, ModelArtifact, load_artifact
 from training.live import event_weights_of, live_since
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
-from training.recommend import BundleRecommender
+from training.recommend import ArtifactRecommender
 from training.roster import Roster
 from training.rules import RuleIndex
 
@@ -38,8 +38,8 @@ class ModelSnapshot:
 
     variant: str
     version: str
-    bundle: Bundle
-    recommender: BundleRecommender
+    artifact: ModelArtifact
+    recommender: ArtifactRecommender
     #: Events that occurred after this (epoch seconds) are live history: the manifest's
     #: ``data_end`` (the last event the bundle learned from), else its ``created_at``.
     live_since: float
@@ -64,26 +64,26 @@ class ModelSnapshot:
 
     @property
     def segment_names(self) -> tuple[str, ...]:
-        return self.bundle.segment_names
+        return self.artifact.segment_names
 
     def segment_of(self, member_index: int) -> str | None:
         """The bundle's segment name of a known member (None: unknown or unsegmented)."""
-        codes = self.bundle.member_segments
+        codes = self.artifact.member_segments
         if member_index < 0 or codes is None:
             return None
         code = int(codes[member_index])
-        return self.bundle.segment_names[code] if code >= 0 else None
+        return self.artifact.segment_names[code] if code >= 0 else None
 
     def segment_of_member(self, member_id: str, member_index: int | None) -> str | None:
         """The segment name of a member the bundle indexes or carries without events."""
         if member_index is not None:
             return self.segment_of(member_index)
         code = self.carried_segments.get(member_id, -1)
-        return self.bundle.segment_names[code] if code >= 0 else None
+        return self.artifact.segment_names[code] if code >= 0 else None
 
 
-def _read_extra(bundle: Bundle, name: str) -> bytes | None:
-    path = bundle.extra_files.get(name)
+def _read_extra(artifact: ModelArtifact, name: str) -> bytes | None:
+    path = artifact.extra_files.get(name)
     return path.read_bytes() if path is not None else None
 
 
@@ -99,28 +99,28 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
     Everything a first request would otherwise build lazily (the member id dict, the
     recommender's masks) is built here, off the request path.
     """
-    bundle = load_bundle(path, mmap=True, verify=verify, model_classes=MODEL_CLASSES)
-    recommender = BundleRecommender(bundle)
-    bundle.member_ids.get("")  # builds the id -> index dicts now, not on a request
-    bundle.item_ids.get("")
-    n_items = len(bundle.item_ids)
-    rules_file = _read_extra(bundle, RULES_FILE)
+    artifact = load_artifact(path, mmap=True, verify=verify, model_classes=MODEL_CLASSES)
+    recommender = ArtifactRecommender(artifact)
+    artifact.member_ids.get("")  # builds the id -> index dicts now, not on a request
+    artifact.item_ids.get("")
+    n_items = len(artifact.item_ids)
+    rules_file = _read_extra(artifact, RULES_FILE)
     rules = pl.read_parquet(io.BytesIO(rules_file)) if rules_file is not None else None
-    metrics = _read_extra(bundle, METRICS_FILE)
+    metrics = _read_extra(artifact, METRICS_FILE)
     return ModelSnapshot(
         variant=variant,
         version=version,
-        bundle=bundle,
+        artifact=artifact,
         recommender=recommender,
-        live_since=live_since(bundle),
+        live_since=live_since(artifact),
         loaded_at=datetime.now(UTC),
-        event_weights=event_weights_of(bundle),
-        titles=_display_column(bundle.catalog, col.TITLE, n_items),
-        categories=_display_column(bundle.catalog, col.CATEGORY, n_items),
+        event_weights=event_weights_of(artifact),
+        titles=_display_column(artifact.catalog, col.TITLE, n_items),
+        categories=_display_column(artifact.catalog, col.CATEGORY, n_items),
         category_names=frozenset(recommender.categories),
         composer=BundleComposer(recommender, rules),
-        rules=RuleIndex(rules, bundle.item_ids.get) if rules is not None else None,
+        rules=RuleIndex(rules, artifact.item_ids.get) if rules is not None else None,
         evaluation_json=metrics,
-        evaluation_html=_read_extra(bundle, REPORT_FILE),
-        carried_segments=Roster(bundle).codes_by_member(),
+        evaluation_html=_read_extra(artifact, REPORT_FILE),
+        carried_segments=Roster(artifact).codes_by_member(),
     )

@@ -38,6 +38,6 @@ def groceries_path() -> Path:
 def tiny_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(store, bundle) of a tiny generated store, trained once per session for the serving
     tests (popular, item_knn, als and content; one tuning trial each)."""
-    from tests.serving_helpers import train_tiny_bundle
+    from tests.serving_helpers import train_tiny_artifact
 
-    return train_tiny_bundle(tmp_path_factory.mktemp("tiny"))
+    return train_tiny_artifact(tmp_path_factory.mktemp("tiny"))

@@ -40,13 +40,13 @@ READ, WRITE, ADMIN = ({"X-API-Key": key} for key in KEYS)
 START_TIMEOUT_SECONDS = 90
 
 
-def train_tiny_bundle(root: Path) -> tuple[Path, Path]:
+def train_tiny_artifact(root: Path) -> tuple[Path, Path]:
     """Generate a tiny store and train a bundle on it; returns (store, bundle)."""
-    store, bundle = root / "store", root / "bundle"
+    store, artifact = root / "store", root / "artifact"
     generate_store(TINY_STORE, store)
     config = TrainConfig(models=TINY_MODELS, budget=TuningBudget(trials=1, seconds=10))
-    train_generated_store(store, bundle, config, split="last-days:60")
-    return store, bundle
+    train_generated_store(store, artifact, config, split="last-days:60")
+    return store, artifact
 
 
 def holdout_file(store: Path, out: Path, days: int = 60) -> Path:
@@ -57,7 +57,7 @@ def holdout_file(store: Path, out: Path, days: int = 60) -> Path:
     return out
 
 
-def copy_bundle(source: Path, target: Path, *, created_at: str | None = None) -> Path:
+def copy_artifact(source: Path, target: Path, *, created_at: str | None = None) -> Path:
     """A copy of a bundle; a new ``created_at`` makes it another version of the same model."""
     shutil.copytree(source, target)
     if created_at is not None:
@@ -65,9 +65,9 @@ def copy_bundle(source: Path, target: Path, *, created_at: str | None = None) ->
     return target
 
 
-def edit_manifest(bundle: Path, **fields: object) -> dict:
+def edit_manifest(artifact: Path, **fields: object) -> dict:
     """Set ``fields`` in a bundle's manifest (a value of None removes the field); returns it."""
-    manifest_path = bundle / "manifest.json"
+    manifest_path = artifact / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     for name, value in fields.items():
         if value is None:
@@ -90,9 +90,9 @@ def swap_in(source: Path, target: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def corrupt(bundle: Path, relative: str = "popularity.npy") -> None:
+def corrupt(artifact: Path, relative: str = "popularity.npy") -> None:
     """Change bytes of one file of a bundle (its checksum no longer matches)."""
-    path = bundle / relative
+    path = artifact / relative
     data = bytearray(path.read_bytes())
     data[-8:] = b"\xff" * 8
     path.write_bytes(bytes(data))

@@ -56,8 +56,8 @@ def test_demo_generates_trains_registers_and_prints_where_to_look(tmp_path: Path
         "--events", 8000, "--trials", 1, "--no-serve", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    bundle = tmp_path / "data" / "demo" / "bundle"
-    assert (bundle / "manifest.json").exists() and (bundle / "report.html").exists()
+    artifact = tmp_path / "data" / "demo" / "artifact"
+    assert (artifact / "manifest.json").exists() and (artifact / "report.html").exists()
     text = " ".join(result.stdout.split())
     assert "version 1 is now champion" in text
     assert "recsys recommend --bundle" in text

@@ -16,35 +16,35 @@ import pytest
 from features.members import SEGMENT, compute_member_profiles
 from serving.event_store import EventStore
 from tests.cli import run_recsys
-from tests.serving_helpers import READ, WRITE, Server, copy_bundle
+from tests.serving_helpers import READ, WRITE, Server, copy_artifact
 from training import export
-from training.bundle import RULES_FILE, Bundle, load_bundle
+from training.artifact import RULES_FILE, ModelArtifact, load_artifact
 from training.export import BUNDLE_COLUMNS, RECOMMENDATION_COLUMNS, export_members
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
-from training.recommend import BundleRecommender, MemberContext
+from training.recommend import ArtifactRecommender, MemberContext
 from training.roster import Roster
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_trained: tuple[Path, Path]) -> Bundle:
-    return load_bundle(tiny_trained[1], model_classes=MODEL_CLASSES)
+def artifact(tiny_trained: tuple[Path, Path]) -> ModelArtifact:
+    return load_artifact(tiny_trained[1], model_classes=MODEL_CLASSES)
 
 
 def test_recommendations_file_equals_the_recommender_member_by_member(
-    bundle: Bundle, tmp_path: Path
+    artifact: ModelArtifact, tmp_path: Path
 ) -> None:
     out = tmp_path / "campaign.parquet"
     done: list[int] = []
-    summary = export_members(bundle, out, n=5, batch=64, progress=done.append)
+    summary = export_members(artifact, out, n=5, batch=64, progress=done.append)
     exported = pl.read_parquet(out)
     assert tuple(exported.columns) == RECOMMENDATION_COLUMNS
-    members = bundle.member_ids.external_ids.tolist()
-    without_events = Roster(bundle).member_ids.tolist()
+    members = artifact.member_ids.external_ids.tolist()
+    without_events = Roster(artifact).member_ids.tolist()
     assert sum(done) == summary.members == len(members) + len(without_events)
     assert summary.unknown_members == len(without_events) and summary.live_members == 0
     assert summary.rows == exported.height == 5 * summary.members
-    answers = BundleRecommender(bundle).recommend(members, 5)
+    answers = ArtifactRecommender(artifact).recommend(members, 5)
     by_member = exported.partition_by("member_id", as_dict=True, maintain_order=True)
     for answer in answers:
         rows = by_member[(answer.member_id,)].sort("rank")
@@ -57,24 +57,24 @@ def test_recommendations_file_equals_the_recommender_member_by_member(
 
 
 def test_bundles_file_equals_the_composer_whatever_the_batch(
-    bundle: Bundle, tmp_path: Path
+    artifact: ModelArtifact, tmp_path: Path
 ) -> None:
     small, large = tmp_path / "small.csv", tmp_path / "large.csv"
-    export_members(bundle, small, kind="bundles", n=3, batch=7)
-    export_members(bundle, large, kind="bundles", n=3)
+    export_members(artifact, small, kind="bundles", n=3, batch=7)
+    export_members(artifact, large, kind="bundles", n=3)
     assert small.read_bytes() == large.read_bytes()
     exported = pl.read_csv(large)
     assert tuple(exported.columns) == BUNDLE_COLUMNS
-    rules = pl.read_parquet(bundle.extra_files[RULES_FILE])
-    roster = Roster(bundle)
+    rules = pl.read_parquet(artifact.extra_files[RULES_FILE])
+    roster = Roster(artifact)
     without_events = roster.member_ids.tolist()
-    members = [*bundle.member_ids.external_ids.tolist(), *without_events]
-    contexts = [None] * len(bundle.member_ids) + [
+    members = [*artifact.member_ids.external_ids.tolist(), *without_events]
+    contexts = [None] * len(artifact.member_ids) + [
         MemberContext(segment=int(code)) for code in roster.segment_codes(without_events)
     ]
-    composer = BundleComposer(BundleRecommender(bundle), rules)
+    composer = BundleComposer(ArtifactRecommender(artifact), rules)
     found = composer.for_members(members, 3, contexts=contexts)
-    names = bundle.item_ids.external_ids
+    names = artifact.item_ids.external_ids
     expected = [
         (member, rank + 1, names[found.anchors[row, rank]], names[found.complements[row, rank]],
          names[found.thirds[row, rank]] if found.thirds[row, rank] >= 0 else None)
@@ -92,22 +92,22 @@ def test_bundles_file_equals_the_composer_whatever_the_batch(
     assert (stand_ins.get_column("lift") == 1.0).all()
 
 
-def test_cli_exports_a_segment_or_a_member_file(bundle: Bundle, tmp_path: Path) -> None:
-    segment = bundle.segment_names[0]
+def test_cli_exports_a_segment_or_a_member_file(artifact: ModelArtifact, tmp_path: Path) -> None:
+    segment = artifact.segment_names[0]
     out = tmp_path / "segment.parquet"
-    result = run_recsys("export", "--bundle", bundle.path, "--out", out, "--segment", segment)
+    result = run_recsys("export", "--artifact", artifact.path, "--out", out, "--segment", segment)
     assert result.returncode == 0, result.stderr
-    assert bundle.member_segments is not None
-    in_segment = set(bundle.member_ids.external_ids[bundle.member_segments == 0].tolist())
+    assert artifact.member_segments is not None
+    in_segment = set(artifact.member_ids.external_ids[artifact.member_segments == 0].tolist())
     assert set(pl.read_parquet(out).get_column("member_id")) == in_segment
 
     listed = tmp_path / "members.txt"
-    known = bundle.member_ids.external_ids[0]
-    [without_events, *_] = Roster(bundle).member_ids.tolist()
+    known = artifact.member_ids.external_ids[0]
+    [without_events, *_] = Roster(artifact).member_ids.tolist()
     listed.write_text(f"{known}\n\nnever-seen\n{known}\n{without_events}\nnever-seen\n")
     out = tmp_path / "listed.csv"
     result = run_recsys(
-        "export", "--bundle", bundle.path, "--out", out, "--members", listed,
+        "export", "--artifact", artifact.path, "--out", out, "--members", listed,
         "--kind", "bundles", "-n", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -124,24 +124,24 @@ def test_cli_exports_a_segment_or_a_member_file(bundle: Bundle, tmp_path: Path) 
 
 
 def test_a_segment_export_includes_its_members_without_events(
-    bundle: Bundle, tmp_path: Path
+    artifact: ModelArtifact, tmp_path: Path
 ) -> None:
-    roster = Roster(bundle)
+    roster = Roster(artifact)
     code = int(roster.segment_codes(roster.member_ids.tolist())[0])
     out = tmp_path / "segment.csv"
-    segment = bundle.segment_names[code]
-    result = run_recsys("export", "--bundle", bundle.path, "--out", out, "--segment", segment)
+    segment = artifact.segment_names[code]
+    result = run_recsys("export", "--artifact", artifact.path, "--out", out, "--segment", segment)
     assert result.returncode == 0, result.stderr
-    assert bundle.member_segments is not None
+    assert artifact.member_segments is not None
     expected = {
-        *bundle.member_ids.external_ids[bundle.member_segments == code].tolist(),
+        *artifact.member_ids.external_ids[artifact.member_segments == code].tolist(),
         *roster.in_segment(code).tolist(),
     }
     assert set(pl.read_csv(out).get_column("member_id")) == expected
 
 
 def test_every_member_once_with_n_distinct_items_none_bought(
-    tiny_trained: tuple[Path, Path], bundle: Bundle, tmp_path: Path
+    tiny_trained: tuple[Path, Path], artifact: ModelArtifact, tmp_path: Path
 ) -> None:
     """The whole members file and everyone with events, each once with exactly n distinct
     items, none of which the member bought anywhere in the interactions file: purchases up to
@@ -150,10 +150,10 @@ def test_every_member_once_with_n_distinct_items_none_bought(
     store = tiny_trained[0]
     interactions = pl.read_parquet(store / "interactions.parquet")
     members = pl.read_parquet(store / "members.parquet")
-    events_url = _event_store_after(interactions, _data_end(bundle), tmp_path / "events.db")
+    events_url = _event_store_after(interactions, _data_end(artifact), tmp_path / "events.db")
     out = tmp_path / "campaign.parquet"
     result = run_recsys(
-        "export", "--bundle", bundle.path, "--out", out, "-n", "20", "--events-url", events_url
+        "export", "--artifact", artifact.path, "--out", out, "-n", "20", "--events-url", events_url
     )
     assert result.returncode == 0, result.stderr
     exported = pl.read_parquet(out)
@@ -164,7 +164,7 @@ def test_every_member_once_with_n_distinct_items_none_bought(
     )
     everyone = set(members.get_column("member_id")) | set(interactions.get_column("member_id"))
     assert set(per_member.get_column("member_id")) == everyone
-    assert per_member.height == len(everyone) > len(bundle.member_ids)
+    assert per_member.height == len(everyone) > len(artifact.member_ids)
     assert (per_member.get_column("rows") == 20).all()
     assert (per_member.get_column("items") == 20).all()
     assert per_member.get_column("ranked").all()
@@ -173,25 +173,25 @@ def test_every_member_once_with_n_distinct_items_none_bought(
 
 
 def test_members_without_events_get_their_segments_popularity_flagged(
-    tiny_trained: tuple[Path, Path], bundle: Bundle, tmp_path: Path
+    tiny_trained: tuple[Path, Path], artifact: ModelArtifact, tmp_path: Path
 ) -> None:
     store = tiny_trained[0]
     interactions = pl.read_parquet(store / "interactions.parquet")
     members = pl.read_parquet(store / "members.parquet")
-    data_end = _data_end(bundle).replace(tzinfo=None)
+    data_end = _data_end(artifact).replace(tzinfo=None)
     profiles = compute_member_profiles(interactions, reference_time=data_end, members=members)
     segment_of = dict(profiles.select("member_id", SEGMENT).iter_rows())
     seen = interactions.filter(pl.col("timestamp") <= data_end).get_column("member_id")
     without = members.filter(~pl.col("member_id").is_in(seen.implode())).get_column("member_id")
     assert without.len() > 0
     out = tmp_path / "campaign.parquet"
-    export_members(bundle, out, n=10)
+    export_members(artifact, out, n=10)
     exported = pl.read_parquet(out)
-    recommender = BundleRecommender(bundle)
+    recommender = ArtifactRecommender(artifact)
     [global_answer] = recommender.recommend(["nobody-at-all"], 10)
     for member in without.to_list():
         rows = exported.filter(pl.col("member_id") == member).sort("rank")
-        code = bundle.segment_names.index(segment_of[member])
+        code = artifact.segment_names.index(segment_of[member])
         [expected] = recommender.recommend([member], 10, contexts=[MemberContext(segment=code)])
         assert expected.item_ids != global_answer.item_ids  # the segment's own popularity
         assert rows.get_column("item_id").to_list() == expected.item_ids
@@ -203,14 +203,14 @@ def test_recsys_train_carries_the_members_file_members_without_events(
     tiny_trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     store = tiny_trained[0]
-    out = tmp_path / "bundle"
+    out = tmp_path / "artifact"
     result = run_recsys(
         "train", "-i", store / "interactions.parquet", "--items", store / "items.parquet",
         "--members", store / "members.parquet", "--models", "popular", "--trials", 1,
         "--out", out, "--no-mlflow", "--list-depth", 0,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    trained = load_bundle(out, model_classes=MODEL_CLASSES)
+    trained = load_artifact(out, model_classes=MODEL_CLASSES)
     members = pl.read_parquet(store / "members.parquet").get_column("member_id")
     without = set(members) - set(trained.member_ids.external_ids.tolist())
     carried = pl.read_parquet(trained.extra_files["members.parquet"])
@@ -220,18 +220,18 @@ def test_recsys_train_carries_the_members_file_members_without_events(
 
 
 def test_events_of_every_store_query_are_taken_in(
-    bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    artifact: ModelArtifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each member's top item, bought since the bundle, leaves their list, whichever of a
     batch's queries (a bounded id list each) read the member's events."""
     monkeypatch.setattr(export, "EVENTS_QUERY_MEMBERS", 3)
-    members = bundle.member_ids.external_ids[:10].tolist()
-    tops = [answer.item_ids[0] for answer in BundleRecommender(bundle).recommend(members, 5)]
+    members = artifact.member_ids.external_ids[:10].tolist()
+    tops = [answer.item_ids[0] for answer in ArtifactRecommender(artifact).recommend(members, 5)]
     store = EventStore.open(f"sqlite:///{tmp_path / 'events.db'}")
     try:
         store.add_events([_stored_purchase(m, item) for m, item in zip(members, tops, strict=True)])
         out = tmp_path / "campaign.parquet"
-        summary = export_members(bundle, out, n=5, member_ids=members, batch=4, events=store)
+        summary = export_members(artifact, out, n=5, member_ids=members, batch=4, events=store)
     finally:
         store.close()
     assert summary.live_members == len(members)
@@ -242,22 +242,22 @@ def test_events_of_every_store_query_are_taken_in(
 
 
 def test_purchases_posted_to_the_api_leave_the_export_and_its_bundles(
-    tiny_trained: tuple[Path, Path], bundle: Bundle, tmp_path: Path
+    tiny_trained: tuple[Path, Path], artifact: ModelArtifact, tmp_path: Path
 ) -> None:
     """What a storefront posts counts in the next export as in the next API answer: the
     member's top item and an item of their first bundle, bought through /v1/events, are in
     neither the member's recommendations nor any of their bundles."""
     events_url = f"sqlite:///{tmp_path / 'events.db'}"
-    served = copy_bundle(tiny_trained[1], tmp_path / "bundle")
-    member = bundle.member_ids.external_ids[0]
+    served = copy_artifact(tiny_trained[1], tmp_path / "artifact")
+    member = artifact.member_ids.external_ids[0]
     listed = tmp_path / "member.txt"
     listed.write_text(f"{member}\n")
     server = Server(
-        {"RECSYS_BUNDLE": str(served), "RECSYS_EVENTS_URL": events_url}, tmp_path / "server.log"
+        {"RECSYS_ARTIFACT": str(served), "RECSYS_EVENTS_URL": events_url}, tmp_path / "server.log"
     )
     try:
         server.wait()
-        before = _member_export(bundle, listed, events_url, tmp_path / "before")
+        before = _member_export(artifact, listed, events_url, tmp_path / "before")
         top = before.recommendations.get_column("item_id")[0]
         first_bundle = before.bundles.row(0, named=True)
         other = next(
@@ -278,7 +278,7 @@ def test_purchases_posted_to_the_api_leave_the_export_and_its_bundles(
         assert not bought & {i["item_id"] for b in bundles["bundles"] for i in b["items"]}
     finally:
         server.stop()
-    after = _member_export(bundle, listed, events_url, tmp_path / "after")
+    after = _member_export(artifact, listed, events_url, tmp_path / "after")
     assert after.recommendations.height == before.recommendations.height == 10
     assert not bought & set(after.recommendations.get_column("item_id"))
     bundle_items = after.bundles.select(
@@ -296,13 +296,15 @@ class _MemberExport:
         self.bundles = bundles.sort("rank")
 
 
-def _member_export(bundle: Bundle, members: Path, events_url: str, out: Path) -> _MemberExport:
+def _member_export(
+    artifact: ModelArtifact, members: Path, events_url: str, out: Path
+) -> _MemberExport:
     """``recsys export`` of both kinds for the members of ``members``, with ``events_url``."""
     frames = []
     for kind in ("recommendations", "bundles"):
         path = out / f"{kind}.csv"
         result = run_recsys(
-            "export", "--bundle", bundle.path, "--out", path, "--members", members,
+            "export", "--artifact", artifact.path, "--out", path, "--members", members,
             "--kind", kind, "--events-url", events_url,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
@@ -310,8 +312,8 @@ def _member_export(bundle: Bundle, members: Path, events_url: str, out: Path) ->
     return _MemberExport(*frames)
 
 
-def _data_end(bundle: Bundle) -> datetime:
-    return datetime.fromisoformat(str(bundle.manifest["data_end"]))
+def _data_end(artifact: ModelArtifact) -> datetime:
+    return datetime.fromisoformat(str(artifact.manifest["data_end"]))
 
 
 def _event_store_after(interactions: pl.DataFrame, data_end: datetime, path: Path) -> str:
@@ -356,9 +358,9 @@ def _stored_purchase(member_id: str, item_id: str) -> dict[str, object]:
     ],
 )
 def test_cli_refuses_bad_options_with_a_message_and_writes_nothing(
-    bundle: Bundle, tmp_path: Path, options: list[str], message: str
+    artifact: ModelArtifact, tmp_path: Path, options: list[str], message: str
 ) -> None:
-    result = run_recsys("export", "--bundle", bundle.path, *options, cwd=tmp_path)
+    result = run_recsys("export", "--artifact", artifact.path, *options, cwd=tmp_path)
     assert result.returncode == 2
     assert message in " ".join((result.stderr + result.stdout).split())
     assert "Traceback" not in result.stderr

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from features import columns as col
-from training.bundle import RULES_FILE, Bundle, load_bundle
+from training.artifact import RULES_FILE, ModelArtifact, load_artifact
 from training.member_bundles import (
     ANCHORS_PER_BUNDLE,
     STAND_INS_PER_ITEM,
@@ -20,43 +20,43 @@ from training.member_bundles import (
     MemberBundles,
 )
 from training.models import MODEL_CLASSES
-from training.recommend import BundleRecommender, MemberContext
+from training.recommend import ArtifactRecommender, MemberContext
 
 N = 4
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_trained: tuple[Path, Path]) -> Bundle:
-    return load_bundle(tiny_trained[1], model_classes=MODEL_CLASSES)
+def artifact(tiny_trained: tuple[Path, Path]) -> ModelArtifact:
+    return load_artifact(tiny_trained[1], model_classes=MODEL_CLASSES)
 
 
 @pytest.fixture(scope="module")
-def rules(bundle: Bundle) -> pl.DataFrame:
-    return pl.read_parquet(bundle.extra_files[RULES_FILE])
+def rules(artifact: ModelArtifact) -> pl.DataFrame:
+    return pl.read_parquet(artifact.extra_files[RULES_FILE])
 
 
-def composer_of(bundle: Bundle, rules: pl.DataFrame | None) -> BundleComposer:
-    return BundleComposer(BundleRecommender(bundle), rules)
+def composer_of(artifact: ModelArtifact, rules: pl.DataFrame | None) -> BundleComposer:
+    return BundleComposer(ArtifactRecommender(artifact), rules)
 
 
 @pytest.fixture(scope="module")
-def members(bundle: Bundle) -> list[str]:
-    return [*bundle.member_ids.external_ids.tolist(), "stranger-1", "stranger-2"]
+def members(artifact: ModelArtifact) -> list[str]:
+    return [*artifact.member_ids.external_ids.tolist(), "stranger-1", "stranger-2"]
 
 
 def reference_bundles(
-    bundle: Bundle, rules: pl.DataFrame, member_id: str, n: int
+    artifact: ModelArtifact, rules: pl.DataFrame, member_id: str, n: int
 ) -> list[tuple[int, int, float, int]]:
     """(anchor, complement, score, third or -1) of one member's bundles, by a plain loop over
     the rules as docs/api.md states them."""
-    recommender = BundleRecommender(bundle)
-    names = bundle.item_ids
-    catalog = bundle.catalog
+    recommender = ArtifactRecommender(artifact)
+    names = artifact.item_ids
+    catalog = artifact.catalog
     assert catalog is not None
     available = catalog.get_column(col.AVAILABLE).fill_null(True).to_list()
     repeatable = catalog.get_column(col.REPEATABLE).fill_null(False).to_list()
     [anchors] = recommender.recommend([member_id], ANCHORS_PER_BUNDLE * n)
-    index = bundle.member_ids.get(member_id)
+    index = artifact.member_ids.get(member_id)
     bought = set(recommender.purchased(-1 if index is None else index).tolist())
     not_again = {item for item in bought if not repeatable[item]}
     single = rules.filter(pl.col("antecedents").list.len() == 1).sort(
@@ -76,7 +76,7 @@ def reference_bundles(
         if item is not None and available[item]:
             key = frozenset(names.get(name) for name in row["antecedents"])
             by_pair.setdefault(key, []).append(item)
-    stand_ins = composer_of(bundle, rules)
+    stand_ins = composer_of(artifact, rules)
     candidates = []
     for rank, anchor in enumerate(anchors.item_indices, start=1):
         ruled = [(item, lift) for item, lift in by_anchor.get(anchor, []) if item not in not_again]
@@ -115,12 +115,12 @@ def rows_of(found: MemberBundles, row: int) -> list[tuple[int, int, float, int]]
 
 
 def test_a_batch_equals_the_plain_loop_member_by_member(
-    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+    artifact: ModelArtifact, rules: pl.DataFrame, members: list[str]
 ) -> None:
-    found = composer_of(bundle, rules).for_members(members, N)
+    found = composer_of(artifact, rules).for_members(members, N)
     assert found.anchors.shape == (len(members), N)
     for row, member_id in enumerate(members):
-        expected = reference_bundles(bundle, rules, member_id, N)
+        expected = reference_bundles(artifact, rules, member_id, N)
         got = rows_of(found, row)
         assert [(a, c, t) for a, c, _, t in got] == [(a, c, t) for a, c, _, t in expected], (
             member_id
@@ -131,12 +131,12 @@ def test_a_batch_equals_the_plain_loop_member_by_member(
 
 
 def test_a_batch_equals_one_member_at_a_time(
-    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+    artifact: ModelArtifact, rules: pl.DataFrame, members: list[str]
 ) -> None:
-    composer = composer_of(bundle, rules)
+    composer = composer_of(artifact, rules)
     batch = composer.for_members(members, N)
     for row, member_id in enumerate(members[::7]):
-        alone = composer_of(bundle, rules).for_members([member_id], N)
+        alone = composer_of(artifact, rules).for_members([member_id], N)
         for field in ("anchors", "complements", "from_rules", "lift", "confidence", "support",
                       "scores", "thirds", "total_price", "fallback"):  # fmt: skip
             np.testing.assert_array_equal(
@@ -146,16 +146,16 @@ def test_a_batch_equals_one_member_at_a_time(
 
 
 def test_no_item_twice_and_measures_and_prices_agree(
-    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+    artifact: ModelArtifact, rules: pl.DataFrame, members: list[str]
 ) -> None:
-    found = composer_of(bundle, rules).for_members(members, N)
-    catalog = bundle.catalog
+    found = composer_of(artifact, rules).for_members(members, N)
+    catalog = artifact.catalog
     assert catalog is not None
     prices = catalog.get_column(col.PRICE).to_numpy()
     measures = {
         (tuple(row["antecedents"]), row["consequent"]): row for row in rules.iter_rows(named=True)
     }
-    names = bundle.item_ids.external_ids
+    names = artifact.item_ids.external_ids
     for row in range(len(members)):
         count = int(found.counts()[row])
         assert (found.anchors[row, count:] == -1).all()
@@ -182,12 +182,12 @@ def test_no_item_twice_and_measures_and_prices_agree(
 
 
 def test_a_purchase_is_offered_again_only_when_repeatable(
-    bundle: Bundle, rules: pl.DataFrame, members: list[str]
+    artifact: ModelArtifact, rules: pl.DataFrame, members: list[str]
 ) -> None:
-    catalog = bundle.catalog
+    catalog = artifact.catalog
     assert catalog is not None
     repeatable = catalog.get_column(col.REPEATABLE).to_numpy()
-    composer = composer_of(bundle, rules)
+    composer = composer_of(artifact, rules)
     found = composer.for_members(members, N)
     row, k = np.argwhere(found.from_rules & ~repeatable[np.maximum(found.complements, 0)])[0]
     member, complement = members[row], int(found.complements[row, k])
@@ -195,17 +195,17 @@ def test_a_purchase_is_offered_again_only_when_repeatable(
     assert complement not in composer.for_members([member], N, contexts=bought_now).complements
 
     everything_repeatable = replace(
-        bundle, catalog=catalog.with_columns(pl.lit(True).alias(col.REPEATABLE))
+        artifact, catalog=catalog.with_columns(pl.lit(True).alias(col.REPEATABLE))
     )
     again = composer_of(everything_repeatable, rules).for_members([member], N, contexts=bought_now)
     assert complement in again.complements
 
 
 def test_without_rules_every_bundle_is_a_flagged_stand_in_of_the_anchors_category(
-    bundle: Bundle, members: list[str]
+    artifact: ModelArtifact, members: list[str]
 ) -> None:
-    found = composer_of(bundle, None).for_members(members, N)
-    catalog = bundle.catalog
+    found = composer_of(artifact, None).for_members(members, N)
+    catalog = artifact.catalog
     assert catalog is not None
     categories = catalog.get_column(col.CATEGORY).to_list()
     assert (found.counts() > 0).all() and not found.from_rules.any()
@@ -216,14 +216,14 @@ def test_without_rules_every_bundle_is_a_flagged_stand_in_of_the_anchors_categor
 
 
 def test_stand_ins_are_similar_items_of_the_category_then_its_best_sellers(
-    bundle: Bundle,
+    artifact: ModelArtifact,
 ) -> None:
-    composer = composer_of(bundle, None)
-    catalog = bundle.catalog
+    composer = composer_of(artifact, None)
+    catalog = artifact.catalog
     assert catalog is not None
     categories = catalog.get_column(col.CATEGORY).to_list()
     available = catalog.get_column(col.AVAILABLE).to_list()
-    anchors = list(range(0, len(bundle.item_ids), 5))
+    anchors = list(range(0, len(artifact.item_ids), 5))
     taken = [{anchor + 1} for anchor in anchors]
     items, scores = composer.stand_ins(anchors, 6, taken)
     for anchor, row, row_scores, excluded in zip(anchors, items, scores, taken, strict=True):

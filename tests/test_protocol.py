@@ -15,11 +15,11 @@ from features.generate import StoreConfig, generate_store
 from features.splits import explicit_split, parse_split_spec
 from features.validate import load_interactions, load_items, load_members
 from tests.cli import run_recsys
-from training.bundle import load_bundle
+from training.artifact import load_artifact
 from training.config import TuningBudget
 from training.models import MODEL_CLASSES
-from training.publish import write_training_bundle
-from training.recommend import BundleRecommender
+from training.publish import write_training_artifact
+from training.recommend import ArtifactRecommender
 from training.train import TrainConfig, TrainOutcome, run_training
 
 STORE = StoreConfig(members=2000, items=300, events=80_000, seed=11)
@@ -78,15 +78,15 @@ def served(tables: dict[str, pl.DataFrame], tmp_path_factory: pytest.TempPathFac
         spec.split(tables["interactions"]), spec, CONFIG,
         items=tables["items"], members=tables["members"],
     )  # fmt: skip
-    return write_training_bundle(outcome, tmp_path_factory.mktemp("served") / "bundle")
+    return write_training_artifact(outcome, tmp_path_factory.mktemp("served") / "artifact")
 
 
-def test_the_served_bundle_is_refit_on_everything_up_to_the_last_event(
+def test_the_served_artifact_is_refit_on_everything_up_to_the_last_event(
     tables: dict[str, pl.DataFrame], served: Path
 ) -> None:
     interactions = tables["interactions"]
-    bundle = load_bundle(served, model_classes=MODEL_CLASSES)
-    assert len(bundle.member_ids) == interactions[col.MEMBER_ID].n_unique()
+    artifact = load_artifact(served, model_classes=MODEL_CLASSES)
+    assert len(artifact.member_ids) == interactions[col.MEMBER_ID].n_unique()
     data_end = json.loads((served / "manifest.json").read_text())["data_end"]
     assert data_end.startswith(interactions[col.TIMESTAMP].max().isoformat())
     metrics = json.loads((served / "metrics.json").read_text())
@@ -110,7 +110,7 @@ def test_a_purchase_in_the_test_window_is_never_served(
         .agg(pl.col(col.ITEM_ID).unique())
     )
     bought_by = dict(zip(bought[col.MEMBER_ID], bought[col.ITEM_ID].to_list(), strict=True))
-    recommender = BundleRecommender(load_bundle(served, model_classes=MODEL_CLASSES))
+    recommender = ArtifactRecommender(load_artifact(served, model_classes=MODEL_CLASSES))
     for model in (None, *MODELS):  # the chosen model's precomputed path and live scoring
         for answer in recommender.recommend(buyers, 20, model=model):
             assert not set(answer.item_ids) & set(bought_by[answer.member_id]), answer.member_id
@@ -124,10 +124,10 @@ def test_a_member_seen_only_in_the_test_window_gets_personal_answers(
     first_seen = interactions.group_by(col.MEMBER_ID).agg(pl.col(col.TIMESTAMP).min())
     newcomers = first_seen.filter(pl.col(col.TIMESTAMP) >= cutoff)[col.MEMBER_ID].to_list()
     assert newcomers, "the generated store has members who joined in the last 30 days"
-    recommender = BundleRecommender(load_bundle(served, model_classes=MODEL_CLASSES))
+    recommender = ArtifactRecommender(load_artifact(served, model_classes=MODEL_CLASSES))
     answers = recommender.recommend(newcomers, 10)
     assert all(not answer.fallback for answer in answers)
-    assert all(answer.model != "popular" or recommender.bundle.chosen == "popular"
+    assert all(answer.model != "popular" or recommender.artifact.chosen == "popular"
                for answer in answers)  # fmt: skip
 
 
@@ -135,10 +135,10 @@ def test_a_model_that_fails_is_recorded_and_the_run_goes_on(store: Path, tmp_pat
     """The content model needs a catalog; without --items it fails, and the others serve."""
     result = run_recsys(
         "train", "-i", store / "interactions.parquet", "--models", "popular,content,item_knn",
-        "--trials", 1, "--out", tmp_path / "bundle", "--no-mlflow", "--list-depth", 0,
+        "--trials", 1, "--out", tmp_path / "artifact", "--no-mlflow", "--list-depth", 0,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    metrics = json.loads((tmp_path / "bundle" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "artifact" / "metrics.json").read_text())
     assert [(f["model"], f["stage"]) for f in metrics["failed"]] == [("content", "tuning")]
     assert "item content features" in metrics["failed"][0]["reason"]
     assert set(metrics["models"]) == {"popular", "item_knn"}
@@ -155,11 +155,11 @@ def test_cli_infers_the_shape_of_a_test_file_prints_it_and_stores_every_report(
     result = run_recsys(
         "train", "-i", train_file, "--test-file", test_file, "--items", store / "items.parquet",
         "--members", store / "members.parquet", "--models", "popular,item_knn", "--trials", 1,
-        "--out", tmp_path / "bundle", "--no-mlflow", "--list-depth", 0,
+        "--out", tmp_path / "artifact", "--no-mlflow", "--list-depth", 0,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Validation shaped like the test: random (inferred" in " ".join(result.stdout.split())
-    metrics = json.loads((tmp_path / "bundle" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "artifact" / "metrics.json").read_text())
     assert metrics["protocol"]["validation_shape"]["group"] == "item"
     assert set(metrics["inputs"]) == {"interactions", "test", "items", "members"}
     assert metrics["inputs"]["test"]["accepted"] == made.test.height
@@ -174,7 +174,7 @@ def test_cli_infers_the_shape_of_a_test_file_prints_it_and_stores_every_report(
     assert shape["validation_shape"] == {"kind": "given", "spec": "last-days:20"}
 
 
-def test_evaluating_a_refit_bundle_on_its_own_test_period_warns(
+def test_evaluating_a_refit_artifact_on_its_own_test_period_warns(
     tables: dict[str, pl.DataFrame], served: Path, tmp_path: Path
 ) -> None:
     interactions = tables["interactions"]
@@ -183,7 +183,7 @@ def test_evaluating_a_refit_bundle_on_its_own_test_period_warns(
     recent = interactions.filter(pl.col(col.TIMESTAMP) >= cutoff)
     recent.write_parquet(test_file)
     result = run_recsys(
-        "evaluate", "--bundle", served, "--test-file", test_file, "--all-items", "--json"
+        "evaluate", "--artifact", served, "--test-file", test_file, "--all-items", "--json"
     )
     assert result.returncode == 0, result.stderr
     assert f"{recent.height:,} of the {recent.height:,} test events" in " ".join(

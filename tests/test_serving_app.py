@@ -19,7 +19,7 @@ def test_overridden_settings_can_require_a_key_for_reads(
     tiny_trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     settings = Settings(
-        bundle=tiny_trained[1],
+        artifact=tiny_trained[1],
         events_url=f"sqlite:///{tmp_path / 'events.db'}",
         api_keys={"reader": [Role.READ]},
         require_read_key=True,
@@ -53,7 +53,7 @@ def test_the_storefront_route_needs_a_read_key_when_reads_require_one(
     tiny_trained: tuple[Path, Path], tmp_path: Path, fast_lane: bool
 ) -> None:
     settings = Settings(
-        bundle=tiny_trained[1], events_url=f"sqlite:///{tmp_path / 'events.db'}",
+        artifact=tiny_trained[1], events_url=f"sqlite:///{tmp_path / 'events.db'}",
         api_keys={"reader": [Role.READ], "writer": [Role.EVENTS]},
         require_read_key=True, poll_seconds=0, fast_lane=fast_lane,
     )  # fmt: skip
@@ -108,7 +108,7 @@ def test_the_fast_lane_answers_exactly_as_the_fastapi_route(
 ) -> None:
     """Same bundle, two apps (lane on, lane off): every answer and every error is the same,
     and both count the requests under the route's template."""
-    store, bundle = tiny_trained
+    store, artifact = tiny_trained
     members = pl.read_parquet(store / "interactions.parquet")["member_id"].unique().sort()[:5]
     queries = [
         "", "?n=3", "?n=7&max_per_category=1", "?n=4&category=nope", "?n=0", "?n=abc",
@@ -131,7 +131,7 @@ def test_the_fast_lane_answers_exactly_as_the_fastapi_route(
 
     async def answers(fast_lane: bool) -> list[tuple[int, dict]]:
         settings = Settings(
-            bundle=bundle, events_url=f"sqlite:///{tmp_path / f'events-{fast_lane}.db'}",
+            artifact=artifact, events_url=f"sqlite:///{tmp_path / f'events-{fast_lane}.db'}",
             poll_seconds=0, fast_lane=fast_lane,
         )  # fmt: skip
         app = create_app(settings)

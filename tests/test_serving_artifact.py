@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.serving_helpers import corrupt
-from training.bundle import BundleError, add_member_lists, load_bundle
+from training.artifact import ArtifactError, add_member_lists, load_artifact
 from training.models import MODEL_CLASSES
 
 
@@ -26,7 +26,7 @@ def artifact(tiny_trained: tuple[Path, Path], tmp_path: Path) -> Path:
 def test_adding_lists_leaves_the_mapped_files_of_a_loaded_artifact_untouched(
     artifact: Path,
 ) -> None:
-    served = load_bundle(artifact, mmap=True, model_classes=MODEL_CLASSES)
+    served = load_artifact(artifact, mmap=True, model_classes=MODEL_CLASSES)
     assert served.lists is not None
     mapped_items = served.lists.items
     before = mapped_items.copy()
@@ -39,7 +39,7 @@ def test_adding_lists_leaves_the_mapped_files_of_a_loaded_artifact_untouched(
     np.testing.assert_array_equal(mapped_items, before)  # what the server maps is unchanged
     assert (artifact / "lists" / "items.npy").stat().st_ino != old_lists_inode
     assert (artifact / "popularity.npy").stat().st_ino == old_popularity_inode  # linked, not copied
-    reloaded = load_bundle(artifact, mmap=True, model_classes=MODEL_CLASSES)  # checksums verified
+    reloaded = load_artifact(artifact, mmap=True, model_classes=MODEL_CLASSES)  # checksums verified
     assert reloaded.lists is not None
     np.testing.assert_array_equal(reloaded.lists.items, new_lists.items)
     assert sorted(path.name for path in artifact.parent.iterdir()) == ["artifact"]  # no leftovers
@@ -69,8 +69,8 @@ def test_a_manifest_that_leaves_out_a_file_the_loader_reads_is_refused(
     manifest = _manifest(artifact)
     manifest["files"] = left_out(manifest["files"])  # type: ignore[operator]
     _write_manifest(artifact, manifest)
-    with pytest.raises(BundleError, match="does not list"):
-        load_bundle(artifact, model_classes=MODEL_CLASSES)
+    with pytest.raises(ArtifactError, match="does not list"):
+        load_artifact(artifact, model_classes=MODEL_CLASSES)
 
 
 def test_a_corrupted_list_behind_an_empty_files_map_is_not_served(artifact: Path) -> None:
@@ -80,5 +80,5 @@ def test_a_corrupted_list_behind_an_empty_files_map_is_not_served(artifact: Path
     manifest = _manifest(artifact)
     manifest["files"] = {}
     _write_manifest(artifact, manifest)
-    with pytest.raises(BundleError, match=re.escape("lists/items.npy")):
-        load_bundle(artifact, model_classes=MODEL_CLASSES)
+    with pytest.raises(ArtifactError, match=re.escape("lists/items.npy")):
+        load_artifact(artifact, model_classes=MODEL_CLASSES)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving_helpers import WRITE, Server, copy_bundle
+from tests.serving_helpers import WRITE, Server, copy_artifact
 
 TIMEOUT_SECONDS = 1.0
 MAX_BODY_BYTES = 100_000
@@ -24,10 +24,10 @@ def server(
     tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("hardening")
-    bundle = copy_bundle(tiny_trained[1], root / "bundle")
+    artifact = copy_artifact(tiny_trained[1], root / "artifact")
     running = Server(
         {
-            "RECSYS_BUNDLE": str(bundle),
+            "RECSYS_ARTIFACT": str(artifact),
             "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}",
             "RECSYS_HEADER_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
             "RECSYS_BODY_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),

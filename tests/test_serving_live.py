@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.serving_helpers import ADMIN, WRITE, Server, copy_bundle, edit_manifest, swap_in
+from tests.serving_helpers import ADMIN, WRITE, Server, copy_artifact, edit_manifest, swap_in
 
 RECOMMEND = "/v1/members/{}/recommendations"
 
@@ -22,10 +22,10 @@ def setup(
     tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Path, datetime]]:
     root = tmp_path_factory.mktemp("live")
-    served = copy_bundle(tiny_trained[1], root / "served")
+    served = copy_artifact(tiny_trained[1], root / "served")
     data_end = datetime.fromisoformat(edit_manifest(served)["data_end"])
     running = Server(
-        {"RECSYS_BUNDLE": str(served), "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}"},
+        {"RECSYS_ARTIFACT": str(served), "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}"},
         root / "server.log",
     ).wait()
     yield running, served, data_end
@@ -85,7 +85,7 @@ def test_an_artifact_built_long_after_its_data_sees_events_received_before_it_wa
     server, served, data_end = setup
     member = _stranger()
     _click(server, member, clicked, None)  # occurred (and received) now
-    later = copy_bundle(served, tmp_path / "later")
+    later = copy_artifact(served, tmp_path / "later")
     edit_manifest(later, created_at=datetime.now(UTC).isoformat())  # after the clicks
     swap_in(later, served)
     assert server.client.post("/v1/admin/reload", headers=ADMIN).json()["variants"][0]["swapped"]
@@ -99,7 +99,7 @@ def test_without_data_end_live_history_starts_at_created_at(
     server, served, _ = setup
     member = _stranger()
     _click(server, member, clicked, None)
-    older = copy_bundle(served, tmp_path / "older")
+    older = copy_artifact(served, tmp_path / "older")
     built = datetime.now(UTC) + timedelta(minutes=2)  # ahead: another version, whatever the clock
     edit_manifest(older, data_end=None, created_at=built.isoformat())
     swap_in(older, served)

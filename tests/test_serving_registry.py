@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from serving.bundle_sources import RegistrySource, SourceUnavailableError
+from serving.artifact_sources import RegistrySource, SourceUnavailableError
 from serving.model_store import ModelStore
 from serving.settings import VariantConfig
-from tests.serving_helpers import copy_bundle
+from tests.serving_helpers import copy_artifact
 from training.tracking import log_training_run, promote
 
 NAME = "serving-test-model"
@@ -24,7 +24,7 @@ def test_serving_follows_the_champion_alias(
 ) -> None:
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     metrics = json.loads((tiny_trained[1] / "metrics.json").read_text())
-    second = copy_bundle(tiny_trained[1], tmp_path / "second", created_at="2030-01-01T00:00:00")
+    second = copy_artifact(tiny_trained[1], tmp_path / "second", created_at="2030-01-01T00:00:00")
     first_run = log_training_run(metrics, tiny_trained[1], tracking_uri=tracking_uri,
                                  registered_model=NAME)  # fmt: skip
     second_run = log_training_run(metrics, second, tracking_uri=tracking_uri, registered_model=NAME)
@@ -43,7 +43,7 @@ def test_serving_follows_the_champion_alias(
     promote(2, registered_model=NAME, tracking_uri=tracking_uri)
     [moved] = asyncio.run(store.reload(only_if_changed=True))
     assert (moved.previous_version, moved.version, moved.swapped) == ("1", "2", True)
-    assert store.snapshot("default").bundle.manifest["created_at"].startswith("2030")
+    assert store.snapshot("default").artifact.manifest["created_at"].startswith("2030")
 
     missing = f"models:/{NAME}@nobody"
     orphan = ModelStore(

@@ -20,28 +20,28 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.cli import RECSYS
-from tests.serving_helpers import ADMIN, WRITE, Server, copy_bundle, corrupt, swap_in
+from tests.serving_helpers import ADMIN, WRITE, Server, copy_artifact, corrupt, swap_in
 
 RECOMMEND = "/v1/members/{}/recommendations"
 
 
 @pytest.fixture(scope="module")
-def bundles(tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+def artifacts(tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two versions of the tiny model, a corrupted copy, and the directory the server serves."""
     root = tmp_path_factory.mktemp("reliability")
-    first = copy_bundle(tiny_trained[1], root / "v1")
-    second = copy_bundle(tiny_trained[1], root / "v2", created_at="2030-01-01T00:00:00+00:00")
-    corrupted = copy_bundle(tiny_trained[1], root / "corrupted")
+    first = copy_artifact(tiny_trained[1], root / "v1")
+    second = copy_artifact(tiny_trained[1], root / "v2", created_at="2030-01-01T00:00:00+00:00")
+    corrupted = copy_artifact(tiny_trained[1], root / "corrupted")
     corrupt(corrupted)
-    served = copy_bundle(first, root / "served")
+    served = copy_artifact(first, root / "served")
     return {"v1": first, "v2": second, "corrupted": corrupted, "served": served, "root": root}
 
 
 @pytest.fixture(scope="module")
-def server(bundles: dict) -> Iterator[Server]:
-    root = bundles["root"]
+def server(artifacts: dict) -> Iterator[Server]:
+    root = artifacts["root"]
     running = Server(
-        {"RECSYS_BUNDLE": str(bundles["served"]),
+        {"RECSYS_ARTIFACT": str(artifacts["served"]),
          "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}"},
         root / "server.log",
     ).wait()  # fmt: skip
@@ -60,7 +60,7 @@ def _version(server: Server) -> str:
 
 
 def test_a_reload_during_load_loses_no_request(
-    server: Server, bundles: dict, members: list[str]
+    server: Server, artifacts: dict, members: list[str]
 ) -> None:
     stop = threading.Event()
     statuses: list[int] = []
@@ -80,7 +80,7 @@ def test_a_reload_during_load_loses_no_request(
         try:
             time.sleep(0.5)
             for source in ("v2", "v1", "v2", "v1"):
-                swap_in(bundles[source], bundles["served"])
+                swap_in(artifacts[source], artifacts["served"])
                 reloaded = server.client.post("/v1/admin/reload", headers=ADMIN)
                 assert reloaded.status_code == 200, reloaded.text
                 assert reloaded.json()["variants"][0]["swapped"]
@@ -94,24 +94,24 @@ def test_a_reload_during_load_loses_no_request(
     assert len(versions) == 2
 
 
-def test_a_corrupted_bundle_is_refused_and_the_old_one_keeps_serving(
-    server: Server, bundles: dict, members: list[str]
+def test_a_corrupted_artifact_is_refused_and_the_old_one_keeps_serving(
+    server: Server, artifacts: dict, members: list[str]
 ) -> None:
     before = _version(server)
-    swap_in(bundles["corrupted"], bundles["served"])
+    swap_in(artifacts["corrupted"], artifacts["served"])
     refused = server.client.post("/v1/admin/reload", headers=ADMIN)
     assert refused.status_code == 409
     error = refused.json()["error"]
-    assert error["code"] == "bundle_refused" and "checksum mismatch" in error["message"]
+    assert error["code"] == "artifact_refused" and "checksum mismatch" in error["message"]
     answer = server.client.get(RECOMMEND.format(members[0]))
     assert answer.status_code == 200 and answer.json()["model_version"] == before
     assert _version(server) == before
-    swap_in(bundles["v1"], bundles["served"])
+    swap_in(artifacts["v1"], artifacts["served"])
     assert server.client.post("/v1/admin/reload", headers=ADMIN).status_code == 200
 
 
 def test_events_sent_concurrently_with_duplicates_are_stored_exactly_once(
-    server: Server, bundles: dict
+    server: Server, artifacts: dict
 ) -> None:
     run = uuid.uuid4().hex[:8]
     events = [
@@ -133,7 +133,7 @@ def test_events_sent_concurrently_with_duplicates_are_stored_exactly_once(
         answers = list(pool.map(post, batches))
     assert sum(answer["stored"] for answer in answers) == 20_000
     assert sum(answer["duplicates"] for answer in answers) == 20_000
-    with sqlite3.connect(bundles["root"] / "events.db") as database:
+    with sqlite3.connect(artifacts["root"] / "events.db") as database:
         count, distinct = database.execute(
             "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM recsys_events WHERE event_id LIKE ?",
             (f"dup-{run}-%",),
@@ -145,7 +145,7 @@ def test_every_acknowledged_event_survives_kill_9(
     tiny_trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     database = tmp_path / "events.db"
-    command = [str(RECSYS), "serve", "--bundle", str(tiny_trained[1]),
+    command = [str(RECSYS), "serve", "--artifact", str(tiny_trained[1]),
                "--events-url", f"sqlite:///{database}"]  # fmt: skip
     server = Server({}, tmp_path / "server.log", command=command).wait()
     acknowledged: list[str] = []

@@ -20,7 +20,7 @@ import pytest
 from tests.serving_helpers import (
     ADMIN,
     Server,
-    copy_bundle,
+    copy_artifact,
     corrupt,
     recsys_serve,
     swap_in,
@@ -34,27 +34,27 @@ SETTLE_SECONDS = 20
 def versions(tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Three versions of the tiny model; v3's evaluation report differs from the others'."""
     root = tmp_path_factory.mktemp("reloads")
-    v1 = copy_bundle(tiny_trained[1], root / "v1")
-    v2 = copy_bundle(tiny_trained[1], root / "v2", created_at="2030-01-01T00:00:00+00:00")
-    v3 = copy_bundle(tiny_trained[1], root / "v3", created_at="2031-01-01T00:00:00+00:00")
+    v1 = copy_artifact(tiny_trained[1], root / "v1")
+    v2 = copy_artifact(tiny_trained[1], root / "v2", created_at="2030-01-01T00:00:00+00:00")
+    v3 = copy_artifact(tiny_trained[1], root / "v3", created_at="2031-01-01T00:00:00+00:00")
     metrics = json.loads((v3 / "metrics.json").read_text())
     _rewrite(v3, "metrics.json", json.dumps({**metrics, "written_for": "v3"}).encode())
     return {"v1": v1, "v2": v2, "v3": v3, "root": root}
 
 
-def _rewrite(bundle: Path, relative: str, content: bytes) -> None:
+def _rewrite(artifact: Path, relative: str, content: bytes) -> None:
     """Replace one file of a bundle and its checksum in the manifest (a valid new bundle)."""
-    (bundle / relative).write_bytes(content)
-    manifest_path = bundle / "manifest.json"
+    (artifact / relative).write_bytes(content)
+    manifest_path = artifact / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["files"][relative] = hashlib.sha256(content).hexdigest()
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
-def _version_of(bundle: Path) -> str:
-    from serving.bundle_sources import manifest_version
+def _version_of(artifact: Path) -> str:
+    from serving.artifact_sources import manifest_version
 
-    return manifest_version(json.loads((bundle / "manifest.json").read_text()))
+    return manifest_version(json.loads((artifact / "manifest.json").read_text()))
 
 
 def _served_versions(server: Server, count: int = 60) -> dict[str, int]:
@@ -89,9 +89,9 @@ def _eventually(condition: Callable[[], bool], seconds: float = SETTLE_SECONDS) 
 def polling(versions: dict) -> Iterator[tuple[Server, Path]]:
     """A server polling its bundle directory every 0.3 s."""
     root = versions["root"]
-    served = copy_bundle(versions["v1"], root / "polled")
+    served = copy_artifact(versions["v1"], root / "polled")
     running = Server(
-        {"RECSYS_BUNDLE": str(served), "RECSYS_POLL_SECONDS": "0.3",
+        {"RECSYS_ARTIFACT": str(served), "RECSYS_POLL_SECONDS": "0.3",
          "RECSYS_EVENTS_URL": f"sqlite:///{root / 'polling.db'}"},
         root / "polling.log",
     ).wait()  # fmt: skip
@@ -103,12 +103,12 @@ def _version(server: Server) -> str:
     return server.client.get("/readyz").json()["versions"]["default"]
 
 
-def test_a_refused_bundle_fixed_in_place_is_picked_up_by_polling(
+def test_a_refused_artifact_fixed_in_place_is_picked_up_by_polling(
     polling: tuple[Server, Path], versions: dict
 ) -> None:
     server, served = polling
     before, refused = _version(server), _reloads(server, "refused")
-    damaged = copy_bundle(versions["v2"], versions["root"] / "v2-damaged")
+    damaged = copy_artifact(versions["v2"], versions["root"] / "v2-damaged")
     corrupt(damaged)
     swap_in(damaged, served)
     assert _eventually(lambda: _reloads(server, "refused") == refused + 1)
@@ -123,7 +123,7 @@ def test_a_truncated_manifest_is_refused_logged_and_counted_once(
 ) -> None:
     server, served = polling
     before, refused = _version(server), _reloads(server, "refused")
-    truncated = copy_bundle(versions["v3"], versions["root"] / "v3-truncated")
+    truncated = copy_artifact(versions["v3"], versions["root"] / "v3-truncated")
     manifest = (truncated / "manifest.json").read_bytes()
     (truncated / "manifest.json").write_bytes(manifest[: len(manifest) // 2])
     swap_in(truncated, served)
@@ -133,15 +133,15 @@ def test_a_truncated_manifest_is_refused_logged_and_counted_once(
     assert _version(server) == before
     assert "manifest.json is unreadable" in server.logs()
     reload = server.client.post("/v1/admin/reload", headers=ADMIN)
-    assert reload.status_code == 409 and reload.json()["error"]["code"] == "bundle_refused"
+    assert reload.status_code == 409 and reload.json()["error"]["code"] == "artifact_refused"
 
 
 @pytest.fixture(scope="module")
 def two_workers(versions: dict) -> Iterator[tuple[Server, Path]]:
     """``recsys serve --workers 2`` without polling: only reload requests move it."""
     root = versions["root"]
-    served = copy_bundle(versions["v1"], root / "shared")
-    command = recsys_serve("--bundle", str(served), "--workers", "2", "--poll-seconds", "0",
+    served = copy_artifact(versions["v1"], root / "shared")
+    command = recsys_serve("--artifact", str(served), "--workers", "2", "--poll-seconds", "0",
                            "--events-url", f"sqlite:///{root / 'two-workers.db'}")  # fmt: skip
     running = Server({}, root / "two-workers.log", command=command).wait()
     assert _eventually(lambda: _reloads(running, "swapped") == 2)  # both workers loaded
@@ -172,7 +172,7 @@ def test_a_reload_that_changes_nothing_is_not_counted_as_a_swap(
     assert _reloads(server, "swapped") == swapped
 
 
-def test_the_evaluation_report_is_the_loaded_bundles_until_a_reload(
+def test_the_evaluation_report_is_the_loaded_artifacts_until_a_reload(
     two_workers: tuple[Server, Path], versions: dict
 ) -> None:
     server, served = two_workers
@@ -195,7 +195,7 @@ def test_a_symlink_switched_to_another_version_is_followed(versions: dict) -> No
     root = versions["root"]
     link = root / "current"
     _point(link, versions["v1"])
-    command = recsys_serve("--bundle", str(link), "--poll-seconds", "0",
+    command = recsys_serve("--artifact", str(link), "--poll-seconds", "0",
                            "--events-url", f"sqlite:///{root / 'symlink.db'}")  # fmt: skip
     server = Server({}, root / "symlink.log", command=command).wait()
     try:

@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from serving.artifact_sources import DirectorySource, manifest_version
 from serving.auth import KeyRing
-from serving.bundle_sources import DirectorySource, manifest_version
 from serving.errors import ForbiddenError, UnauthorizedError
 from serving.event_store import EventStore
 from serving.impressions import ImpressionBuffer
@@ -33,45 +33,51 @@ from serving.schemas import (
 )
 from serving.settings import DEFAULT_MODEL_URI, Role, Settings, VariantConfig
 from serving.variants import VariantAssigner, member_point
-from training.bundle import Bundle, load_bundle
+from training.artifact import ModelArtifact, load_artifact
 from training.models import MODEL_CLASSES
-from training.recommend import DECLARED_MODEL, FALLBACK_MODEL, BundleRecommender, MemberContext
+from training.recommend import DECLARED_MODEL, FALLBACK_MODEL, ArtifactRecommender, MemberContext
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_trained: tuple[Path, Path]) -> Bundle:
-    return load_bundle(tiny_trained[1], model_classes=MODEL_CLASSES)
+def artifact(tiny_trained: tuple[Path, Path]) -> ModelArtifact:
+    return load_artifact(tiny_trained[1], model_classes=MODEL_CLASSES)
 
 
-def _category_items(bundle: Bundle, recommender: BundleRecommender, count: int) -> list[int]:
+def _category_items(
+    artifact: ModelArtifact, recommender: ArtifactRecommender, count: int
+) -> list[int]:
     """``count`` available items of the catalog's most populated category."""
-    categories = bundle.catalog["category"].to_list()
+    categories = artifact.catalog["category"].to_list()
     biggest = max(recommender.categories, key=categories.count)
     allowed = recommender.allowed_items(biggest)
     return np.flatnonzero(allowed)[:count].tolist()
 
 
 @pytest.mark.parametrize("model", ["als", "item_knn", "content"])
-def test_a_stranger_with_three_clicks_gets_a_personal_answer(bundle: Bundle, model: str) -> None:
-    recommender = BundleRecommender(bundle)
-    clicked = _category_items(bundle, recommender, 3)
+def test_a_stranger_with_three_clicks_gets_a_personal_answer(
+    artifact: ModelArtifact, model: str
+) -> None:
+    recommender = ArtifactRecommender(artifact)
+    clicked = _category_items(artifact, recommender, 3)
     context = MemberContext(items=clicked, weights=[2.0] * 3)
     [personal] = recommender.recommend(["stranger"], 5, model=model, contexts=[context])
     [popular] = recommender.recommend(["stranger"], 5, model=model)
     assert not personal.fallback and personal.model == model
     assert popular.fallback and popular.model == FALLBACK_MODEL
     assert personal.item_ids != popular.item_ids
-    category = bundle.catalog["category"][clicked[0]]
-    shown = bundle.item_ids.to_internal(personal.item_ids)
-    in_category = sum(bundle.catalog["category"][int(item)] == category for item in shown)
+    category = artifact.catalog["category"][clicked[0]]
+    shown = artifact.item_ids.to_internal(personal.item_ids)
+    in_category = sum(artifact.catalog["category"][int(item)] == category for item in shown)
     assert in_category >= 2  # the clicks pull the list towards their category
 
 
-def test_new_purchases_are_excluded_and_change_a_known_members_list(bundle: Bundle) -> None:
-    recommender = BundleRecommender(bundle)
-    member = bundle.member_ids.external_ids[0]
+def test_new_purchases_are_excluded_and_change_a_known_members_list(
+    artifact: ModelArtifact,
+) -> None:
+    recommender = ArtifactRecommender(artifact)
+    member = artifact.member_ids.external_ids[0]
     [before] = recommender.recommend([member], 10, model="als")
-    bought = bundle.item_ids.index_of(before.item_ids[0])
+    bought = artifact.item_ids.index_of(before.item_ids[0])
     context = MemberContext(items=[bought], weights=[8.0], purchased=[bought])
     [after] = recommender.recommend([member], 10, model="als", contexts=[context])
     assert before.item_ids[0] not in after.item_ids
@@ -82,38 +88,44 @@ def test_new_purchases_are_excluded_and_change_a_known_members_list(bundle: Bund
     assert kept.item_ids != after.item_ids
 
 
-def test_declared_preferences_are_answered_by_content_and_flagged(bundle: Bundle) -> None:
-    recommender = BundleRecommender(bundle)
-    liked = _category_items(bundle, recommender, 2)
+def test_declared_preferences_are_answered_by_content_and_flagged(artifact: ModelArtifact) -> None:
+    recommender = ArtifactRecommender(artifact)
+    liked = _category_items(artifact, recommender, 2)
     context = MemberContext(items=liked, weights=[1.0, 1.0], declared=True)
     [answer] = recommender.recommend(["newcomer"], 5, contexts=[context])
     assert answer.model == DECLARED_MODEL and answer.fallback
     assert len(answer.item_ids) == 5
 
 
-def test_a_declared_segment_gives_that_segments_popularity(bundle: Bundle) -> None:
-    recommender = BundleRecommender(bundle)
-    assert bundle.segment_popularity is not None
-    code = int(np.argmax(bundle.segment_popularity.sum(axis=1)))
+def test_a_declared_segment_gives_that_segments_popularity(artifact: ModelArtifact) -> None:
+    recommender = ArtifactRecommender(artifact)
+    assert artifact.segment_popularity is not None
+    code = int(np.argmax(artifact.segment_popularity.sum(axis=1)))
     [answer] = recommender.recommend(["newcomer"], 5, contexts=[MemberContext(segment=code)])
-    expected = np.argsort(-(bundle.segment_popularity[code] + 1e-4 * bundle.popularity))
+    expected = np.argsort(-(artifact.segment_popularity[code] + 1e-4 * artifact.popularity))
     available = recommender.allowed_items()
-    expected_ids = bundle.item_ids.to_external(expected[available[expected]][:5]).tolist()
+    expected_ids = artifact.item_ids.to_external(expected[available[expected]][:5]).tolist()
     assert answer.fallback and answer.item_ids == expected_ids
 
 
 @pytest.mark.parametrize("cap", [1, 2])
-def test_the_category_cap_diversifies_without_losing_items(bundle: Bundle, cap: int) -> None:
-    recommender = BundleRecommender(bundle)
-    member = bundle.member_ids.external_ids[3]
+def test_the_category_cap_diversifies_without_losing_items(
+    artifact: ModelArtifact, cap: int
+) -> None:
+    recommender = ArtifactRecommender(artifact)
+    member = artifact.member_ids.external_ids[3]
     [answer] = recommender.recommend([member], 12, max_per_category=cap)
     assert len(answer.item_ids) == len(set(answer.item_ids)) == 12
-    categories = [bundle.catalog["category"][bundle.item_ids.index_of(i)] for i in answer.item_ids]
+    categories = [
+        artifact.catalog["category"][artifact.item_ids.index_of(i)] for i in answer.item_ids
+    ]
     assert max(categories.count(c) for c in set(categories)) <= cap
 
 
-def test_the_cap_gives_way_when_a_category_filter_leaves_one_category(bundle: Bundle) -> None:
-    recommender = BundleRecommender(bundle)
+def test_the_cap_gives_way_when_a_category_filter_leaves_one_category(
+    artifact: ModelArtifact,
+) -> None:
+    recommender = ArtifactRecommender(artifact)
     category = recommender.categories[0]
     size = int(recommender.allowed_items(category).sum())
     [answer] = recommender.recommend(
@@ -122,14 +134,14 @@ def test_the_cap_gives_way_when_a_category_filter_leaves_one_category(bundle: Bu
     assert len(answer.item_ids) == size  # exactly n first; the cap is best effort
 
 
-def test_similar_items_are_available_distinct_and_exact(bundle: Bundle) -> None:
-    recommender = BundleRecommender(bundle)
+def test_similar_items_are_available_distinct_and_exact(artifact: ModelArtifact) -> None:
+    recommender = ArtifactRecommender(artifact)
     assert recommender.similarity_model() is not None
     for model in ("item_knn", "als", "content"):
         answer = recommender.similar_items(0, 20, model=model)
         assert len(answer.item_ids) == len(set(answer.item_ids)) == 20
-        assert bundle.item_ids.external_ids[0] not in answer.item_ids
-        assert recommender.allowed_items()[bundle.item_ids.to_internal(answer.item_ids)].all()
+        assert artifact.item_ids.external_ids[0] not in answer.item_ids
+        assert recommender.allowed_items()[artifact.item_ids.to_internal(answer.item_ids)].all()
     assert not recommender.supports_similarity("popular")
 
 
@@ -174,20 +186,20 @@ def test_keys_grant_their_roles_and_admin_grants_all() -> None:
 def test_settings_choose_one_source(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert Settings().variant_configs() == {}
-    assert Settings(bundle=Path("b")).variant_configs()["default"].source == "b"
+    assert Settings(artifact=Path("b")).variant_configs()["default"].source == "b"
     assert Settings(tracking_uri="sqlite:///x.db").variant_configs()["default"].source == (
         DEFAULT_MODEL_URI
     )
     with pytest.raises(ValidationError, match="only one of"):
-        Settings(bundle=Path("b"), model_uri="models:/m/1")
+        Settings(artifact=Path("b"), model_uri="models:/m/1")
     monkeypatch.setenv("RECSYS_VARIANTS", json.dumps({"a": {"source": "x", "weight": 3}}))
     assert Settings().variant_configs()["a"].weight == 3
 
 
-def test_a_bundle_version_follows_its_manifest(tiny_trained: tuple[Path, Path]) -> None:
-    bundle = tiny_trained[1]
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    version = DirectorySource(bundle).current_version()
+def test_an_artifact_version_follows_its_manifest(tiny_trained: tuple[Path, Path]) -> None:
+    artifact = tiny_trained[1]
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    version = DirectorySource(artifact).current_version()
     assert version == manifest_version(manifest)
     assert manifest_version({**manifest, "created_at": "2030-01-01T00:00:00+00:00"}) != version
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from serving.variants import VariantAssigner
-from tests.serving_helpers import ADMIN, Server, copy_bundle
+from tests.serving_helpers import ADMIN, Server, copy_artifact
 
 SPLIT = {"champion": 0.9, "challenger": 0.1}
 
@@ -20,7 +20,7 @@ def paths(tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
     root = tmp_path_factory.mktemp("variants")
     return {
         "root": root,
-        "champion": copy_bundle(tiny_trained[1], root / "champion"),
+        "champion": copy_artifact(tiny_trained[1], root / "champion"),
         "challenger": root / "challenger",  # absent at start: the server is not ready
         "trained": tiny_trained[1],
     }
@@ -47,7 +47,7 @@ def _loaded(server: Server) -> dict[str, bool]:
     return {v["variant"]: v["loaded"] for v in server.client.get("/v1/models").json()["variants"]}
 
 
-def test_not_ready_until_every_variant_has_a_bundle(server: Server, paths: dict) -> None:
+def test_not_ready_until_every_variant_has_an_artifact(server: Server, paths: dict) -> None:
     deadline = time.monotonic() + 60
     while not _loaded(server)["champion"] and time.monotonic() < deadline:
         time.sleep(0.1)  # bundles load in the background after start-up
@@ -57,7 +57,7 @@ def test_not_ready_until_every_variant_has_a_bundle(server: Server, paths: dict)
     assert "challenger" in waiting.json()["error"]["message"]
     assert server.client.get("/healthz").status_code == 200
 
-    copy_bundle(paths["trained"], paths["challenger"], created_at="2030-01-01T00:00:00+00:00")
+    copy_artifact(paths["trained"], paths["challenger"], created_at="2030-01-01T00:00:00+00:00")
     reloaded = server.client.post("/v1/admin/reload", params={"variant": "challenger"},
                                   headers=ADMIN)  # fmt: skip
     assert reloaded.status_code == 200, reloaded.text

@@ -24,7 +24,7 @@ from training.tracking import (
     PromotionDecision,
     TrackingResult,
     default_tracking_uri,
-    download_bundle,
+    download_artifact,
     log_training_run,
     metric_key,
     promote,
@@ -47,9 +47,9 @@ def client(tracking_uri: str) -> MlflowClient:
 
 
 @pytest.fixture
-def bundle(tmp_path: Path) -> Path:
+def artifact(tmp_path: Path) -> Path:
     """A stand-in bundle: a manifest and one array, which is all registering looks at."""
-    directory = tmp_path / "bundle"
+    directory = tmp_path / "artifact"
     (directory / "ids").mkdir(parents=True)
     (directory / "manifest.json").write_text(json.dumps({"data_fingerprint": FINGERPRINT}))
     np.save(directory / "ids" / "items.npy", np.arange(5))
@@ -77,11 +77,11 @@ def test_default_tracking_uri_is_sqlite_in_the_data_dir(
 
 
 def test_log_training_run_logs_a_parent_and_one_child_per_model(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
     metrics = training_metrics()
     result = log_training_run(
-        metrics, bundle, tracking_uri=tracking_uri, registered_model="runs", experiment="runs"
+        metrics, artifact, tracking_uri=tracking_uri, registered_model="runs", experiment="runs"
     )
 
     parent = client.get_run(result.run_id)
@@ -93,7 +93,7 @@ def test_log_training_run_logs_a_parent_and_one_child_per_model(
     assert parent.data.params["primary_metric"] == "ndcg@10"
     assert parent.data.params["protocol.split"] == "temporal:2011-09-01"
     artifacts = {entry.path for entry in client.list_artifacts(result.run_id)}
-    assert {"metrics.json", "report.html", "figures", "bundle"} <= artifacts
+    assert {"metrics.json", "report.html", "figures", "artifact"} <= artifacts
     assert len(client.list_artifacts(result.run_id, "figures")) == 4
 
     children = client.search_runs(
@@ -132,10 +132,10 @@ def _sha256(text: str) -> str:
 
 
 def _register(
-    tracking_uri: str, bundle: Path, name: str, metrics: dict[str, Any], **kwargs: Any
+    tracking_uri: str, artifact: Path, name: str, metrics: dict[str, Any], **kwargs: Any
 ) -> TrackingResult:
     return log_training_run(
-        metrics, bundle, tracking_uri=tracking_uri, registered_model=name, **kwargs
+        metrics, artifact, tracking_uri=tracking_uri, registered_model=name, **kwargs
     )
 
 
@@ -144,10 +144,10 @@ def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 
 def test_on_the_same_test_data_the_champion_moves_only_on_a_strictly_better_figure(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
     def register(ndcg: float) -> TrackingResult:
-        return _register(tracking_uri, bundle, "same-data", metrics_on("week-1", ndcg))
+        return _register(tracking_uri, artifact, "same-data", metrics_on("week-1", ndcg))
 
     first = register(0.30)
     assert (first.model_version, first.became_champion, first.champion_version) == ("1", True, "1")
@@ -173,10 +173,10 @@ def test_on_the_same_test_data_the_champion_moves_only_on_a_strictly_better_figu
 
 
 def test_a_version_tested_on_other_data_is_not_compared_and_passes_the_gate(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
-    _register(tracking_uri, bundle, "other-data", metrics_on("week-1", 0.40))
-    result = _register(tracking_uri, bundle, "other-data", metrics_on("week-2", 0.30))
+    _register(tracking_uri, artifact, "other-data", metrics_on("week-1", 0.40))
+    result = _register(tracking_uri, artifact, "other-data", metrics_on("week-2", 0.30))
 
     assert (result.became_champion, result.champion_version) == (True, "2")
     assert result.decision is PromotionDecision.GATE_PASSED
@@ -199,16 +199,16 @@ def test_a_version_tested_on_other_data_is_not_compared_and_passes_the_gate(
 
 
 def test_a_version_tested_on_other_data_with_a_failed_model_stays_out(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
-    _register(tracking_uri, bundle, "failed-model", metrics_on("week-1", 0.30))
+    _register(tracking_uri, artifact, "failed-model", metrics_on("week-1", 0.30))
     failures = (
         {"model": "lightfm", "stage": "test fit", "reason": "NaN   in\nfactors"},
         {"model": "lightfm", "stage": "refit", "reason": "x" * 500},
         {"model": "als", "stage": "tuning trial", "reason": "factors=0 is not allowed"},
     )
     result = _register(
-        tracking_uri, bundle, "failed-model", metrics_on("week-2", 0.90, failed=failures)
+        tracking_uri, artifact, "failed-model", metrics_on("week-2", 0.90, failed=failures)
     )
 
     assert (result.became_champion, result.champion_version) == (False, "1")
@@ -223,78 +223,78 @@ def test_a_version_tested_on_other_data_with_a_failed_model_stays_out(
 
 
 def test_a_failed_tuning_trial_alone_does_not_fail_the_gate(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
     trial = {"model": "als", "stage": "tuning trial", "reason": "factors=0 is not allowed"}
-    result = _register(tracking_uri, bundle, "trial", metrics_on("week-1", 0.3, failed=(trial,)))
+    result = _register(tracking_uri, artifact, "trial", metrics_on("week-1", 0.3, failed=(trial,)))
 
     assert result.decision is PromotionDecision.GATE_PASSED
     assert client.get_model_version("trial", "1").tags["failed_models"] == "0"
 
 
 def test_a_version_tested_on_other_data_below_the_margin_stays_out_unless_the_margin_allows(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
-    _register(tracking_uri, bundle, "margin", metrics_on("week-1", 0.30))
+    _register(tracking_uri, artifact, "margin", metrics_on("week-1", 0.30))
     close = metrics_on("week-2", 0.206)  # 3% above popularity's 0.2000
-    result = _register(tracking_uri, bundle, "margin", close)
+    result = _register(tracking_uri, artifact, "margin", close)
 
     assert (result.became_champion, result.champion_version) == (False, "1")
     assert result.reason == (
         "not comparable with champion v1 (tested on other data); "
         "gate failed: ease 0.2060 is only 3.0% above popularity 0.2000 (margin 5%)"
     )
-    below = _register(tracking_uri, bundle, "margin", metrics_on("week-3", 0.18))
+    below = _register(tracking_uri, artifact, "margin", metrics_on("week-3", 0.18))
     assert below.reason.endswith(
         "gate failed: ease 0.1800 is 10.0% below popularity 0.2000 (margin 5%)"
     )
 
-    lenient = _register(tracking_uri, bundle, "margin", close, promotion_margin=0.025)
+    lenient = _register(tracking_uri, artifact, "margin", close, promotion_margin=0.025)
     assert (lenient.became_champion, lenient.champion_version) == (True, "4")
     assert lenient.reason.endswith("by 3.0% (margin 2.5%)")
 
 
 def test_a_first_version_becomes_champion_only_through_the_gate(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
-    refused = _register(tracking_uri, bundle, "first", metrics_on("week-1", 0.20))
+    refused = _register(tracking_uri, artifact, "first", metrics_on("week-1", 0.20))
 
     assert (refused.became_champion, refused.champion_version) == (False, None)
     assert refused.reason == (
         "no champion yet; gate failed: ease 0.2000 is level with popularity 0.2000 (margin 5%)"
     )
     assert _aliases(client, "first") == {}
-    accepted = _register(tracking_uri, bundle, "first", metrics_on("week-1", 0.30))
+    accepted = _register(tracking_uri, artifact, "first", metrics_on("week-1", 0.30))
     assert (accepted.became_champion, accepted.champion_version) == (True, "2")
     assert accepted.reason.startswith("no champion yet; gate passed")
 
 
 def test_popularity_chosen_on_validation_does_not_pass_the_gate(
-    tracking_uri: str, bundle: Path
+    tracking_uri: str, artifact: Path
 ) -> None:
     metrics = metrics_on("week-1", 0.30) | {"chosen": "popular"}
-    result = _register(tracking_uri, bundle, "popular-chosen", metrics)
+    result = _register(tracking_uri, artifact, "popular-chosen", metrics)
 
     assert result.decision is PromotionDecision.GATE_FAILED
     assert result.reason.endswith("gate failed: the chosen model is the popularity baseline itself")
 
 
 def test_older_metrics_are_comparable_with_nothing_and_fail_the_gate_without_a_baseline(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
     old = training_metrics(models=("item_knn", "ease"))  # no fingerprint, baseline or failures
-    first = _register(tracking_uri, bundle, "older", old)
+    first = _register(tracking_uri, artifact, "older", old)
     assert first.reason == (
         "no champion yet; gate failed: the metrics have no popularity baseline figure of ndcg@10"
     )
     promote(1, registered_model="older", tracking_uri=tracking_uri)
 
-    newer = _register(tracking_uri, bundle, "older", metrics_on("week-1", 0.10))
+    newer = _register(tracking_uri, artifact, "older", metrics_on("week-1", 0.10))
     assert newer.reason.startswith(
         "not comparable with champion v1 (its tags carry no test fingerprint or figure); gate"
     )
     assert "protocol_fingerprint" not in client.get_model_version("older", "1").tags
-    older_again = _register(tracking_uri, bundle, "older", training_metrics(chosen_ndcg=0.9))
+    older_again = _register(tracking_uri, artifact, "older", training_metrics(chosen_ndcg=0.9))
     assert older_again.reason.startswith(
         "not comparable with champion v1 (this run's metrics carry no test fingerprint); gate"
     )
@@ -313,12 +313,12 @@ def test_older_metrics_are_comparable_with_nothing_and_fail_the_gate_without_a_b
     ],
 )
 def test_the_same_test_data_under_another_protocol_or_metric_is_not_comparable(
-    tracking_uri: str, bundle: Path, protocol: dict[str, object], metric: str, why: str
+    tracking_uri: str, artifact: Path, protocol: dict[str, object], metric: str, why: str
 ) -> None:
     name = f"protocol-{metric}-{sorted(protocol)}"
-    _register(tracking_uri, bundle, name, metrics_on("week-1", 0.30))
+    _register(tracking_uri, artifact, name, metrics_on("week-1", 0.30))
     metrics = metrics_on("week-1", 0.90, **protocol) | {"primary_metric": metric}
-    result = _register(tracking_uri, bundle, name, metrics)
+    result = _register(tracking_uri, artifact, name, metrics)
 
     assert result.reason.startswith(f"not comparable with champion v1 ({why}); gate")
 
@@ -354,20 +354,22 @@ def test_protocol_fingerprint_counts_the_sampling_seed_only_when_members_were_sa
 
 @pytest.mark.parametrize("margin", [-0.01, float("nan")])
 def test_log_training_run_refuses_a_bad_margin_before_logging(
-    tracking_uri: str, client: MlflowClient, bundle: Path, margin: float
+    tracking_uri: str, client: MlflowClient, artifact: Path, margin: float
 ) -> None:
     with pytest.raises(ConfigError, match=r"non-negative fraction .* such as 0\.05"):
-        _register(tracking_uri, bundle, "bad-margin", metrics_on("w", 0.3), promotion_margin=margin)
+        _register(
+            tracking_uri, artifact, "bad-margin", metrics_on("w", 0.3), promotion_margin=margin
+        )
     assert client.search_registered_models("name = 'bad-margin'") == []
 
 
 def test_promote_moves_the_alias_by_hand_and_refuses_unknown_versions(
-    tracking_uri: str, client: MlflowClient, bundle: Path
+    tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
     for ndcg in (0.5, 0.1):
         log_training_run(
             training_metrics(chosen_ndcg=ndcg),
-            bundle,
+            artifact,
             tracking_uri=tracking_uri,
             registered_model="promoted",
         )
@@ -383,15 +385,15 @@ def test_promote_moves_the_alias_by_hand_and_refuses_unknown_versions(
         promote(1, registered_model="never-registered", tracking_uri=tracking_uri)
 
 
-def test_download_bundle_by_alias_and_by_version(
-    tracking_uri: str, bundle: Path, tmp_path: Path
+def test_download_artifact_by_alias_and_by_version(
+    tracking_uri: str, artifact: Path, tmp_path: Path
 ) -> None:
     result = log_training_run(
-        training_metrics(), bundle, tracking_uri=tracking_uri, registered_model="served"
+        training_metrics(), artifact, tracking_uri=tracking_uri, registered_model="served"
     )
 
     for uri in ("models:/served@champion", f"models:/served/{result.model_version}"):
-        local = download_bundle(uri, tmp_path / uri.replace("/", "_"), tracking_uri=tracking_uri)
+        local = download_artifact(uri, tmp_path / uri.replace("/", "_"), tracking_uri=tracking_uri)
         assert json.loads((local / "manifest.json").read_text())["data_fingerprint"] == FINGERPRINT
         np.testing.assert_array_equal(np.load(local / "ids" / "items.npy"), np.arange(5))
 
@@ -403,14 +405,14 @@ def test_download_bundle_by_alias_and_by_version(
         ("runs:/abc/bundle", "not a registry URI"),
     ],
 )
-def test_download_bundle_refuses_unknown_models_and_other_uris(
+def test_download_artifact_refuses_unknown_models_and_other_uris(
     tracking_uri: str, tmp_path: Path, model_uri: str, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        download_bundle(model_uri, tmp_path / "dst", tracking_uri=tracking_uri)
+        download_artifact(model_uri, tmp_path / "dst", tracking_uri=tracking_uri)
 
 
-def test_log_training_run_refuses_a_directory_that_is_not_a_bundle(
+def test_log_training_run_refuses_a_directory_that_is_not_an_artifact(
     tracking_uri: str, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match="not a model bundle"):

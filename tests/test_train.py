@@ -107,24 +107,24 @@ def test_index_recall_is_measured_on_the_built_index_itself() -> None:
     assert _recall_against_exact(index, vectors, queries, k=10) == pytest.approx(expected)
 
 
-def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
+def test_cli_train_writes_an_artifact_that_recommend_and_evaluate_load(
     store: Path, tmp_path: Path
 ) -> None:
-    bundle = tmp_path / "bundle"
+    artifact = tmp_path / "artifact"
     result = run_recsys(
         "train", "-i", store / "interactions.parquet", "--items", store / "items.parquet",
         "--split", "last-days:60", "--models", "popular,ease", "--trials", 1,
-        "--out", bundle, "--no-mlflow", "--list-depth", 7, "--no-refit",
+        "--out", artifact, "--no-mlflow", "--list-depth", 7, "--no-refit",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for name in ("manifest.json", "metrics.json", "report.html"):
-        assert (bundle / name).exists()
-    metrics = json.loads((bundle / "metrics.json").read_text())
+        assert (artifact / name).exists()
+    metrics = json.loads((artifact / "metrics.json").read_text())
     assert metrics["chosen"] in {"popular", "ease"}
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["lists"] == {"model": metrics["chosen"], "depth": 7}
     assert "rules.parquet" in manifest["extra_files"]
-    rules = pl.read_parquet(bundle / "rules.parquet")
+    rules = pl.read_parquet(artifact / "rules.parquet")
     assert rules.height == metrics["rules"]["rules"] > 0  # the store plants bundles
     held_out = metrics["rules"]["test"]
     assert held_out["anchors"] > 0 and 0 < held_out["coverage"] <= 1
@@ -134,7 +134,7 @@ def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
     assert {"precision@10", "recall@10", "ndcg@10", "map"} <= set(metrics["models"]["ease"])
 
     member = pl.read_parquet(store / "interactions.parquet")[col.MEMBER_ID][0]
-    answer = run_recsys("recommend", "--bundle", bundle, "--member", member, "-n", 4, "--json")
+    answer = run_recsys("recommend", "--artifact", artifact, "--member", member, "-n", 4, "--json")
     assert answer.returncode == 0, answer.stderr
     assert len(json.loads(answer.stdout)["item_ids"]) == 4
 
@@ -142,7 +142,7 @@ def test_cli_train_writes_a_bundle_that_recommend_and_evaluate_load(
     interactions = pl.read_parquet(store / "interactions.parquet")
     cutoff = interactions[col.TIMESTAMP].max() - pl.duration(days=60)
     interactions.filter(pl.col(col.TIMESTAMP) >= cutoff).write_parquet(test_file)
-    evaluated = run_recsys("evaluate", "--bundle", bundle, "--test-file", test_file, "--json")
+    evaluated = run_recsys("evaluate", "--artifact", artifact, "--test-file", test_file, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     figures = json.loads(evaluated.stdout)
     assert figures["ease"]["ndcg@10"] == pytest.approx(

@@ -46,7 +46,7 @@ from training.config import (
 
 if TYPE_CHECKING:
     from serving.event_store import EventStore
-    from training.bundle import Bundle
+    from training.artifact import ModelArtifact
     from training.roster import Roster
     from training.train import TrainConfig
 
@@ -426,7 +426,7 @@ def train_and_publish(
     """Train, write the bundle (with ``list_depth`` items precomputed per member) and
     (optionally) log and register it in MLflow. ``input_reports``: the validation report of
     each loaded file, stored in metrics.json (``inputs``) beside what was learned from them."""
-    from training.publish import write_training_bundle
+    from training.publish import write_training_artifact
     from training.train import run_training
 
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
@@ -446,7 +446,7 @@ def train_and_publish(
             name: report.to_dict() for name, report in (input_reports or {}).items()
         }
         advance("writing the bundle")
-        write_training_bundle(outcome, out, items, list_depth=list_depth, members=members)
+        write_training_artifact(outcome, out, items, list_depth=list_depth, members=members)
     print_protocol(outcome.metrics)
     print_model_table(outcome.metrics)
     print_failures(outcome.metrics["failed"])
@@ -551,19 +551,21 @@ _SHORT_NAMES = {
 }
 
 
-BundleOption = Annotated[Path, typer.Option("--bundle", help="A bundle written by recsys train.")]
+ArtifactOption = Annotated[
+    Path, typer.Option("--artifact", help="A bundle written by recsys train.")
+]
 
 
-def _open_bundle(path: Path) -> Bundle:
-    from training.bundle import load_bundle
+def _open_artifact(path: Path) -> ModelArtifact:
+    from training.artifact import load_artifact
     from training.models import MODEL_CLASSES
 
-    return load_bundle(path, model_classes=MODEL_CLASSES)
+    return load_artifact(path, model_classes=MODEL_CLASSES)
 
 
 @app.command()
 def evaluate(
-    bundle: BundleOption,
+    artifact: ArtifactOption,
     test_file: Annotated[Path, typer.Option(help="Test interactions (any published protocol).")],
     preset: PresetOption = None,
     columns: ColumnsOption = None,
@@ -578,22 +580,22 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Evaluate a bundle's models on a test file, with purchased items excluded."""
-    from training.evaluate_bundle import evaluate_bundle, seen_by_bundle
+    from training.evaluate_artifact import evaluate_artifact, seen_by_artifact
 
     test = load_with_options(test_file, preset, columns, max_bad_share).frame
-    opened = _open_bundle(bundle)
-    seen = seen_by_bundle(opened, test)
+    opened = _open_artifact(artifact)
+    seen = seen_by_artifact(opened, test)
     if seen:
         err_console.print(
             f"warning: {seen:,} of the {test.height:,} test events occurred before the "
             f"bundle's data_end ({opened.manifest['data_end']}): it learned from them, so these "
             "figures flatter it. Train with --no-refit to score a bundle on its own test period."
         )
-    results = evaluate_bundle(opened, test, models=_names(models), new_items_only=not all_items)
+    results = evaluate_artifact(opened, test, models=_names(models), new_items_only=not all_items)
     if as_json:
         typer.echo(json.dumps(results))
         return
-    table = Table(title=f"{bundle} on {test_file}")
+    table = Table(title=f"{artifact} on {test_file}")
     table.add_column("model")
     for label in _SHORT_NAMES.values():
         table.add_column(label, justify="right")
@@ -604,7 +606,7 @@ def evaluate(
 
 @app.command()
 def recommend(
-    bundle: BundleOption,
+    artifact: ArtifactOption,
     member: Annotated[list[str], typer.Option(help="Member id; repeat for several.")],
     n: Annotated[int, typer.Option("--n", "-n", min=1, max=1000, help="List length.")] = 10,
     model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
@@ -615,10 +617,10 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Top-n items for members, from a bundle."""
-    from training.recommend import BundleRecommender
+    from training.recommend import ArtifactRecommender
 
-    opened = _open_bundle(bundle)
-    answers = BundleRecommender(opened).recommend(
+    opened = _open_artifact(artifact)
+    answers = ArtifactRecommender(opened).recommend(
         member, n, model=model, category=category, exclude_purchased=not include_purchased
     )
     titles = _titles(opened)
@@ -637,7 +639,7 @@ def recommend(
 
 @app.command()
 def export(
-    bundle: BundleOption,
+    artifact: ArtifactOption,
     out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet), written whole.")],
     kind: Annotated[
         str, typer.Option(help="recommendations (one row per item) or bundles (one per bundle).")
@@ -671,7 +673,7 @@ def export(
 
     if kind not in ("recommendations", "bundles"):
         raise ConfigError(f"--kind: {kind!r} is not 'recommendations' or 'bundles'")
-    opened = _open_bundle(bundle)
+    opened = _open_artifact(artifact)
     roster = Roster(opened)
     chosen = _campaign_members(opened, roster, members, segment)
     total = len(opened.member_ids) + len(roster) if chosen is None else len(chosen)
@@ -745,7 +747,7 @@ def _event_store_errors() -> tuple[type[Exception], ...]:
 
 
 def _campaign_members(
-    bundle: Bundle, roster: Roster, path: Path | None, segment: str | None
+    artifact: ModelArtifact, roster: Roster, path: Path | None, segment: str | None
 ) -> list[str] | None:
     """The members an export is for: a file's, a segment's (the models' members and the
     bundle's members without events), both (intersected), or all (None)."""
@@ -753,12 +755,12 @@ def _campaign_members(
     if path is not None:
         chosen = _read_member_ids(path)
     if segment is not None:
-        if segment not in bundle.segment_names or bundle.member_segments is None:
-            known = ", ".join(bundle.segment_names) or "none (trained without member profiles)"
+        if segment not in artifact.segment_names or artifact.member_segments is None:
+            known = ", ".join(artifact.segment_names) or "none (trained without member profiles)"
             raise ConfigError(f"--segment: unknown segment {segment!r}; known: {known}")
-        code = bundle.segment_names.index(segment)
+        code = artifact.segment_names.index(segment)
         in_segment = [
-            *bundle.member_ids.external_ids[bundle.member_segments == code].tolist(),
+            *artifact.member_ids.external_ids[artifact.member_segments == code].tolist(),
             *roster.in_segment(code).tolist(),
         ]
         if chosen is None:
@@ -795,8 +797,8 @@ def _read_member_ids(path: Path) -> list[str]:
     )
 
 
-def _titles(bundle: Bundle) -> dict[str, str]:
-    catalog = bundle.catalog
+def _titles(artifact: ModelArtifact) -> dict[str, str]:
+    catalog = artifact.catalog
     if catalog is None or col.TITLE not in catalog.columns:
         return {}
     return dict(catalog.select(col.ITEM_ID, pl.col(col.TITLE).fill_null("")).iter_rows())
@@ -874,42 +876,42 @@ def demo(
     print_segment_summary(segment_summary(profiles))
     item_table = load_items(summary.items_path).frame
     spec = parse_split_spec(DEFAULT_SPLIT)
-    bundle = out / "bundle"
+    artifact = out / "artifact"
     train_and_publish(
         spec.split(loaded.frame), spec,
         TrainConfig(budget=TuningBudget(trials=trials, seconds=20)),
-        item_table, member_table, bundle, tracking=True,
+        item_table, member_table, artifact, tracking=True,
     )  # fmt: skip
     from training.tracking import default_tracking_uri
 
     member = loaded.frame[col.MEMBER_ID][0]
     console.print(
-        f"\nReport: {(bundle / 'report.html').resolve()}\n"
-        f"Try:    uv run recsys recommend --bundle {bundle} --member {member}\n"
+        f"\nReport: {(artifact / 'report.html').resolve()}\n"
+        f"Try:    uv run recsys recommend --bundle {artifact} --member {member}\n"
         f"MLflow: uv run mlflow ui --backend-store-uri {default_tracking_uri()} "
         "-> http://127.0.0.1:5000"
     )
     if serve_after:
-        _serve_demo(bundle, member)
+        _serve_demo(artifact, member)
 
 
 _DEMO_HOST, _DEMO_PORT = "127.0.0.1", 8000
 
 
-def _serve_demo(bundle: Path, member: str) -> None:
+def _serve_demo(artifact: Path, member: str) -> None:
     """Serve the demo bundle in the foreground, after saying where to look."""
     base = f"http://{_DEMO_HOST}:{_DEMO_PORT}"
     console.print(
         f"\nServing the demo model: API docs at {base}/docs (Ctrl-C to stop)\n"
         f"Try:    curl '{base}/v1/members/{member}/recommendations?n=5'"
     )
-    serve(bundle=bundle, host=_DEMO_HOST, port=_DEMO_PORT)
+    serve(artifact=artifact, host=_DEMO_HOST, port=_DEMO_PORT)
 
 
 @app.command()
 def serve(
-    bundle: Annotated[
-        Path | None, typer.Option(help="Serve this bundle directory (RECSYS_BUNDLE).")
+    artifact: Annotated[
+        Path | None, typer.Option(help="Serve this bundle directory (RECSYS_ARTIFACT).")
     ] = None,
     model_uri: Annotated[
         str | None,
@@ -934,7 +936,7 @@ def serve(
 
     settings = {
         # Absolute, not resolved: a symlink switched to another version must be followed.
-        "RECSYS_BUNDLE": bundle.absolute() if bundle else None,
+        "RECSYS_ARTIFACT": artifact.absolute() if artifact else None,
         "RECSYS_MODEL_URI": model_uri,
         "RECSYS_EVENTS_URL": events_url,
         "RECSYS_TRACKING_URI": tracking_uri,

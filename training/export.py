@@ -37,10 +37,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from features.errors import ConfigError
-from training.bundle import RULES_FILE, Bundle
+from training.artifact import RULES_FILE, ModelArtifact
 from training.live import LiveEvent, MemberEvents, event_weights_of, live_context, live_since
 from training.member_bundles import BundleComposer
-from training.recommend import BundleRecommender, MemberContext
+from training.recommend import ArtifactRecommender, MemberContext
 from training.roster import Roster
 
 __all__ = ["BUNDLE_COLUMNS", "RECOMMENDATION_COLUMNS", "ExportSummary", "export_members"]
@@ -77,7 +77,7 @@ class ExportSummary:
 
 
 def export_members(
-    bundle: Bundle,
+    artifact: ModelArtifact,
     out: Path,
     *,
     kind: ExportKind = "recommendations",
@@ -97,19 +97,19 @@ def export_members(
     if kind == "bundles" and model is not None:
         raise ConfigError("--model: bundles are anchored on the chosen model's lists")
     started = time.perf_counter()
-    roster = Roster(bundle)
-    recommender = BundleRecommender(bundle)
+    roster = Roster(artifact)
+    recommender = ArtifactRecommender(artifact)
     members, indexed = _members_to_export(recommender, roster, member_ids)
-    contexts_of = _LiveContexts(bundle, roster, events)
+    contexts_of = _LiveContexts(artifact, roster, events)
     answer: Callable[[Sequence[str], Contexts | None], pl.DataFrame]
     if kind == "bundles":
-        rules_path = bundle.extra_files.get(RULES_FILE)
+        rules_path = artifact.extra_files.get(RULES_FILE)
         rules = pl.read_parquet(rules_path) if rules_path is not None else None
-        answer = partial(_bundle_rows, bundle, BundleComposer(recommender, rules), n=n)
+        answer = partial(_bundle_rows, artifact, BundleComposer(recommender, rules), n=n)
         schema = _BUNDLE_SCHEMA
     else:
-        bundle.model(model or bundle.chosen)  # an unknown name fails before anything is written
-        answer = partial(_recommendation_rows, bundle, recommender, n=n, model=model)
+        artifact.model(model or artifact.chosen)  # an unknown name fails before anything is written
+        answer = partial(_recommendation_rows, artifact, recommender, n=n, model=model)
         schema = _RECOMMENDATION_SCHEMA
     out.parent.mkdir(parents=True, exist_ok=True)
     partial_path = out.with_name(f".{out.name}.partial")
@@ -134,13 +134,13 @@ def export_members(
 
 
 def _members_to_export(
-    recommender: BundleRecommender, roster: Roster, member_ids: Sequence[str] | None
+    recommender: ArtifactRecommender, roster: Roster, member_ids: Sequence[str] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The members asked for, each once in first-seen order (by default the models' members
     then the artifact's members without events, disjoint by construction), and whether the
     models index each: known by position by default, else looked up once."""
     if member_ids is None:
-        indexed_ids = recommender.bundle.member_ids.external_ids
+        indexed_ids = recommender.artifact.member_ids.external_ids
         members = np.concatenate([indexed_ids.astype(object), roster.member_ids])
         return members, np.arange(len(members)) < len(indexed_ids)
     members = pl.Series(member_ids, dtype=pl.Utf8).unique(maintain_order=True).to_numpy()
@@ -152,12 +152,14 @@ class _LiveContexts:
     the artifact's data, and for a member the models do not index, the segment the artifact
     carries for them (its popularity answers them)."""
 
-    def __init__(self, bundle: Bundle, roster: Roster, events: MemberEvents | None) -> None:
+    def __init__(
+        self, artifact: ModelArtifact, roster: Roster, events: MemberEvents | None
+    ) -> None:
         self._roster = roster
         self._events = events
-        self._since = live_since(bundle)
-        self._item_index = bundle.item_ids.get
-        self._weights = event_weights_of(bundle)
+        self._since = live_since(artifact)
+        self._item_index = artifact.item_ids.get
+        self._weights = event_weights_of(artifact)
 
     def __call__(
         self, member_ids: Sequence[str], indexed: np.ndarray
@@ -202,8 +204,8 @@ class _LiveContexts:
 
 
 def _recommendation_rows(
-    bundle: Bundle,
-    recommender: BundleRecommender,
+    artifact: ModelArtifact,
+    recommender: ArtifactRecommender,
     member_ids: Sequence[str],
     contexts: Contexts | None,
     *,
@@ -211,7 +213,7 @@ def _recommendation_rows(
     model: str | None,
 ) -> pl.DataFrame:
     ranked = recommender.ranked(
-        member_ids, min(n, len(bundle.item_ids)), model=model, contexts=contexts
+        member_ids, min(n, len(artifact.item_ids)), model=model, contexts=contexts
     )
     found = ranked.items >= 0
     rows, ranks = np.nonzero(found)
@@ -219,7 +221,7 @@ def _recommendation_rows(
         {
             "member_id": np.asarray(member_ids, dtype=object)[rows],
             "rank": (ranks + 1).astype(np.int32),
-            "item_id": bundle.item_ids.external_ids[ranked.items[found]],
+            "item_id": artifact.item_ids.external_ids[ranked.items[found]],
             "score": ranked.scores[found],
             "model": np.asarray(ranked.models, dtype=object)[rows],
             "fallback": ranked.fallback[rows],
@@ -229,7 +231,7 @@ def _recommendation_rows(
 
 
 def _bundle_rows(
-    bundle: Bundle,
+    artifact: ModelArtifact,
     composer: BundleComposer,
     member_ids: Sequence[str],
     contexts: Contexts | None,
@@ -239,7 +241,7 @@ def _bundle_rows(
     found = composer.for_members(member_ids, n, contexts=contexts)
     taken = found.anchors >= 0
     rows, ranks = np.nonzero(taken)
-    names = bundle.item_ids.external_ids
+    names = artifact.item_ids.external_ids
     return pl.DataFrame(
         {
             "member_id": np.asarray(member_ids, dtype=object)[rows],

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Protocol
 
 from features.matrices import EventWeights
-from training.bundle import METRICS_FILE, Bundle
+from training.artifact import METRICS_FILE, ModelArtifact
 from training.recommend import MemberContext
 
 __all__ = ["LiveEvent", "MemberEvents", "event_weights_of", "live_context", "live_since"]
@@ -69,18 +69,18 @@ def live_context(
     return MemberContext(items=items, weights=weights, purchased=purchased, segment=segment)
 
 
-def event_weights_of(bundle: Bundle) -> dict[str, float]:
+def event_weights_of(artifact: ModelArtifact) -> dict[str, float]:
     """The event weights the artifact's training run used (metrics.json's config), else the
     defaults: a live event must weigh what the same event weighed in training."""
-    metrics_path = bundle.extra_files.get(METRICS_FILE)
+    metrics_path = artifact.extra_files.get(METRICS_FILE)
     configured = None
     if metrics_path is not None:
         configured = json.loads(metrics_path.read_text()).get("config", {}).get("event_weights")
     return EventWeights.model_validate(configured or {}).by_event()
 
 
-def live_since(bundle: Bundle) -> float:
+def live_since(artifact: ModelArtifact) -> float:
     """Epoch seconds after which events are live history: the manifest's ``data_end`` (the last
     event the artifact learned from), else, for artifacts written before it was recorded,
     ``created_at``. Naive times are UTC."""
-    return (bundle.data_end or bundle.created_at).timestamp()
+    return (artifact.data_end or artifact.created_at).timestamp()

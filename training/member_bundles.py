@@ -29,7 +29,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from training.recommend import BundleRecommender, MemberContext, RankedLists, catalog_flag
+from training.recommend import ArtifactRecommender, MemberContext, RankedLists, catalog_flag
 from training.rules import Complements, ComplementTable
 
 __all__ = ["BundleComposer", "MemberBundles"]
@@ -87,19 +87,19 @@ class MemberBundles:
 class BundleComposer:
     """Composes member bundles from a bundle's recommender and its association rules."""
 
-    def __init__(self, recommender: BundleRecommender, rules: pl.DataFrame | None) -> None:
+    def __init__(self, recommender: ArtifactRecommender, rules: pl.DataFrame | None) -> None:
         self._recommender = recommender
-        bundle = recommender.bundle
-        self._n_items = len(bundle.item_ids)
+        artifact = recommender.artifact
+        self._n_items = len(artifact.item_ids)
         self._available = recommender.allowed_items()
-        self._repeatable = catalog_flag(bundle.catalog, col.REPEATABLE, self._n_items, False)
+        self._repeatable = catalog_flag(artifact.catalog, col.REPEATABLE, self._n_items, False)
         self._codes = recommender.category_codes
-        self._prices = _prices(bundle.catalog, self._n_items)
+        self._prices = _prices(artifact.catalog, self._n_items)
         self._complement_table = ComplementTable.from_rules(
-            rules, bundle.item_ids.external_ids, self._available, COMPLEMENTS_PER_ITEM
+            rules, artifact.item_ids.external_ids, self._available, COMPLEMENTS_PER_ITEM
         )
         self._pair_table = ComplementTable.from_rules(
-            rules, bundle.item_ids.external_ids, self._available, COMPLEMENTS_PER_ITEM,
+            rules, artifact.item_ids.external_ids, self._available, COMPLEMENTS_PER_ITEM,
             antecedents=2,
         )  # fmt: skip
         self._stand_in_items = np.full(
@@ -177,7 +177,7 @@ class BundleComposer:
         fetch = min(fetch, self._n_items - 1)
         if name is None or fetch <= 0:
             return np.empty((len(anchors), 0), np.int64), np.empty((len(anchors), 0), np.float32)
-        model = self._recommender.bundle.model(name)
+        model = self._recommender.artifact.model(name)
         parts = [
             model.similar_items(anchors[start : start + _SIMILAR_CHUNK], fetch)
             for start in range(0, len(anchors), _SIMILAR_CHUNK)
@@ -196,7 +196,7 @@ class BundleComposer:
     ) -> np.ndarray:
         """Sorted keys (row x items + item) of what each member may not be offered: their
         purchases, in the bundle and since, except repeatable items."""
-        rows, items = _csr_rows(self._recommender.bundle.purchases, indices)
+        rows, items = _csr_rows(self._recommender.artifact.purchases, indices)
         row_parts, item_parts = [rows], [items]
         for row, context in enumerate(contexts or ()):
             if context is not None and len(context.purchased):

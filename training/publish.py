@@ -11,28 +11,28 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from training.bundle import (
+from training.artifact import (
     METRICS_FILE,
     REPORT_FILE,
     RULES_FILE,
     add_member_lists,
     data_fingerprint,
-    load_bundle,
-    write_bundle,
+    load_artifact,
+    write_artifact,
 )
 from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT
 from training.dataset import TrainingData, history_matrix
 from training.models import MODEL_CLASSES
 from training.models.popular import PopularityRecommender, fallback_popularity
-from training.recommend import BundleRecommender
+from training.recommend import ArtifactRecommender
 from training.report import write_report
 from training.roster import ROSTER_FILE, members_without_events
 from training.train import TrainConfig, TrainOutcome
 
-__all__ = ["catalog_for_bundle", "train_generated_store", "write_training_bundle"]
+__all__ = ["catalog_for_artifact", "train_generated_store", "write_training_artifact"]
 
 
-def catalog_for_bundle(items: pl.DataFrame | None, interactions: pl.DataFrame) -> pl.DataFrame:
+def catalog_for_artifact(items: pl.DataFrame | None, interactions: pl.DataFrame) -> pl.DataFrame:
     """The item fields serving filters and shows by.
 
     With no catalog file, titles and prices carried by the interactions (Online Retail's
@@ -55,7 +55,7 @@ def _purchase_histories(data: TrainingData) -> sp.csr_matrix:
     return matrix
 
 
-def write_training_bundle(
+def write_training_artifact(
     outcome: TrainOutcome,
     out_dir: Path,
     items: pl.DataFrame | None = None,
@@ -67,14 +67,14 @@ def write_training_bundle(
     atomically to ``out_dir``, then add every member's top ``list_depth`` by the chosen model
     (none when 0), computed by the recommender serving runs, from the written bundle, so that
     they are what it would answer."""
-    _write_bundle(outcome, out_dir, items, members)
+    _write_artifact(outcome, out_dir, items, members)
     if list_depth > 0:
-        bundle = load_bundle(out_dir, verify=False, model_classes=MODEL_CLASSES)
-        add_member_lists(out_dir, BundleRecommender(bundle).member_lists(list_depth))
+        artifact = load_artifact(out_dir, verify=False, model_classes=MODEL_CLASSES)
+        add_member_lists(out_dir, ArtifactRecommender(artifact).member_lists(list_depth))
     return out_dir
 
 
-def _write_bundle(
+def _write_artifact(
     outcome: TrainOutcome,
     out_dir: Path,
     items: pl.DataFrame | None,
@@ -96,7 +96,7 @@ def _write_bundle(
         if members is not None:
             extra_files[ROSTER_FILE] = Path(scratch) / ROSTER_FILE
             members_without_events(members, data).write_parquet(extra_files[ROSTER_FILE])
-        return write_bundle(
+        return write_artifact(
             out_dir,
             models=outcome.models,
             chosen=outcome.metrics["chosen"],
@@ -110,7 +110,7 @@ def _write_bundle(
             segment_popularity=segment_popularity,
             segment_names=data.segment_names if segment_popularity is not None else (),
             member_segments=data.member_segments,
-            catalog=catalog_for_bundle(items, data.interactions),
+            catalog=catalog_for_artifact(items, data.interactions),
             indexes=outcome.indexes,
             extra_files=extra_files,
             metrics={
@@ -143,5 +143,5 @@ def train_generated_store(
     spec = parse_split_spec(split)
     members = load_members(store / MEMBERS_FILE).frame
     outcome = run_training(spec.split(interactions), spec, config, items=items, members=members)
-    write_training_bundle(outcome, out_dir, items, list_depth=list_depth, members=members)
+    write_training_artifact(outcome, out_dir, items, list_depth=list_depth, members=members)
     return outcome

@@ -30,13 +30,13 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from training.bundle import Bundle, MemberLists
+from training.artifact import MemberLists, ModelArtifact
 from training.models.base import Recommender, popularity_tie_breaker, top_n
 
 __all__ = [
     "DECLARED_MODEL",
     "FALLBACK_MODEL",
-    "BundleRecommender",
+    "ArtifactRecommender",
     "ItemList",
     "MemberContext",
     "RankedLists",
@@ -134,20 +134,20 @@ def catalog_flag(
     return catalog.get_column(column).fill_null(default).to_numpy().astype(bool)
 
 
-class BundleRecommender:
+class ArtifactRecommender:
     """Recommendations from a bundle, with filters, live context and popularity fallback."""
 
-    def __init__(self, bundle: Bundle) -> None:
-        self.bundle = bundle
-        self._n_items = len(bundle.item_ids)
-        self._available = catalog_flag(bundle.catalog, col.AVAILABLE, self._n_items, True)
-        self._tie_breaker = popularity_tie_breaker(bundle.popularity)
+    def __init__(self, artifact: ModelArtifact) -> None:
+        self.artifact = artifact
+        self._n_items = len(artifact.item_ids)
+        self._available = catalog_flag(artifact.catalog, col.AVAILABLE, self._n_items, True)
+        self._tie_breaker = popularity_tie_breaker(artifact.popularity)
         self._category_names, self._category_codes = self._category_index(
-            bundle.catalog, self._n_items
+            artifact.catalog, self._n_items
         )
         self._code_of = {name: code for code, name in enumerate(self._category_names)}
         self._allowed_tie_breaker = self._masked(self._tie_breaker, self._available)
-        self._history_dtypes = (bundle.histories.data.dtype, bundle.histories.indices.dtype)
+        self._history_dtypes = (artifact.histories.data.dtype, artifact.histories.indices.dtype)
 
     @staticmethod
     def _category_index(catalog: pl.DataFrame | None, n_items: int) -> tuple[list[str], np.ndarray]:
@@ -289,8 +289,8 @@ class BundleRecommender:
     ) -> tuple[str, list[MemberContext], np.ndarray]:
         """The answering model's name (an unknown name fails here, listing the models there
         are), one context per member, and the members' internal indices (-1: unknown)."""
-        name = model or self.bundle.chosen
-        self.bundle.model(name)
+        name = model or self.artifact.chosen
+        self.artifact.model(name)
         contexts = [context or _NO_CONTEXT for context in contexts or [None] * len(member_ids)]
         return name, contexts, self.member_indices(member_ids)
 
@@ -299,7 +299,7 @@ class BundleRecommender:
     ) -> MemberLists | None:
         """The bundle's precomputed lists when they hold the answer to such a request (same
         model, no category filter, purchases excluded, deep enough), else None."""
-        lists = self.bundle.lists
+        lists = self.artifact.lists
         if (
             lists is None
             or lists.model != name
@@ -364,7 +364,7 @@ class BundleRecommender:
         kept = ids[shown]
         return Recommendation(
             member_id=member_id,
-            item_ids=self.bundle.item_ids.external_ids[kept].tolist(),
+            item_ids=self.artifact.item_ids.external_ids[kept].tolist(),
             scores=scores[shown].tolist(),
             model=model,
             fallback=bool((shown >= from_model).any()) if len(shown) else from_model == 0,
@@ -437,7 +437,7 @@ class BundleRecommender:
             if category is None
             else self._masked(self._tie_breaker, self.allowed_items(category))
         )
-        return self.bundle.model(name).recommend(
+        return self.artifact.model(name).recommend(
             members,
             histories,
             depth,
@@ -456,18 +456,18 @@ class BundleRecommender:
         """Every known member's top ``depth`` by ``model`` (default: the chosen one), purchases
         excluded, in batches of ``batch`` members: the precomputed lists that
         :func:`training.bundle.add_member_lists` stores. ``progress`` gets the members done."""
-        name = model or self.bundle.chosen
-        self.bundle.model(name)
+        name = model or self.artifact.chosen
+        self.artifact.model(name)
         depth = min(depth, self._n_items)
-        n_members = len(self.bundle.member_ids)
+        n_members = len(self.artifact.member_ids)
         items = np.full((n_members, depth), -1, dtype=np.int32)
         scores = np.full((n_members, depth), -np.inf, dtype=np.float32)
         from_model = np.zeros(n_members, dtype=np.int32)
         for start in range(0, n_members, batch):
             members = np.arange(start, min(start + batch, n_members), dtype=np.int64)
-            bought = self.bundle.purchases[members[0] : members[-1] + 1]
+            bought = self.artifact.purchases[members[0] : members[-1] + 1]
             excluded = np.split(bought.indices.astype(np.int64), bought.indptr[1:-1])
-            histories = self.bundle.histories[members[0] : members[-1] + 1]
+            histories = self.artifact.histories[members[0] : members[-1] + 1]
             ids, found = self._ranked(name, members, histories, excluded, depth)
             from_model[members] = (ids >= 0).sum(axis=1)
             for row in np.flatnonzero(from_model[members] < depth):
@@ -482,7 +482,7 @@ class BundleRecommender:
 
     def supports_similarity(self, name: str) -> bool:
         """Whether model ``name`` knows item similarity (its own, or through item vectors)."""
-        model = type(self.bundle.model(name))
+        model = type(self.artifact.model(name))
         return (
             model.similar_items is not Recommender.similar_items
             or model.item_vectors is not Recommender.item_vectors
@@ -491,7 +491,7 @@ class BundleRecommender:
     def similarity_model(self) -> str | None:
         """The model that answers "similar items" by default: the chosen one when it can,
         else the first in the bundle that can; None when only popularity can."""
-        names = [self.bundle.chosen, *self.bundle.models]
+        names = [self.artifact.chosen, *self.artifact.models]
         return next((name for name in names if self.supports_similarity(name)), None)
 
     def similar_items(self, item_index: int, n: int, *, model: str | None = None) -> ItemList:
@@ -506,7 +506,7 @@ class BundleRecommender:
         if name is not None:
             # Over-fetch by the unavailable items, which the model does not know to skip.
             depth = min(self._n_items, n + int((~self._available).sum()))
-            found, found_scores = self.bundle.model(name).similar_items(
+            found, found_scores = self.artifact.model(name).similar_items(
                 np.array([item_index]), depth
             )
             keep = (found[0] >= 0) & allowed[np.maximum(found[0], 0)]
@@ -519,7 +519,7 @@ class BundleRecommender:
             )
         found_mask = ids >= 0
         return ItemList(
-            item_ids=self.bundle.item_ids.external_ids[ids[found_mask]].tolist(),
+            item_ids=self.artifact.item_ids.external_ids[ids[found_mask]].tolist(),
             scores=scores[found_mask].tolist(),
             model=name if name is not None else FALLBACK_MODEL,
             fallback=padded,
@@ -528,7 +528,7 @@ class BundleRecommender:
 
     def member_indices(self, member_ids: Sequence[str]) -> np.ndarray:
         """Internal indices, -1 for members the bundle does not know (dict lookups: O(members))."""
-        lookup = self.bundle.member_ids.get
+        lookup = self.artifact.member_ids.get
         found = [lookup(member_id) for member_id in member_ids]
         return np.array([-1 if index is None else index for index in found], dtype=np.int64)
 
@@ -550,10 +550,10 @@ class BundleRecommender:
         member vector is all zeros (every item would tie: the popularity tie-breaker must
         order them), or when the over-fetch cannot fill a row that the catalog could.
         """
-        index = self.bundle.indexes.get(name)
+        index = self.artifact.indexes.get(name)
         if index is None or index.metric != "ip":
             return None
-        vectors = self.bundle.model(name).member_vectors(members, histories)
+        vectors = self.artifact.model(name).member_vectors(members, histories)
         if vectors is None or not np.abs(vectors).max(axis=1).all():
             return None
         fetch = min(self._n_items, 2 * depth + max(len(items) for items in excluded))
@@ -572,14 +572,14 @@ class BundleRecommender:
     def _answering_model(self, name: str, index: int, context: MemberContext) -> str | None:
         """The model that scores this member, or None when only popularity can answer."""
         if context.declared and len(context.items):
-            return DECLARED_MODEL if DECLARED_MODEL in self.bundle.models else name
+            return DECLARED_MODEL if DECLARED_MODEL in self.artifact.models else name
         if index >= 0 or len(context.items):
             return name
         return None
 
     def _history(self, index: int, context: MemberContext) -> tuple[np.ndarray, np.ndarray]:
         """(item indices, weights) of the member's bundle history row plus the context's items."""
-        items, weights = self._bundle_row(self.bundle.histories, index)
+        items, weights = self._history_row(self.artifact.histories, index)
         if not len(context.items):
             return items, weights
         data_type, index_type = self._history_dtypes
@@ -592,12 +592,12 @@ class BundleRecommender:
         """Item indices never to show this member: purchases in the bundle and since."""
         if not exclude_purchased:
             return np.empty(0, dtype=np.int64)
-        bought, _ = self._bundle_row(self.bundle.purchases, index)
+        bought, _ = self._history_row(self.artifact.purchases, index)
         if not len(context.purchased):
             return bought.astype(np.int64)
         return np.union1d(bought, np.asarray(context.purchased, dtype=np.int64))
 
-    def _bundle_row(self, matrix: sp.csr_matrix, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _history_row(self, matrix: sp.csr_matrix, index: int) -> tuple[np.ndarray, np.ndarray]:
         """A member's row of a bundle matrix as (indices, data); empty for unknown members."""
         if index < 0:
             return matrix.indices[:0], matrix.data[:0]
@@ -621,13 +621,13 @@ class BundleRecommender:
 
     def _popularity(self, member_index: int, context: MemberContext) -> np.ndarray:
         """Popularity of the member's segment (from the bundle, else the context), else global."""
-        segments = self.bundle.member_segments
+        segments = self.artifact.member_segments
         code = context.segment
         if member_index >= 0 and segments is not None:
             code = int(segments[member_index])
-        if code is not None and code >= 0 and self.bundle.segment_popularity is not None:
-            return np.asarray(self.bundle.segment_popularity[code], dtype=np.float32)
-        return np.asarray(self.bundle.popularity, dtype=np.float32)
+        if code is not None and code >= 0 and self.artifact.segment_popularity is not None:
+            return np.asarray(self.artifact.segment_popularity[code], dtype=np.float32)
+        return np.asarray(self.artifact.popularity, dtype=np.float32)
 
     def purchased(self, member_index: int, context: MemberContext | None = None) -> np.ndarray:
         """Item indices the member bought: in the bundle (when known) and since (context)."""

@@ -16,7 +16,7 @@ import polars as pl
 
 from features import columns as col
 from features.members import SEGMENT, compute_member_profiles
-from training.bundle import Bundle
+from training.artifact import ModelArtifact
 from training.dataset import TrainingData
 
 __all__ = ["ROSTER_FILE", "Roster", "members_without_events"]
@@ -46,15 +46,15 @@ class Roster:
     """The artifact's members without events, with their segment codes (the artifact's
     ``segment_names`` positions; -1 where the artifact has no such segment)."""
 
-    def __init__(self, bundle: Bundle) -> None:
-        path = bundle.extra_files.get(ROSTER_FILE)
+    def __init__(self, artifact: ModelArtifact) -> None:
+        path = artifact.extra_files.get(ROSTER_FILE)
         frame = (
             pl.read_parquet(path, columns=[col.MEMBER_ID, SEGMENT])
             if path is not None
             else pl.DataFrame(schema={col.MEMBER_ID: pl.Utf8, SEGMENT: pl.Utf8})
         )
-        names = list(bundle.segment_names)
-        indexed = pl.Series(bundle.member_ids.external_ids, dtype=pl.Utf8)
+        names = list(artifact.segment_names)
+        indexed = pl.Series(artifact.member_ids.external_ids, dtype=pl.Utf8)
         self._codes = (
             frame.filter(~pl.col(col.MEMBER_ID).is_in(indexed.implode()))
             .unique(col.MEMBER_ID, keep="first", maintain_order=True)

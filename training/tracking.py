@@ -71,7 +71,7 @@ __all__ = [
     "PromotionDecision",
     "TrackingResult",
     "default_tracking_uri",
-    "download_bundle",
+    "download_artifact",
     "log_training_run",
     "metric_key",
     "promote",
@@ -80,11 +80,11 @@ __all__ = [
 ]
 
 CHAMPION_ALIAS = "champion"
-BUNDLE_ARTIFACT = "bundle"
+MLFLOW_ARTIFACT_PATH = "artifact"
 FIGURES_ARTIFACT = "figures"
 #: ``training.bundle.MANIFEST``, spelled out because importing ``training.bundle`` loads every
 #: model library; a downloaded directory without it is not a bundle.
-BUNDLE_MANIFEST = "manifest.json"
+ARTIFACT_MANIFEST = "manifest.json"
 
 #: ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` (stages are deprecated in MLflow).
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?")
@@ -311,10 +311,12 @@ def _failures(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     ]
 
 
-def _require_bundle(bundle_dir: Path) -> None:
+def _require_artifact(artifact_dir: Path) -> None:
     """Refuse to register a directory that is not a bundle, before any run is created."""
-    if not (bundle_dir / BUNDLE_MANIFEST).is_file():
-        raise ConfigError(f"{bundle_dir} is not a model bundle (no {BUNDLE_MANIFEST}); not logged")
+    if not (artifact_dir / ARTIFACT_MANIFEST).is_file():
+        raise ConfigError(
+            f"{artifact_dir} is not a model bundle (no {ARTIFACT_MANIFEST}); not logged"
+        )
 
 
 def _require_margin(margin: float) -> None:
@@ -327,12 +329,12 @@ def _require_margin(margin: float) -> None:
         )
 
 
-def _fingerprint(metrics: Mapping[str, Any], bundle_dir: Path) -> str | None:
+def _fingerprint(metrics: Mapping[str, Any], artifact_dir: Path) -> str | None:
     """The training data's fingerprint: from the protocol, else from the bundle's manifest."""
     protocol = metrics.get("protocol") or {}
     if TAG_FINGERPRINT in protocol:
         return protocol[TAG_FINGERPRINT]
-    return json.loads((bundle_dir / BUNDLE_MANIFEST).read_text()).get(TAG_FINGERPRINT)
+    return json.loads((artifact_dir / ARTIFACT_MANIFEST).read_text()).get(TAG_FINGERPRINT)
 
 
 def protocol_fingerprint(metrics: Mapping[str, Any]) -> str | None:
@@ -365,7 +367,7 @@ def _evaluation_sample(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"max_eval_members": cap, "seed": config.get("seed")}
 
 
-def _version_tags(metrics: Mapping[str, Any], bundle_dir: Path, margin: float) -> dict[str, str]:
+def _version_tags(metrics: Mapping[str, Any], artifact_dir: Path, margin: float) -> dict[str, str]:
     """Tags the champion decision and a human browsing the registry read."""
     tags = {
         TAG_CHOSEN: str(metrics["chosen"]),
@@ -376,7 +378,7 @@ def _version_tags(metrics: Mapping[str, Any], bundle_dir: Path, margin: float) -
     }
     baseline = _baseline_value(metrics)
     optional = {
-        TAG_FINGERPRINT: _fingerprint(metrics, bundle_dir),
+        TAG_FINGERPRINT: _fingerprint(metrics, artifact_dir),
         TAG_TEST_FINGERPRINT: (metrics.get("protocol") or {}).get(TAG_TEST_FINGERPRINT),
         TAG_PROTOCOL_FINGERPRINT: protocol_fingerprint(metrics),
         TAG_BASELINE_VALUE: None if baseline is None else repr(baseline),
@@ -384,20 +386,20 @@ def _version_tags(metrics: Mapping[str, Any], bundle_dir: Path, margin: float) -
     return {**tags, **{key: str(value) for key, value in optional.items() if value is not None}}
 
 
-def _register_bundle(
-    client: MlflowClient, run_id: str, bundle_dir: Path, name: str, tags: Mapping[str, str]
+def _register_artifact(
+    client: MlflowClient, run_id: str, artifact_dir: Path, name: str, tags: Mapping[str, str]
 ) -> str:
     """Log the bundle into the run and make it a new version of ``name``; returns the version."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-    client.log_artifacts(run_id, str(bundle_dir), BUNDLE_ARTIFACT)
+    client.log_artifacts(run_id, str(artifact_dir), MLFLOW_ARTIFACT_PATH)
     try:
         client.create_registered_model(name)
     except MlflowException as error:
         if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-    source = posixpath.join(client.get_run(run_id).info.artifact_uri, BUNDLE_ARTIFACT)
+    source = posixpath.join(client.get_run(run_id).info.artifact_uri, MLFLOW_ARTIFACT_PATH)
     created = client.create_model_version(name, source, run_id=run_id, tags=dict(tags))
     return str(created.version)  # an int from some stores, a str from others
 
@@ -578,7 +580,7 @@ def _record(
 
 def log_training_run(
     metrics: Mapping[str, Any],
-    bundle_dir: Path,
+    artifact_dir: Path,
     *,
     experiment: str = "member-recsys",
     tracking_uri: str | None = None,
@@ -589,9 +591,9 @@ def log_training_run(
     """Log a training run with its per-model child runs, register ``bundle_dir`` as a new
     version of ``registered_model`` and make it champion when it beats the champion on the
     same test, or passes the gate where there is no champion it can be compared with."""
-    _require_bundle(bundle_dir)
+    _require_artifact(artifact_dir)
     _require_margin(promotion_margin)
-    tags = _version_tags(metrics, bundle_dir, promotion_margin)  # fails early without a figure
+    tags = _version_tags(metrics, artifact_dir, promotion_margin)  # fails early without a figure
     uri = tracking_uri or default_tracking_uri()
     client = _client(uri)
     experiment_id = _experiment_id(client, experiment, uri)
@@ -603,7 +605,7 @@ def log_training_run(
             with _run(client, experiment_id, model, parent_id=run_id) as child_id:
                 _log(client, child_id, _child_metrics(metrics, model), model_params)
         _log_report_artifacts(client, run_id, metrics, figures_dir)
-        version = _register_bundle(client, run_id, bundle_dir, registered_model, tags)
+        version = _register_artifact(client, run_id, artifact_dir, registered_model, tags)
         champion = _current_champion(client, registered_model)
         promotion = _decide(metrics, tags, champion, promotion_margin)
         _record(client, run_id, registered_model, version, promotion)
@@ -691,7 +693,7 @@ def resolve_model_uri(model_uri: str, tracking_uri: str | None = None) -> tuple[
         raise ConfigError(f"cannot resolve {model_uri} at {uri}: {error.message}") from None
 
 
-def download_bundle(model_uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
+def download_artifact(model_uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
     """Download the bundle a registered version holds (``models:/<name>/<version>`` or
     ``models:/<name>@<alias>``) into ``dst``; returns the local bundle directory.
 
@@ -711,6 +713,6 @@ def download_bundle(model_uri: str, dst: Path, tracking_uri: str | None = None) 
         local = download_artifacts(source, dst_path=str(dst), tracking_uri=uri)
     except MlflowException as error:
         raise ConfigError(f"cannot download {model_uri} from {uri}: {error.message}") from None
-    if not (Path(local) / BUNDLE_MANIFEST).is_file():
-        raise ConfigError(f"{model_uri} holds no member-recsys bundle (no {BUNDLE_MANIFEST})")
+    if not (Path(local) / ARTIFACT_MANIFEST).is_file():
+        raise ConfigError(f"{model_uri} holds no member-recsys bundle (no {ARTIFACT_MANIFEST})")
     return Path(local)

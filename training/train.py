@@ -46,7 +46,7 @@ from features.split_shapes import (
     shape_of_spec,
 )
 from features.splits import Split, SplitSpec, parse_split_spec
-from training.bundle import data_fingerprint
+from training.artifact import data_fingerprint
 from training.config import MODEL_NAMES, RuleConfig, TuningBudget
 from training.dataset import TrainingData, build_training_data
 from training.evaluate import (

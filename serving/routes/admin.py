@@ -22,7 +22,7 @@ router = APIRouter(
 
 
 @router.post("/reload", summary="Reload bundles now")
-async def reload_bundles(
+async def reload_artifacts(
     models: ModelStoreDep,
     reload_requests: ReloadRequestsDep,
     variant: Annotated[str | None, Query(description="Only this variant (default all).")] = None,

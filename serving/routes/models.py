@@ -28,16 +28,16 @@ async def list_models(models: ModelStoreDep) -> ModelsResponse:
             loaded=snapshot is not None,
         )
         if snapshot is not None:
-            manifest = snapshot.bundle.manifest
+            manifest = snapshot.artifact.manifest
             info = info.model_copy(
                 update={
                     "version": snapshot.version,
-                    "chosen": snapshot.bundle.chosen,
-                    "models": list(snapshot.bundle.models),
+                    "chosen": snapshot.artifact.chosen,
+                    "models": list(snapshot.artifact.models),
                     "created_at": str(manifest["created_at"]),
                     "loaded_at": snapshot.loaded_at,
-                    "n_members": len(snapshot.bundle.member_ids),
-                    "n_items": len(snapshot.bundle.item_ids),
+                    "n_members": len(snapshot.artifact.member_ids),
+                    "n_items": len(snapshot.artifact.item_ids),
                 }
             )
         variants.append(info)

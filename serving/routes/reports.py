@@ -14,7 +14,7 @@ from serving.errors import InvalidParameterError, NotFoundError
 from serving.reports import build_ctr_report, epoch
 from serving.routes._responses import errors
 from serving.schemas import CtrReport, GroupBy
-from training.bundle import METRICS_FILE, REPORT_FILE
+from training.artifact import METRICS_FILE, REPORT_FILE
 
 __all__ = ["router"]
 

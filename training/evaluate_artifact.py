@@ -12,37 +12,37 @@ import numpy as np
 import polars as pl
 
 from features import columns as col
-from training.bundle import Bundle
+from training.artifact import ModelArtifact
 from training.dataset import TrainingData
 from training.evaluate import EvaluationTask, evaluate_model
 from training.models.base import popularity_tie_breaker
 
-__all__ = ["evaluate_bundle", "seen_by_bundle", "training_view"]
+__all__ = ["evaluate_artifact", "seen_by_artifact", "training_view"]
 
 
-def training_view(bundle: Bundle) -> TrainingData:
+def training_view(artifact: ModelArtifact) -> TrainingData:
     """The bundle's training side as :class:`TrainingData` (purchases as the interactions)."""
-    purchases = bundle.purchases.tocoo()
+    purchases = artifact.purchases.tocoo()
     interactions = pl.DataFrame(
         {
-            col.MEMBER_ID: bundle.member_ids.external_ids[purchases.row],
-            col.ITEM_ID: bundle.item_ids.external_ids[purchases.col],
+            col.MEMBER_ID: artifact.member_ids.external_ids[purchases.row],
+            col.ITEM_ID: artifact.item_ids.external_ids[purchases.col],
             col.EVENT: np.full(purchases.nnz, "purchase"),
         }
     )
     return TrainingData(
-        matrix=bundle.histories,
-        member_ids=bundle.member_ids,
-        item_ids=bundle.item_ids,
+        matrix=artifact.histories,
+        member_ids=artifact.member_ids,
+        item_ids=artifact.item_ids,
         interactions=interactions,
         reference_time=None,
-        member_segments=bundle.member_segments,
-        segment_names=bundle.segment_names,
+        member_segments=artifact.member_segments,
+        segment_names=artifact.segment_names,
     )
 
 
-def evaluate_bundle(
-    bundle: Bundle,
+def evaluate_artifact(
+    artifact: ModelArtifact,
     test: pl.DataFrame,
     models: Sequence[str] | None = None,
     relevant_events: Sequence[str] = ("purchase",),
@@ -51,24 +51,24 @@ def evaluate_bundle(
 ) -> dict[str, dict[str, float]]:
     """Metrics of each of the bundle's models (default: all) on ``test``."""
     task = EvaluationTask.from_split(
-        training_view(bundle),
+        training_view(artifact),
         test,
         relevant_events=relevant_events,
         new_items_only=new_items_only,
         max_members=max_members,
-        tie_breaker=popularity_tie_breaker(bundle.popularity),
+        tie_breaker=popularity_tie_breaker(artifact.popularity),
     )
-    names = list(models) if models else list(bundle.models)
-    return {name: evaluate_model(bundle.model(name), task) for name in names}
+    names = list(models) if models else list(artifact.models)
+    return {name: evaluate_model(artifact.model(name), task) for name in names}
 
 
-def seen_by_bundle(bundle: Bundle, test: pl.DataFrame) -> int:
+def seen_by_artifact(artifact: ModelArtifact, test: pl.DataFrame) -> int:
     """How many ``test`` events occurred no later than the bundle's last training event.
 
     A bundle refit on all the data has learned from its own test period: scored on it, every
     model looks better than it is. Nonzero means the figures are not a test.
     """
-    data_end = bundle.data_end
+    data_end = artifact.data_end
     if data_end is None or col.TIMESTAMP not in test.columns:
         return 0
     naive_utc = data_end.replace(tzinfo=None)  # as interaction timestamps are stored

@@ -67,14 +67,14 @@ __all__ = [
     "METRICS_FILE",
     "REPORT_FILE",
     "RULES_FILE",
-    "Bundle",
-    "BundleError",
+    "ArtifactError",
     "MemberLists",
+    "ModelArtifact",
     "UnknownModelError",
     "add_member_lists",
     "data_fingerprint",
-    "load_bundle",
-    "write_bundle",
+    "load_artifact",
+    "write_artifact",
 ]
 
 FORMAT_VERSION = 1
@@ -120,11 +120,11 @@ _FINGERPRINT_ROWS_PER_CHUNK = 1 << 20
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, RuntimeError, pl.exceptions.PolarsError)
 
 
-class BundleError(RecsysError):
+class ArtifactError(RecsysError):
     """A bundle cannot be written or loaded as it is; a bad bundle is refused whole."""
 
 
-class UnknownModelError(BundleError, KeyError):
+class UnknownModelError(ArtifactError, KeyError):
     """A model was asked for by a name the bundle does not hold."""
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -155,7 +155,7 @@ class MemberLists:
 
 
 @dataclass(frozen=True)
-class Bundle:
+class ModelArtifact:
     """A loaded bundle: everything serving answers from, indexed by the bundle's id maps."""
 
     path: Path
@@ -248,7 +248,7 @@ def _value_bytes(chunk: pl.Series) -> bytes:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def write_bundle(
+def write_artifact(
     out_dir: Path,
     *,
     models: Mapping[str, Recommender],
@@ -287,7 +287,7 @@ def write_bundle(
     _check_names(chosen, models, indexes, extra_files)
     _check_shapes(n_members, n_items, models, indexes, histories, purchases, popularity)
     _check_segments(n_members, n_items, segment_names, segment_popularity, member_segments)
-    _refuse_to_replace_non_bundle(out_dir)
+    _refuse_to_replace_non_artifact(out_dir)
     staging = _sibling(out_dir, "writing")
     staging.mkdir(parents=True)
     try:
@@ -448,12 +448,12 @@ def _require(condition: bool, problem: str) -> None:
         raise ValueError(f"cannot write bundle: {problem} (parts must match the id maps)")
 
 
-def _refuse_to_replace_non_bundle(out_dir: Path) -> None:
+def _refuse_to_replace_non_artifact(out_dir: Path) -> None:
     """Replacing deletes the old directory, so only ever delete a previous bundle."""
     if not out_dir.exists():
         return
     if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file()):
-        raise BundleError(
+        raise ArtifactError(
             f"{out_dir} exists and is not a bundle (no {MANIFEST}); refusing to replace it. "
             "Choose another output directory or remove it."
         )
@@ -579,13 +579,13 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_bundle(
+def load_artifact(
     path: Path,
     mmap: bool = True,
     verify: bool = True,
     *,
     model_classes: Mapping[str, type[Recommender]],
-) -> Bundle:
+) -> ModelArtifact:
     """Load the bundle at ``path``, refusing it whole (:class:`BundleError`) when the manifest is
     missing or of another format version, when (with ``verify``) any file is missing, its
     checksum differs or a file the loader reads is not listed, or when a model's class is not
@@ -602,7 +602,7 @@ def load_bundle(
         classes = _model_classes(path, manifest, model_classes)
         return _load_contents(path, manifest, classes, mmap)
     except _UNREADABLE as error:  # a malformed manifest or, unverified, a corrupt file
-        raise BundleError(
+        raise ArtifactError(
             f"bundle {path} cannot be loaded ({type(error).__name__}: {error}); it is refused"
         ) from error
 
@@ -611,12 +611,14 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError:
-        raise BundleError(f"{path} has no {MANIFEST}; it is not a bundle and is refused") from None
+        raise ArtifactError(
+            f"{path} has no {MANIFEST}; it is not a bundle and is refused"
+        ) from None
     except (OSError, ValueError) as error:
-        raise BundleError(f"{path / MANIFEST} is unreadable ({error}); bundle refused") from error
+        raise ArtifactError(f"{path / MANIFEST} is unreadable ({error}); bundle refused") from error
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
-        raise BundleError(
+        raise ArtifactError(
             f"{path} has bundle format version {version!r}; this member-recsys reads version "
             f"{FORMAT_VERSION}, so the bundle is refused. Retrain with this version."
         )
@@ -629,7 +631,7 @@ def _verify_files(path: Path, files: Mapping[str, str], read: set[str]) -> None:
     let a corrupt array through unchecked."""
     unlisted = sorted(read - files.keys())
     if unlisted:
-        raise BundleError(
+        raise ArtifactError(
             f"{path}: the manifest does not list {', '.join(unlisted)}, which serving reads, so "
             "their checksums cannot be verified; the bundle is refused. Rewrite it with "
             "recsys train."
@@ -637,12 +639,12 @@ def _verify_files(path: Path, files: Mapping[str, str], read: set[str]) -> None:
     for relative, expected in files.items():
         pure = PurePosixPath(relative)
         if pure.is_absolute() or ".." in pure.parts:
-            raise BundleError(f"{path}: manifest lists {relative!r} outside the bundle; refused")
+            raise ArtifactError(f"{path}: manifest lists {relative!r} outside the bundle; refused")
         file = path / relative
         if not file.is_file():
-            raise BundleError(f"{path}: {relative} is missing; the bundle is refused")
+            raise ArtifactError(f"{path}: {relative} is missing; the bundle is refused")
         if _sha256(file) != expected:
-            raise BundleError(
+            raise ArtifactError(
                 f"{path}: checksum mismatch in {relative} (changed or corrupt since it was "
                 "written); the bundle is refused"
             )
@@ -681,7 +683,7 @@ def _model_classes(
     classes = {}
     for name, entry in manifest["models"].items():
         if entry["class"] not in registry:
-            raise BundleError(
+            raise ArtifactError(
                 f"{path}: model {name!r} is a {entry['class']!r}, which this service does not "
                 f"know (known: {sorted(registry)}); the bundle is refused"
             )
@@ -694,11 +696,11 @@ def _load_contents(
     manifest: Mapping[str, Any],
     classes: Mapping[str, type[Recommender]],
     mmap: bool,
-) -> Bundle:
+) -> ModelArtifact:
     files = manifest["files"]
     mode = "r" if mmap else None
     member_ids, item_ids = IdMap.load(path / MEMBER_IDS), IdMap.load(path / ITEM_IDS)
-    return Bundle(
+    return ModelArtifact(
         path=path,
         manifest=manifest,
         member_ids=member_ids,

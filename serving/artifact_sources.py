@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import RecsysError
-from training.bundle import MANIFEST, BundleError
+from training.artifact import MANIFEST, ArtifactError
 
 __all__ = [
-    "BundleSource",
+    "ArtifactSource",
     "DirectorySource",
     "RegistrySource",
     "SourceUnavailableError",
@@ -57,7 +57,7 @@ def manifest_version(manifest: Mapping[str, Any]) -> str:
     return f"{created}-{hashlib.sha256(content).hexdigest()[:8]}"
 
 
-class BundleSource(ABC):
+class ArtifactSource(ABC):
     """One variant's source of bundles."""
 
     def __init__(self, description: str) -> None:
@@ -82,7 +82,7 @@ class BundleSource(ABC):
         return version
 
 
-class DirectorySource(BundleSource):
+class DirectorySource(ArtifactSource):
     """A bundle directory; its version comes from its manifest, so that a bundle rewritten
     into the same directory (``recsys train --out``) is noticed by the poller."""
 
@@ -113,9 +113,9 @@ class DirectorySource(BundleSource):
         try:
             manifest = json.loads((self.path / MANIFEST).read_text())
         except FileNotFoundError:
-            raise BundleError(f"{self.path} has no {MANIFEST}; it is not a bundle") from None
+            raise ArtifactError(f"{self.path} has no {MANIFEST}; it is not a bundle") from None
         except (OSError, ValueError) as error:
-            raise BundleError(f"{self.path / MANIFEST} is unreadable ({error})") from error
+            raise ArtifactError(f"{self.path / MANIFEST} is unreadable ({error})") from error
         return manifest_version(manifest)
 
     def fetch(self, version: str) -> Path:
@@ -128,7 +128,7 @@ class DirectorySource(BundleSource):
         return manifest_version(manifest)
 
 
-class RegistrySource(BundleSource):
+class RegistrySource(ArtifactSource):
     """A registered model version or alias (``models:/member-recsys@champion``)."""
 
     def __init__(self, model_uri: str, tracking_uri: str | None, cache: Path) -> None:
@@ -148,7 +148,7 @@ class RegistrySource(BundleSource):
         return version
 
     def fetch(self, version: str) -> Path:
-        from training.tracking import download_bundle
+        from training.tracking import download_artifact
 
         if self._name is None:
             self.current_version()
@@ -159,7 +159,7 @@ class RegistrySource(BundleSource):
         staging = self.cache / name / f".{version}.download-{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True)
         try:
-            downloaded = download_bundle(f"{_REGISTRY_PREFIX}{name}/{version}", staging,
+            downloaded = download_artifact(f"{_REGISTRY_PREFIX}{name}/{version}", staging,
                                          self.tracking_uri)  # fmt: skip
             try:
                 downloaded.rename(target)
@@ -173,7 +173,7 @@ class RegistrySource(BundleSource):
         return target
 
 
-def source_for(source: str, tracking_uri: str | None, cache: Path) -> BundleSource:
+def source_for(source: str, tracking_uri: str | None, cache: Path) -> ArtifactSource:
     """A registry source for ``models:/...`` URIs, a directory source otherwise."""
     if source.startswith(_REGISTRY_PREFIX):
         return RegistrySource(source, tracking_uri, cache)

@@ -14,16 +14,16 @@ import scipy.sparse as sp
 
 from features import columns as col
 from tests.model_contract import two_group_interactions, two_group_items
-from training.bundle import (
+from training.artifact import (
     FORMAT_VERSION,
-    Bundle,
-    BundleError,
+    ArtifactError,
     MemberLists,
+    ModelArtifact,
     UnknownModelError,
     add_member_lists,
     data_fingerprint,
-    load_bundle,
-    write_bundle,
+    load_artifact,
+    write_artifact,
 )
 from training.dataset import TrainingData, build_training_data
 from training.index import ItemIndex
@@ -69,7 +69,7 @@ def data() -> TrainingData:
     return build_training_data(two_group_interactions(), items=two_group_items())
 
 
-def bundle_inputs(data: TrainingData, **overrides: Any) -> dict[str, Any]:
+def artifact_inputs(data: TrainingData, **overrides: Any) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     popularity = np.asarray(data.matrix.sum(axis=0), dtype=np.float32).ravel()
     inputs = {
@@ -93,50 +93,53 @@ def bundle_inputs(data: TrainingData, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def bundle_dir(data: TrainingData, tmp_path: Path) -> Path:
-    return write_bundle(tmp_path / "bundle", **bundle_inputs(data))
+def artifact_dir(data: TrainingData, tmp_path: Path) -> Path:
+    return write_artifact(tmp_path / "artifact", **artifact_inputs(data))
 
 
-def load(path: Path, **options: Any) -> Bundle:
-    return load_bundle(path, model_classes=MODEL_CLASSES, **options)
+def load(path: Path, **options: Any) -> ModelArtifact:
+    return load_artifact(path, model_classes=MODEL_CLASSES, **options)
 
 
-def test_loaded_bundle_equals_what_was_written(data: TrainingData, bundle_dir: Path) -> None:
-    inputs = bundle_inputs(data)
-    bundle = load(bundle_dir)
-    assert bundle.member_ids == data.member_ids and bundle.item_ids == data.item_ids
-    assert (bundle.histories != data.matrix).nnz == 0
-    np.testing.assert_array_equal(bundle.popularity, inputs["popularity"])
-    np.testing.assert_array_equal(bundle.segment_popularity, inputs["segment_popularity"])
-    np.testing.assert_array_equal(bundle.member_segments, inputs["member_segments"])
-    assert bundle.segment_names == SEGMENTS
+def test_loaded_artifact_equals_what_was_written(data: TrainingData, artifact_dir: Path) -> None:
+    inputs = artifact_inputs(data)
+    artifact = load(artifact_dir)
+    assert artifact.member_ids == data.member_ids and artifact.item_ids == data.item_ids
+    assert (artifact.histories != data.matrix).nnz == 0
+    np.testing.assert_array_equal(artifact.popularity, inputs["popularity"])
+    np.testing.assert_array_equal(artifact.segment_popularity, inputs["segment_popularity"])
+    np.testing.assert_array_equal(artifact.member_segments, inputs["member_segments"])
+    assert artifact.segment_names == SEGMENTS
     members = np.arange(data.n_members)
     np.testing.assert_array_equal(
-        bundle.default_model.score(members, data.matrix),
+        artifact.default_model.score(members, data.matrix),
         inputs["models"]["tiny"].score(members, data.matrix),
     )
     queries = np.eye(4, dtype=np.float32)
-    got_index, expected_index = bundle.indexes["tiny"], inputs["indexes"]["tiny"]
+    got_index, expected_index = artifact.indexes["tiny"], inputs["indexes"]["tiny"]
     for got, expected in zip(
         got_index.search(queries, 5), expected_index.search(queries, 5), strict=True
     ):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_catalog_rows_follow_the_internal_item_order(bundle_dir: Path) -> None:
-    bundle = load(bundle_dir)
-    assert bundle.catalog is not None
-    assert bundle.catalog.get_column(col.ITEM_ID).to_list() == bundle.item_ids.external_ids.tolist()
+def test_catalog_rows_follow_the_internal_item_order(artifact_dir: Path) -> None:
+    artifact = load(artifact_dir)
+    assert artifact.catalog is not None
+    assert (
+        artifact.catalog.get_column(col.ITEM_ID).to_list()
+        == artifact.item_ids.external_ids.tolist()
+    )
     by_item = dict(two_group_items().select(col.ITEM_ID, col.CATEGORY).iter_rows())
-    for item, category in bundle.catalog.select(col.ITEM_ID, col.CATEGORY).iter_rows():
+    for item, category in artifact.catalog.select(col.ITEM_ID, col.CATEGORY).iter_rows():
         assert category == by_item[item]
 
 
-def test_manifest_describes_the_run_and_checksums_every_other_file(bundle_dir: Path) -> None:
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+def test_manifest_describes_the_run_and_checksums_every_other_file(artifact_dir: Path) -> None:
+    manifest = json.loads((artifact_dir / "manifest.json").read_text())
     on_disk = {
-        path.relative_to(bundle_dir).as_posix()
-        for path in bundle_dir.rglob("*")
+        path.relative_to(artifact_dir).as_posix()
+        for path in artifact_dir.rglob("*")
         if path.is_file() and path.name != "manifest.json"
     }
     assert manifest["format_version"] == FORMAT_VERSION
@@ -150,7 +153,9 @@ def test_manifest_describes_the_run_and_checksums_every_other_file(bundle_dir: P
 def test_extra_files_are_copied_in_and_listed(data: TrainingData, tmp_path: Path) -> None:
     report = tmp_path / "report.html"
     report.write_text("<html></html>")
-    out = write_bundle(tmp_path / "b", **bundle_inputs(data, extra_files={"report.html": report}))
+    out = write_artifact(
+        tmp_path / "b", **artifact_inputs(data, extra_files={"report.html": report})
+    )
     assert load(out).extra_files["report.html"].read_text() == "<html></html>"
 
 
@@ -161,89 +166,89 @@ def backed_by_memmap(array: np.ndarray) -> bool:
     return array is not None
 
 
-def test_large_arrays_are_memory_mapped(bundle_dir: Path) -> None:
-    bundle = load(bundle_dir, mmap=True)
-    assert isinstance(bundle.popularity, np.memmap)
-    assert isinstance(bundle.segment_popularity, np.memmap)
-    assert isinstance(bundle.default_model.weights, np.memmap)  # type: ignore[attr-defined]
-    histories = bundle.histories
+def test_large_arrays_are_memory_mapped(artifact_dir: Path) -> None:
+    artifact = load(artifact_dir, mmap=True)
+    assert isinstance(artifact.popularity, np.memmap)
+    assert isinstance(artifact.segment_popularity, np.memmap)
+    assert isinstance(artifact.default_model.weights, np.memmap)  # type: ignore[attr-defined]
+    histories = artifact.histories
     assert all(backed_by_memmap(part) for part in (histories.data, histories.indices))
-    assert not backed_by_memmap(load(bundle_dir, mmap=False).histories.indices)
-    assert not isinstance(load(bundle_dir, mmap=False).popularity, np.memmap)
+    assert not backed_by_memmap(load(artifact_dir, mmap=False).histories.indices)
+    assert not isinstance(load(artifact_dir, mmap=False).popularity, np.memmap)
 
 
-def test_a_changed_byte_in_a_model_array_refuses_the_bundle(bundle_dir: Path) -> None:
-    weights = bundle_dir / "models" / "tiny" / "weights.npy"
+def test_a_changed_byte_in_a_model_array_refuses_the_artifact(artifact_dir: Path) -> None:
+    weights = artifact_dir / "models" / "tiny" / "weights.npy"
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0xFF
     weights.write_bytes(bytes(raw))
-    with pytest.raises(BundleError, match=r"checksum mismatch in models/tiny/weights\.npy"):
-        load(bundle_dir)
-    load(bundle_dir, verify=False)  # an operator can still inspect it on purpose
+    with pytest.raises(ArtifactError, match=r"checksum mismatch in models/tiny/weights\.npy"):
+        load(artifact_dir)
+    load(artifact_dir, verify=False)  # an operator can still inspect it on purpose
 
 
-def test_a_deleted_file_refuses_the_bundle(bundle_dir: Path) -> None:
-    (bundle_dir / "popularity.npy").unlink()
-    with pytest.raises(BundleError, match=r"popularity\.npy is missing; the bundle is refused"):
-        load(bundle_dir)
+def test_a_deleted_file_refuses_the_artifact(artifact_dir: Path) -> None:
+    (artifact_dir / "popularity.npy").unlink()
+    with pytest.raises(ArtifactError, match=r"popularity\.npy is missing; the bundle is refused"):
+        load(artifact_dir)
 
 
-def test_a_directory_without_manifest_is_refused(bundle_dir: Path) -> None:
-    (bundle_dir / "manifest.json").unlink()
-    with pytest.raises(BundleError, match=r"no manifest\.json; it is not a bundle"):
-        load(bundle_dir)
+def test_a_directory_without_manifest_is_refused(artifact_dir: Path) -> None:
+    (artifact_dir / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match=r"no manifest\.json; it is not a bundle"):
+        load(artifact_dir)
 
 
-def test_another_format_version_is_refused(bundle_dir: Path) -> None:
-    manifest_path = bundle_dir / "manifest.json"
+def test_another_format_version_is_refused(artifact_dir: Path) -> None:
+    manifest_path = artifact_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
-    with pytest.raises(BundleError, match="format version 2"):
-        load(bundle_dir)
+    with pytest.raises(ArtifactError, match="format version 2"):
+        load(artifact_dir)
 
 
-def test_a_model_class_missing_from_the_registry_refuses_the_bundle(bundle_dir: Path) -> None:
-    with pytest.raises(BundleError, match=r"'tiny', which this service does not know"):
-        load_bundle(bundle_dir, model_classes={})
+def test_a_model_class_missing_from_the_registry_refuses_the_artifact(artifact_dir: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"'tiny', which this service does not know"):
+        load_artifact(artifact_dir, model_classes={})
 
 
-def test_asking_for_an_unknown_model_lists_the_available_ones(bundle_dir: Path) -> None:
+def test_asking_for_an_unknown_model_lists_the_available_ones(artifact_dir: Path) -> None:
     with pytest.raises(UnknownModelError, match=r"no model 'als'; available: \['tiny'\]"):
-        load(bundle_dir).model("als")
+        load(artifact_dir).model("als")
 
 
-def test_a_failed_write_leaves_the_previous_bundle_intact(
-    data: TrainingData, bundle_dir: Path
+def test_a_failed_write_leaves_the_previous_artifact_intact(
+    data: TrainingData, artifact_dir: Path
 ) -> None:
-    before = (bundle_dir / "manifest.json").read_text()
+    before = (artifact_dir / "manifest.json").read_text()
     models = {"tiny": TinyModel().fit(data), "broken": BrokenModel().fit(data)}
     with pytest.raises(OSError, match="disk full"):
-        write_bundle(bundle_dir, **bundle_inputs(data, models=models))
-    assert (bundle_dir / "manifest.json").read_text() == before
-    assert load(bundle_dir).models.keys() == {"tiny"}
-    assert [path.name for path in bundle_dir.parent.iterdir()] == ["bundle"]
+        write_artifact(artifact_dir, **artifact_inputs(data, models=models))
+    assert (artifact_dir / "manifest.json").read_text() == before
+    assert load(artifact_dir).models.keys() == {"tiny"}
+    assert [path.name for path in artifact_dir.parent.iterdir()] == ["artifact"]
 
 
-def test_rewriting_replaces_the_previous_bundle(data: TrainingData, bundle_dir: Path) -> None:
-    write_bundle(bundle_dir, **bundle_inputs(data, params={"seed": 1}))
-    assert load(bundle_dir).manifest["params"] == {"seed": 1}
-    assert [path.name for path in bundle_dir.parent.iterdir()] == ["bundle"]
+def test_rewriting_replaces_the_previous_artifact(data: TrainingData, artifact_dir: Path) -> None:
+    write_artifact(artifact_dir, **artifact_inputs(data, params={"seed": 1}))
+    assert load(artifact_dir).manifest["params"] == {"seed": 1}
+    assert [path.name for path in artifact_dir.parent.iterdir()] == ["artifact"]
 
 
-def test_a_directory_that_is_not_a_bundle_is_never_replaced(
+def test_a_directory_that_is_not_an_artifact_is_never_replaced(
     data: TrainingData, tmp_path: Path
 ) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(BundleError, match="is not a bundle"):
-        write_bundle(tmp_path, **bundle_inputs(data))
+    with pytest.raises(ArtifactError, match="is not a bundle"):
+        write_artifact(tmp_path, **artifact_inputs(data))
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 def test_inconsistent_inputs_are_refused_before_writing(data: TrainingData, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="popularity is"):
-        write_bundle(tmp_path / "b", **bundle_inputs(data, popularity=np.zeros(3)))
+        write_artifact(tmp_path / "b", **artifact_inputs(data, popularity=np.zeros(3)))
     with pytest.raises(ValueError, match="chosen model 'als'"):
-        write_bundle(tmp_path / "b", **bundle_inputs(data, chosen="als"))
+        write_artifact(tmp_path / "b", **artifact_inputs(data, chosen="als"))
     assert not any(tmp_path.iterdir())
 
 
@@ -261,11 +266,13 @@ def test_fingerprint_tells_apart_text_that_only_differs_in_where_values_split() 
     assert data_fingerprint(first) != data_fingerprint(second)
 
 
-def test_extra_file_may_not_shadow_bundle_data(data: TrainingData, tmp_path: Path) -> None:
+def test_extra_file_may_not_shadow_artifact_data(data: TrainingData, tmp_path: Path) -> None:
     fake = tmp_path / "popularity.npy"
     fake.write_text("not an array")
     with pytest.raises(ValueError, match="would shadow bundle data"):
-        write_bundle(tmp_path / "b", **bundle_inputs(data, extra_files={"popularity.npy": fake}))
+        write_artifact(
+            tmp_path / "b", **artifact_inputs(data, extra_files={"popularity.npy": fake})
+        )
 
 
 def member_lists(data: TrainingData, depth: int = 3) -> MemberLists:
@@ -279,45 +286,45 @@ def member_lists(data: TrainingData, depth: int = 3) -> MemberLists:
 
 
 def test_added_member_lists_load_memory_mapped_and_checksummed(
-    data: TrainingData, bundle_dir: Path
+    data: TrainingData, artifact_dir: Path
 ) -> None:
     lists = member_lists(data)
-    add_member_lists(bundle_dir, lists)
-    loaded = load(bundle_dir).lists
+    add_member_lists(artifact_dir, lists)
+    loaded = load(artifact_dir).lists
     assert loaded is not None and loaded.model == "tiny" and loaded.depth == 3
     np.testing.assert_array_equal(loaded.items, lists.items)
     np.testing.assert_array_equal(loaded.scores, lists.scores)
     assert backed_by_memmap(loaded.items)
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest = json.loads((artifact_dir / "manifest.json").read_text())
     assert manifest["lists"] == {"model": "tiny", "depth": 3}
     assert {"lists/items.npy", "lists/scores.npy", "lists/from_model.npy"} <= set(manifest["files"])
-    raw = bytearray((bundle_dir / "lists" / "items.npy").read_bytes())
+    raw = bytearray((artifact_dir / "lists" / "items.npy").read_bytes())
     raw[-1] ^= 0xFF
-    (bundle_dir / "lists" / "items.npy").write_bytes(bytes(raw))
-    with pytest.raises(BundleError, match=r"checksum mismatch in lists/items\.npy"):
-        load(bundle_dir)
+    (artifact_dir / "lists" / "items.npy").write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match=r"checksum mismatch in lists/items\.npy"):
+        load(artifact_dir)
 
 
-def test_member_lists_are_replaced_whole(data: TrainingData, bundle_dir: Path) -> None:
-    add_member_lists(bundle_dir, member_lists(data, depth=5))
-    add_member_lists(bundle_dir, member_lists(data, depth=2))
-    loaded = load(bundle_dir).lists
+def test_member_lists_are_replaced_whole(data: TrainingData, artifact_dir: Path) -> None:
+    add_member_lists(artifact_dir, member_lists(data, depth=5))
+    add_member_lists(artifact_dir, member_lists(data, depth=2))
+    loaded = load(artifact_dir).lists
     assert loaded is not None and loaded.depth == 2
-    assert not list(bundle_dir.glob(".manifest.json.*"))  # the staged manifest was renamed
+    assert not list(artifact_dir.glob(".manifest.json.*"))  # the staged manifest was renamed
 
 
-def test_a_bundle_without_lists_loads_none(bundle_dir: Path) -> None:
-    assert load(bundle_dir).lists is None
+def test_an_artifact_without_lists_loads_none(artifact_dir: Path) -> None:
+    assert load(artifact_dir).lists is None
 
 
-def test_member_lists_that_do_not_fit_the_bundle_are_refused(
-    data: TrainingData, bundle_dir: Path
+def test_member_lists_that_do_not_fit_the_artifact_are_refused(
+    data: TrainingData, artifact_dir: Path
 ) -> None:
     short = member_lists(data)
     with pytest.raises(ValueError, match="no model 'ghost'"):
-        add_member_lists(bundle_dir, replace(short, model="ghost"))
+        add_member_lists(artifact_dir, replace(short, model="ghost"))
     with pytest.raises(ValueError, match="members x depth"):
-        add_member_lists(bundle_dir, replace(short, items=short.items[1:]))
+        add_member_lists(artifact_dir, replace(short, items=short.items[1:]))
     with pytest.raises(ValueError, match="one count per member"):
-        add_member_lists(bundle_dir, replace(short, from_model=short.from_model[1:]))
-    assert load(bundle_dir).lists is None
+        add_member_lists(artifact_dir, replace(short, from_model=short.from_model[1:]))
+    assert load(artifact_dir).lists is None
