@@ -21,9 +21,11 @@ test: sync
 		if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 		exit $$status
 
+# lint-imports: the layers of DESIGN section 2 ([tool.importlinter] in pyproject.toml).
 lint: sync
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run lint-imports --no-cache --no-logo
 
 format: sync
 	$(UV) run ruff format .

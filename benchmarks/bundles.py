@@ -32,8 +32,8 @@ from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_
 sys.path.insert(0, str(REPO_ROOT))  # the mlxtend adapter the tests use: tests/rules_reference.py
 
 from features.baskets import baskets_from_interactions
-from features.generate import BUNDLES_FILE, INTERACTIONS_FILE, MANIFEST_FILE
 from features.presets import get_preset
+from features.synthetic import BUNDLES_FILE, INTERACTIONS_FILE, MANIFEST_FILE
 from features.validate import load_interactions
 from tests.rules_reference import (
     RuleSet,

@@ -26,7 +26,7 @@ def run_child(command: list[str], stdout: Path, cwd: Path) -> ChildResult:
     The peak RSS is the child's ``VmHWM`` (the high-water mark of its own address space, which
     exec starts afresh), read every 20 ms until it exits. ``ru_maxrss`` from ``wait4`` would not
     do: Linux carries the parent's high-water mark into a child across fork and exec, so a
-    benchmark holding a large bundle in memory would report its own size for every child.
+    benchmark holding a large model artifact in memory would report its own size for every child.
     """
     with stdout.open("w") as sink:
         started = time.perf_counter()

@@ -62,8 +62,8 @@ from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_
 from threadpoolctl import threadpool_limits
 
 from features import columns as col
-from features.generate import StoreConfig, generate_store
 from features.splits import parse_split_spec
+from features.synthetic import StoreConfig, generate_store
 from training.dataset import TrainingData, build_training_data
 from training.evaluate import EvaluationTask, evaluate_recommended, recommended_lists
 from training.models.ease import (

@@ -7,7 +7,7 @@ in one run:
 
 1. on a seeded sample of ``--sample`` members, in this process: the loop a campaign would
    otherwise run (one ``BundleComposer.for_members([member])`` or
-   ``BundleRecommender.recommend([member])`` call per member, what one API request computes)
+   ``ArtifactRecommender.recommend([member])`` call per member, what one API request computes)
    against one batched call for the whole sample; ``--repeat`` alternating rounds after a
    warm-up, medians; the batch's answers must equal the loop's;
 2. ``recsys export`` of every member's bundles (``-n 5``) and recommendations (``-n 10``) to
@@ -59,8 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sample", type=int, default=2_000, help="Members of the loop/batch test.")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--work", type=Path, default=None, help="Keep the store and bundle here.")
-    parser.add_argument("--reuse", action="store_true", help="Reuse the bundle in --work.")
+    parser.add_argument("--work", type=Path, default=None, help="Keep the store and artifact here.")
+    parser.add_argument("--reuse", action="store_true", help="Reuse the model artifact in --work.")
     parser.add_argument("--doc", type=str, default=str(BENCHMARKS_DOC), help="'' for none")
     return parser.parse_args(argv)
 
@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
 Every member's bundles and recommendations to a file (`recsys export`), on a generated
 store ({args.members:,} members, of whom the {len(members):,} with events before the test
-window are in the bundle; {len(artifact.item_ids):,} items; {args.events:,} events; popularity +
-ALS, each member's top 50 precomputed; {n_rules:,} rules mined at the default thresholds).
-First the same answers computed by a loop of single-member calls (what one API request
+window are in the model artifact; {len(artifact.item_ids):,} items; {args.events:,} events;
+popularity + ALS, each member's top 50 precomputed; {n_rules:,} rules mined at the default
+thresholds). First the same answers computed by a loop of single-member calls (what one API request
 computes, called once per member) against one batched call, on {len(sample):,} sampled
 members, {args.repeat} alternating rounds after a warm-up (medians; the batch's answers equal
 the loop's, checked member by member); then the whole export, each kind in a child process.

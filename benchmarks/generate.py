@@ -31,7 +31,7 @@ RSS_TARGET_BYTES = 4 * 10**9
 CHILD_PROGRAM = """
 import json, sys
 from pathlib import Path
-from features.generate import StoreConfig, generate_store
+from features.synthetic import StoreConfig, generate_store
 summary = generate_store(StoreConfig(**json.loads(sys.argv[1])), Path(sys.argv[2]))
 print(json.dumps(summary.counts()))
 """
@@ -105,8 +105,9 @@ def render_section(result: Measurement, command: str) -> str:
     counts = result.counts
     return f"""{SECTION_TITLE}
 
-`features.generate.generate_store` streams a synthetic store to parquet one chunk of members at a
-time; the hard requirement is a peak RSS of at most 4 GB at 1M members / 100k items / 20M events.
+`features.synthetic.generate_store` streams a synthetic store to parquet one chunk of members
+at a time; the hard requirement is a peak RSS of at most 4 GB at 1M members / 100k items / 20M
+events.
 
 | | |
 |---|---|

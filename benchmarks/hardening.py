@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--examples", type=int, default=30, help="Schemathesis cases per route.")
     parser.add_argument("--idle", type=int, default=2_000, help="Connections that send nothing.")
     parser.add_argument("--slow", type=int, default=200, help="Connections that trickle headers.")
-    parser.add_argument("--work", type=Path, default=None, help="Keep the store and bundle here.")
-    parser.add_argument("--reuse", action="store_true", help="Reuse a bundle in --work.")
+    parser.add_argument("--work", type=Path, default=None, help="Keep the store and artifact here.")
+    parser.add_argument("--reuse", action="store_true", help="Reuse a model artifact in --work.")
     parser.add_argument("--doc", type=Path, default=BENCHMARKS_DOC)
     return parser.parse_args(argv)
 
@@ -272,7 +272,7 @@ def _point(link: Path, target: Path) -> None:
 
 
 def _rename_over(source: Path, target: Path) -> None:
-    """A copy of ``source`` renamed over the directory ``target`` (as write_bundle swaps)."""
+    """A copy of ``source`` renamed over the directory ``target`` (as write_artifact swaps)."""
     staging = target.with_name(f".{target.name}.staging")
     retired = target.with_name(f".{target.name}.retired")
     shutil.copytree(source, staging)

@@ -29,10 +29,10 @@ from pathlib import Path
 import polars as pl
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 
-from features.generate import INTERACTIONS_FILE, ITEMS_FILE, MEMBERS_FILE, StoreConfig
-from features.generate import generate_store as write_store
 from features.presets import get_preset
 from features.splits import parse_split_spec
+from features.synthetic import INTERACTIONS_FILE, ITEMS_FILE, MEMBERS_FILE, StoreConfig
+from features.synthetic import generate_store as write_store
 from features.validate import load_interactions
 
 SECTION_TITLE = "## Training protocol"

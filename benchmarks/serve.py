@@ -6,7 +6,7 @@ tuning trial, no MLflow), then measures, in the same run and with the same uvico
 
 1. a bare FastAPI app whose route ``/v1/members/{member_id}/recommendations`` returns a fixed
    JSON payload of the same size as ours (a real response of our server);
-2. ``recsys serve`` on the trained bundle, with SQLite events and impressions logging on.
+2. ``recsys serve`` on the trained model artifact, with SQLite events and impressions logging on.
 
 wrk (``-t2 -c32``) requests random known members through a Lua script, against each server in
 turn, ``--repeat`` rounds (the machine is noisy: the medians of the per-round ratios and p99s
@@ -99,8 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=3, help="Rounds (bare, then ours); medians are reported."
     )
-    parser.add_argument("--work", type=Path, default=None, help="Keep the store and bundle here.")
-    parser.add_argument("--reuse", action="store_true", help="Reuse a bundle in --work.")
+    parser.add_argument("--work", type=Path, default=None, help="Keep the store and artifact here.")
+    parser.add_argument("--reuse", action="store_true", help="Reuse a model artifact in --work.")
     parser.add_argument("--doc", type=Path, default=BENCHMARKS_DOC)
     return parser.parse_args(argv)
 
@@ -281,7 +281,7 @@ with the same uvicorn settings ({args.workers} workers, uvloop, httptools, no ac
 `wrk -t{args.threads} -c{args.connections} -d{args.duration}s` after a {args.warmup} s warm-up,
 in {len(rounds)} rounds (the bare server, then ours, each started afresh).
 Our server runs as `recsys serve` with the default settings: SQLite event store, live
-history read on every request, impressions logged, Prometheus metrics; the bundle holds the
+history read on every request, impressions logged, Prometheus metrics; the model artifact holds the
 members' precomputed lists (`recsys train --list-depth 50`, the default), and the storefront
 route answers through the fast lane (`RECSYS_FAST_LANE`, on by default).
 

@@ -1,4 +1,4 @@
-"""Trained bundles on generated stores, shared by the benchmarks that need one."""
+"""Trained model artifacts on generated stores, shared by the benchmarks that need one."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def trained_artifact(
     reuse: bool,
 ) -> tuple[Path, float]:
     """Generate a store under ``work`` and train ``models`` on it (one tuning trial, 5,000
-    evaluated members, no MLflow, the last 30 days as test); returns the bundle and the
-    seconds it took (0 when ``reuse`` finds a bundle already there)."""
-    from features.generate import StoreConfig, generate_store
+    evaluated members, no MLflow, the last 30 days as test); returns the model artifact and
+    the seconds it took (0 when ``reuse`` finds one already there)."""
+    from features.synthetic import StoreConfig, generate_store
     from training.config import TuningBudget
     from training.publish import train_generated_store
     from training.train import TrainConfig

@@ -6,17 +6,18 @@ library fits inside it, measured in the same run, with a peak RSS of at most 8 G
 
 With ``--trials 1`` the run fits every model three times: on the validation-train part (tuning),
 on the whole training split (the fit measured on test) and on all interactions (the refit that
-the bundle serves). The reference replays exactly those fits in a separate child process: it
+the model artifact serves). The reference replays exactly those fits in a separate child process: it
 loads the same interactions with Polars, builds the same three matrices (same split, same
 validation window, same event weights, same id universe) and times only the raw ``implicit`` calls
 (``AlternatingLeastSquares.fit``, ``BM25Recommender``/``CosineRecommender.fit``) with the
-parameters the run chose (read from the bundle's ``manifest.json``), plus popularity counting.
+parameters the run chose (read from the artifact's ``manifest.json``), plus popularity counting.
 The ratio is therefore our overhead: loading and validating 20M rows, id maps, matrices, member
-segments, evaluation, the FAISS index and the bundle. The members' precomputed serving lists
-(``--list-depth``) are left out of the run and timed on its bundle afterwards, on their own.
+segments, evaluation, the FAISS index and the model artifact. The members' precomputed serving
+lists (``--list-depth``) are left out of the run and timed on its artifact afterwards, on their
+own.
 
 ``recsys train`` runs in a child process through the console script's own entry point
-(``training.cli:main``, same arguments); a few product functions are wrapped there to log a
+(``cli.main:main``, same arguments); a few product functions are wrapped there to log a
 time per pipeline stage. Each child's peak RSS is its own high-water mark
 (``benchmarks/child_process.py``). The results are printed and written to the "Training" section of
 ``docs/benchmarks.md``; other sections of that file are kept. The exit status is 1 when a
@@ -51,7 +52,7 @@ SPLIT_DAYS = 30
 RATIO_TARGET = 1.5
 RSS_TARGET_BYTES = 8 * 10**9
 
-#: Runs ``recsys train`` (``training.cli:main``, as the console script does) with timing hooks.
+#: Runs ``recsys train`` (``cli.main:main``, as the console script does) with timing hooks.
 #: argv: the JSON-lines log path, then the ``recsys`` arguments. Each hooked call logs its
 #: stage, its inclusive time and its time minus the hooked calls nested in it, so that stages
 #: add up without double counting (fits happen inside tuning, for example).
@@ -91,7 +92,7 @@ for module_name, owner, attribute, stage in HOOKS:
         print(f"benchmark: no timing hook for {module_name}.{owner}.{attribute}: {error}",
               file=sys.stderr)
 
-from training.cli import main
+from cli.main import main
 sys.argv = ["recsys", *sys.argv[3:]]
 main()
 """
@@ -99,10 +100,10 @@ main()
 #: (module, class or "", attribute, stage). Stages not hooked (start-up, imports, printing)
 #: end up in "other". Fits are hooked on the model classes, so tuning fits count as fits.
 HOOKS: list[tuple[str, str, str, str]] = [
-    ("training.cli", "", "load_with_options", "load + validate interactions"),
-    ("training.cli", "", "load_items", "load + validate items and members"),
-    ("training.cli", "", "load_members", "load + validate items and members"),
-    ("training.cli", "", "_split_for_training", "train/test split"),
+    ("cli.training", "", "load_with_options", "load + validate interactions"),
+    ("cli.training", "", "load_items", "load + validate items and members"),
+    ("cli.training", "", "load_members", "load + validate items and members"),
+    ("cli.training", "", "_split_for_training", "train/test split"),
     ("training.train", "", "carve_validation", "validation split"),
     ("features.splits", "Split", "describe", "split summaries (row and id counts) x2"),
     ("training.train", "", "_training_data", "training data (segments, id maps, matrix) x3"),
@@ -111,33 +112,33 @@ HOOKS: list[tuple[str, str, str, str]] = [
     ("training.models.item_knn", "ItemKNNRecommender", "fit", "fit item_knn"),
     ("training.models.als", "ALSRecommender", "fit", "fit als"),
     ("training.tune", "", "evaluate_model", "evaluation (validation and test)"),
-    ("training.train", "", "recommended_lists", "evaluation (validation and test)"),
-    ("training.train", "", "evaluate_recommended", "evaluation (validation and test)"),
-    ("training.train", "", "evaluate_by_segment", "evaluation (validation and test)"),
-    ("training.train", "", "_build_indexes", "FAISS index + recall"),
-    ("training.publish", "", "write_training_artifact", "bundle writing"),
+    ("training.lineup", "", "recommended_lists", "evaluation (validation and test)"),
+    ("training.lineup", "", "evaluate_recommended", "evaluation (validation and test)"),
+    ("training.lineup", "", "evaluate_by_segment", "evaluation (validation and test)"),
+    ("training.lineup", "", "build_indexes", "FAISS index + recall"),
+    ("training.publish", "", "write_training_artifact", "model artifact writing"),
 ]
 
-#: Precomputing the members' serving lists on the run's bundle, timed on its own. argv: the
-#: bundle directory. ``recsys train`` runs with ``--list-depth 0`` above: the lists are a
+#: Precomputing the members' serving lists on the run's model artifact, timed on its own. argv:
+#: the artifact directory. ``recsys train`` runs with ``--list-depth 0`` above: the lists are a
 #: serving cache computed after training, not part of the fit-versus-overhead comparison, so
 #: their cost at this size is reported beside it instead.
 LISTS_PROGRAM = r"""
 import json, sys, time
 from pathlib import Path
-from training.bundle import load_bundle
+from training.artifact import load_artifact
 from training.config import DEFAULT_LIST_DEPTH
 from training.models import MODEL_CLASSES
-from training.recommend import BundleRecommender
+from training.recommend import ArtifactRecommender
 
-bundle = load_bundle(Path(sys.argv[1]), verify=False, model_classes=MODEL_CLASSES)
+artifact = load_artifact(Path(sys.argv[1]), verify=False, model_classes=MODEL_CLASSES)
 started = time.perf_counter()
-lists = BundleRecommender(bundle).member_lists(DEFAULT_LIST_DEPTH)
-print(json.dumps({"seconds": time.perf_counter() - started, "members": len(bundle.member_ids),
+lists = ArtifactRecommender(artifact).member_lists(DEFAULT_LIST_DEPTH)
+print(json.dumps({"seconds": time.perf_counter() - started, "members": len(artifact.member_ids),
                   "depth": lists.depth, "model": lists.model}))
 """
 
-#: The raw-library reference. argv: store directory, bundle directory, output JSON path.
+#: The raw-library reference. argv: store directory, model artifact directory, output JSON path.
 #: It rebuilds the run's three matrices from the parquet files and times only the library fits.
 REFERENCE_PROGRAM = r"""
 import json, sys, time, warnings
@@ -152,10 +153,10 @@ from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 from implicit.utils import ParameterWarning
 from threadpoolctl import threadpool_limits
 
-store, bundle, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+store, artifact, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 split_days = int(sys.argv[4])
-manifest = json.loads((bundle / "manifest.json").read_text())
-config = json.loads((bundle / "metrics.json").read_text())["config"]
+manifest = json.loads((artifact / "manifest.json").read_text())
+config = json.loads((artifact / "metrics.json").read_text())["config"]
 params = manifest["params"]
 weights = config["event_weights"]
 if config.get("half_life_days") is not None or params["als"].get("bm25_weighting"):
@@ -226,12 +227,12 @@ for part, user_items in matrices.items():
         timed("als", part, lambda: factorisation.fit(user_items, show_progress=False))
 
 full = matrices["all"]
-indptr = np.load(bundle / "histories" / "indptr.npy", mmap_mode="r")
-data = np.load(bundle / "histories" / "data.npy", mmap_mode="r")
+indptr = np.load(artifact / "histories" / "indptr.npy", mmap_mode="r")
+data = np.load(artifact / "histories" / "data.npy", mmap_mode="r")
 out.write_text(json.dumps({
     "fits": fits,
     "shapes": {part: list(m.shape) + [int(m.nnz)] for part, m in matrices.items()},
-    "same_matrix_as_bundle": bool(
+    "same_matrix_as_artifact": bool(
         list(full.shape) == [manifest["n_members"], manifest["n_items"]]
         and int(indptr[-1]) == full.nnz
         and np.isclose(float(np.sum(data, dtype=np.float64)), float(full.sum(dtype=np.float64)))
@@ -339,7 +340,7 @@ def generate_store(args: argparse.Namespace, out: Path) -> None:
 
 
 def recsys_command() -> list[str]:
-    return [sys.executable, "-c", "from training.cli import main; main()"]
+    return [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def train_arguments(store: Path, artifact: Path, max_eval_members: int) -> list[str]:
@@ -462,7 +463,7 @@ def render_table(report: Report) -> str:
 
 
 def lists_row(runs: list[Run]) -> str:
-    """The precomputed lists' cost, measured on the run's bundle after it."""
+    """The precomputed lists' cost, measured on the run's model artifact after it."""
     first = runs[0].lists
     seconds = statistics.median(run.lists["seconds"] for run in runs)
     peak = max(run.lists_child.peak_rss_bytes for run in runs)
@@ -475,6 +476,7 @@ def lists_row(runs: list[Run]) -> str:
 def render_section(report: Report, args: argparse.Namespace, store: Path) -> str:
     ratio_ok = "yes" if report.meets_ratio else "**no**"
     rss_ok = "yes" if report.meets_rss else "**no**"
+    same_matrix = "yes" if all(run.same_matrix for run in report.runs) else "**no**"
     runs = report.runs
     reference_rows = "\n".join(
         f"| reference: {model} fits (x3) | "
@@ -498,14 +500,15 @@ def render_section(report: Report, args: argparse.Namespace, store: Path) -> str
 
 `recsys train` with popular, item_knn and ALS (`--trials 1`: each model fit once on the
 validation-train part, once on the whole training split for the test figures, and once on all
-interactions for the bundle, the refit), evaluation on a member sample, FAISS index and bundle,
+interactions for the model artifact, the refit), evaluation on a member sample, FAISS index and
+model artifact,
 against the raw library fits it contains (`implicit` ALS and BM25/cosine item-kNN fits and
 popularity counting on the same three matrices: validation-train, train, all; with the run's
 own parameters),
 timed in a separate child process in the same benchmark run. The members' precomputed serving
 lists are left out (`--list-depth 0`): they are a cache for serving, timed on their own on the
-run's bundle and reported below. Targets: at most {RATIO_TARGET}x the raw fits and a peak RSS of
-at most {RSS_TARGET_BYTES // 10**9} GB. Timings are medians of
+run's model artifact and reported below. Targets: at most {RATIO_TARGET}x the raw fits and a
+peak RSS of at most {RSS_TARGET_BYTES // 10**9} GB. Timings are medians of
 {len(runs)} run(s); the machine was shared with other jobs, so expect a few percent of noise.
 
 | | |
@@ -524,7 +527,7 @@ at most {RSS_TARGET_BYTES // 10**9} GB. Timings are medians of
 | ratio had train's own fits taken the reference's time | {steady_ratio:.2f}x |
 | peak RSS of `recsys train` | {gb(report.peak_rss_bytes)} (target {RSS_TARGET_BYTES // 10**9} GB) |
 | serving lists (depth {runs[0].lists["depth"]}, not in the run above) | {lists_row(runs)} |
-| reference matrix equals the bundle's | {"yes" if all(r.same_matrix for r in runs) else "**no**"} |
+| reference matrix equals the artifact's | {same_matrix} |
 | meets the 1.5x target | {ratio_ok} |
 | meets the 8 GB target | {rss_ok} |
 

@@ -1,7 +1,9 @@
-"""Baskets: what was bought together, as a baskets x items indicator matrix.
+"""Orders and baskets: what was bought together, as a baskets x items indicator matrix.
 
-A basket is one order (``order_id``); interactions without an order id are grouped by member
-and UTC day, the usual stand-in for a shopping trip. Only purchases count. Item names are
+An order is one ``order_id``; purchases without an order id are grouped by member and UTC day,
+the usual stand-in for a shopping trip. :func:`order_key` is that definition, the only one:
+association rules, member profiles (order frequency) and the reranker's order statistics all
+count orders with it. A basket is the items of one order; only purchases count. Item names are
 canonicalised the same way everywhere (surrounding whitespace removed), so that an item
 spelled ``"liquor "`` in one basket and ``"liquor"`` in another is one item: the Groceries
 data has two names that end in a space.
@@ -9,6 +11,7 @@ data has two names that end in a space.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import scipy.sparse as sp
 from features import columns as col
 from features.errors import DataError
 
-__all__ = ["Baskets", "baskets_from_interactions", "read_basket_file"]
+__all__ = ["Baskets", "baskets_from_interactions", "order_key", "read_basket_file"]
 
 
 @dataclass(frozen=True)
@@ -66,18 +69,27 @@ def _from_pairs(basket_keys: pl.Series, item_names: pl.Series) -> Baskets:
     return Baskets(matrix=matrix, item_names=items.to_numpy().astype(object))
 
 
-def baskets_from_interactions(interactions: pl.DataFrame) -> Baskets:
-    """The purchase baskets of validated interactions: one per ``order_id``, else one per
-    member and UTC day."""
-    purchases = interactions.filter(pl.col(col.EVENT) == "purchase")
+def order_key(columns: Collection[str]) -> pl.Expr:
+    """The order of each purchase row, as a string: its ``order_id``, else its member and UTC
+    day (one order per member and day). ``columns``: those of the frame it is evaluated on,
+    since files without an order id column are common.
+
+    The key is for grouping: rows with equal keys are one order.
+    """
     day_key = pl.concat_str(
         pl.col(col.MEMBER_ID), pl.col(col.TIMESTAMP).dt.date().cast(pl.Utf8), separator="\x1f"
     )
-    if col.ORDER_ID in purchases.columns:
-        key = pl.coalesce(pl.col(col.ORDER_ID).cast(pl.Utf8), day_key)
-    else:
-        key = day_key
-    keyed = purchases.select(key.alias("basket"), _canonical(pl.col(col.ITEM_ID)).alias("item"))
+    if col.ORDER_ID not in columns:
+        return day_key
+    return pl.coalesce(pl.col(col.ORDER_ID).cast(pl.Utf8), day_key)
+
+
+def baskets_from_interactions(interactions: pl.DataFrame) -> Baskets:
+    """The purchase baskets of validated interactions, one per order (:func:`order_key`)."""
+    purchases = interactions.filter(pl.col(col.EVENT) == col.PURCHASE)
+    keyed = purchases.select(
+        order_key(purchases.columns).alias("basket"), _canonical(pl.col(col.ITEM_ID)).alias("item")
+    )
     return _from_pairs(keyed.get_column("basket"), keyed.get_column("item"))
 
 

@@ -37,10 +37,17 @@ REGION: Final = "region"
 ROW_NUMBER: Final = "_row"
 REASON: Final = "_reason"
 
-#: Interaction events, weakest signal first. The order is meaningful: matrices weight them in
+#: Interaction events, one constant each, so that a module filtering on purchases names
+#: :data:`PURCHASE` instead of spelling the word.
+VIEW: Final = "view"
+CLICK: Final = "click"
+CART: Final = "cart"
+PURCHASE: Final = "purchase"
+#: The events, weakest signal first. The order is meaningful: matrices weight them in
 #: increasing strength and evaluation treats "click or stronger" as a positive.
-EVENTS: Final[tuple[str, ...]] = ("view", "click", "cart", "purchase")
-DEFAULT_EVENT: Final = "purchase"
+EVENTS: Final[tuple[str, ...]] = (VIEW, CLICK, CART, PURCHASE)
+#: The event of a row whose file has no event column, or an empty event.
+DEFAULT_EVENT: Final = PURCHASE
 
 REQUIRED_INTERACTION_COLUMNS: Final[tuple[str, ...]] = (MEMBER_ID, ITEM_ID, TIMESTAMP)
 OPTIONAL_INTERACTION_COLUMNS: Final[tuple[str, ...]] = (EVENT, QUANTITY, PRICE, ORDER_ID, VALUE)

@@ -30,17 +30,16 @@ from pydantic import (
     model_validator,
 )
 
-from features.columns import BRAND, CATEGORY, DESCRIPTION, ITEM_ID, PRICE, TAGS, TITLE
+from features.catalog import ITEM_INDEX, catalog_rows
+from features.columns import BRAND, CATEGORY, DESCRIPTION, PRICE, TAGS, TITLE
 from features.errors import ConfigError
 from features.ids import IdMap
-from features.splits import require_columns
 
 __all__ = ["BlockWeights", "ItemContentConfig", "ItemFeatures", "build_item_features"]
 
 #: Separator of the values in the catalog's ``tags`` column.
 TAG_SEPARATOR = "|"
 
-_INDEX = "__content_index"  # internal index of a catalog row's item
 _ROW = "__content_row"
 _VALUE = "__content_value"
 
@@ -116,26 +115,18 @@ def build_item_features(
     Catalog rows of items outside the map are ignored (vocabularies and price bands are learnt
     from the mapped items only); if an item id repeats, its first row is used.
     """
-    require_columns(items, (ITEM_ID,), "items")
-    catalog = _mapped_catalog(items, item_ids)
+    catalog = catalog_rows(items, item_ids)
     blocks = _weighted_blocks(catalog, config)
     joined = (
         sp.hstack([block.matrix for block in blocks], format="csr")
         if blocks
         else sp.csr_matrix((catalog.height, 0))
     )
-    placed = _place_rows(joined, catalog.get_column(_INDEX).to_numpy(), len(item_ids))
+    placed = _place_rows(joined, catalog.get_column(ITEM_INDEX).to_numpy(), len(item_ids))
     return ItemFeatures(
         matrix=sp.csr_matrix(_unit_rows(placed), dtype=np.float32),
         feature_names=[name for block in blocks for name in block.names],
     )
-
-
-def _mapped_catalog(items: pl.DataFrame, item_ids: IdMap) -> pl.DataFrame:
-    """One catalog row per mapped item, tagged with its internal index."""
-    first_rows = items.unique(ITEM_ID, keep="first", maintain_order=True)
-    indices = item_ids.to_internal(first_rows.get_column(ITEM_ID), strict=False)
-    return first_rows.with_columns(pl.Series(_INDEX, indices)).filter(pl.col(_INDEX) >= 0)
 
 
 def _place_rows(matrix: sp.csr_matrix, row_indices: np.ndarray, n_rows: int) -> sp.csr_matrix:

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from features.columns import EVENT, EVENTS, ITEM_ID, MEMBER_ID, TIMESTAMP
 from features.errors import ConfigError, DataError
+from features.frames import require_columns
 from features.ids import IdMap
-from features.splits import days_before, require_columns
+from features.times import days_before
 
 __all__ = ["EventWeights", "build_interaction_matrix", "ids_from_interactions"]
 

@@ -5,8 +5,9 @@ the same numbers as member features, so the definitions live here once:
 
 * recency is measured from the member's last *activity*: the last purchase if there is one,
   else the last event of any kind, else the date the member joined;
-* frequency counts distinct purchase orders (an ``order_id``, or one order per member and day
-  where the order id is missing); monetary sums ``quantity * price`` over purchases;
+* frequency counts distinct purchase orders (:func:`features.baskets.order_key`: an
+  ``order_id``, or one order per member and day where the order id is missing); monetary sums
+  ``quantity * price`` over purchases;
 * scores are 1-5 quintiles of the member base, 5 being best (most recent, most frequent,
   highest spend);
 * value tiers cut monetary value at quantiles of the members who bought anything; members who
@@ -23,18 +24,21 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from features.baskets import order_key
 from features.columns import (
     EVENT,
     JOINED_AT,
     MEMBER_ID,
     ORDER_ID,
     PRICE,
+    PURCHASE,
     QUANTITY,
     TIER,
     TIMESTAMP,
 )
 from features.errors import ConfigError, DataError
-from features.splits import as_naive_utc, days_before, require_columns
+from features.frames import require_columns
+from features.times import as_naive_utc, days_before
 
 __all__ = [
     "ACTIVE",
@@ -94,7 +98,6 @@ RFM_SCORE: Final = "rfm_score"
 SEGMENT: Final = "segment"
 VALUE_TIER: Final = "value_tier"
 
-_PURCHASE: Final = "purchase"
 _SCORE_LEVELS: Final = 5
 _PROFILE_COLUMNS: Final[tuple[str, ...]] = (
     MEMBER_ID,
@@ -240,16 +243,15 @@ def _activity(interactions: pl.DataFrame, reference: datetime) -> pl.DataFrame:
     seen = events.group_by(MEMBER_ID).agg(
         pl.col(TIMESTAMP).min().alias(FIRST_SEEN), pl.col(TIMESTAMP).max().alias(LAST_SEEN)
     )
-    purchases = events.filter(pl.col(EVENT) == _PURCHASE).select(
+    purchases = events.filter(pl.col(EVENT) == PURCHASE).select(
         MEMBER_ID, TIMESTAMP, ORDER_ID, QUANTITY, PRICE
     )
-    day_without_order = pl.when(pl.col(ORDER_ID).is_null()).then(pl.col(TIMESTAMP).dt.date())
     bought = (
         purchases.collect()
         .group_by(MEMBER_ID)
         .agg(
             pl.col(TIMESTAMP).max().alias(LAST_PURCHASE),
-            pl.struct(pl.col(ORDER_ID), day_without_order.alias("day")).n_unique().alias(FREQUENCY),
+            order_key(interactions.columns).n_unique().alias(FREQUENCY),
             (pl.col(QUANTITY) * pl.col(PRICE).fill_null(0.0)).sum().alias(MONETARY),
         )
     )

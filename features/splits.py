@@ -4,17 +4,13 @@ Offline evaluation is only honest when the test rows are ones the model could no
 every splitter returns a partition of the input rows (train and test never share a row, and,
 except for :func:`explicit_split`, together they are all rows). Rows keep their original order
 and every column, including ones this module does not know about.
-
-The module also owns the small time and schema helpers that the other ``features`` modules use
-(:func:`as_naive_utc`, :func:`days_before`, :func:`require_columns`), so that "how old is an
-event" and "which column is missing" have exactly one definition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
 import numpy as np
@@ -22,7 +18,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from features.columns import EVENT, ITEM_ID, MEMBER_ID, TIMESTAMP
-from features.errors import ConfigError, DataError, MissingColumnError
+from features.errors import ConfigError, DataError
+from features.frames import require_columns
+from features.times import as_naive_utc
 
 __all__ = [
     "LastDaysSplitSpec",
@@ -32,21 +30,17 @@ __all__ = [
     "Split",
     "SplitSpec",
     "TemporalSplitSpec",
-    "as_naive_utc",
-    "days_before",
     "explicit_split",
     "last_share_split",
     "leave_last_k_out",
     "parse_split_spec",
     "ratio_split",
-    "require_columns",
     "temporal_split",
 ]
 
 SplitGroup = Literal["member", "item"]
 
 _GROUP_COLUMNS: Final[dict[str, str]] = {"member": MEMBER_ID, "item": ITEM_ID}
-_MICROSECONDS_PER_DAY: Final = 86_400_000_000
 #: The columns that identify one event; a train row equal to a test row on these is a leak.
 _EVENT_KEY: Final[tuple[str, ...]] = (MEMBER_ID, ITEM_ID, EVENT, TIMESTAMP)
 _ROW: Final = "__split_row"
@@ -54,41 +48,6 @@ _ACCEPTED_FORMS: Final = (
     "temporal:YYYY-MM-DD (or an ISO datetime), last-days:N, leave-last:K, last-share:R, "
     "ratio:R[:member|item][:SEED] (for example ratio:0.2:item:7)"
 )
-
-
-# --- shared time and schema helpers -----------------------------------------------------------
-
-
-def as_naive_utc(moment: datetime) -> datetime:
-    """Express a datetime the way interaction timestamps are stored: naive, in UTC.
-
-    Callers may hand in timezone-aware datetimes; comparing those with the naive timestamp
-    column would fail (or, worse, silently shift by the UTC offset), so they are converted once.
-    """
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def days_before(reference: datetime, column: str | pl.Expr) -> pl.Expr:
-    """Fractional days from each timestamp in ``column`` up to ``reference`` (past is positive).
-
-    Fractional days, not calendar days, so that thresholds and half-lives behave the same at
-    any time of day.
-    """
-    timestamps = pl.col(column) if isinstance(column, str) else column
-    elapsed = pl.lit(as_naive_utc(reference), dtype=pl.Datetime("us")) - timestamps
-    return elapsed.dt.total_microseconds() / _MICROSECONDS_PER_DAY
-
-
-def require_columns(frame: pl.DataFrame, columns: Iterable[str], what: str) -> None:
-    """Fail early, naming every missing column, instead of deep inside a polars expression."""
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise MissingColumnError(
-            f"{what} lack column(s) {missing}; present are {frame.columns}. "
-            "Validate the input first or map the columns with --columns."
-        )
 
 
 # --- the split result -------------------------------------------------------------------------

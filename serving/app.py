@@ -3,7 +3,7 @@
 Nothing happens at import time. ``uvicorn --factory serving.app:create_app`` (what
 ``recsys serve`` runs) calls :func:`create_app` in each worker; the lifespan then opens the
 event store, starts the impressions flusher, the registry poller and the follower of other
-workers' reloads, and loads the bundles in the background, so that /healthz answers at once
+workers' reloads, and loads the model artifacts in the background, so that /healthz answers at once
 and /readyz turns 200 once they are loaded. On shutdown, queued impressions are flushed
 before the store closes.
 

@@ -1,4 +1,4 @@
-"""Where a variant's bundle comes from: a directory, or a version in the MLflow registry.
+"""Where a variant's model artifact comes from: a directory, or a version in the MLflow registry.
 
 A source answers three questions. ``marker()`` is cheapest (file sizes and times, one
 registry call) and changes whenever what the source would give changes, so that a poller can
@@ -10,7 +10,7 @@ A directory source follows its path as given, every time: a symlink switched ato
 another version's directory is a new version at the next look. ``fetch`` resolves the link
 once, so that one load reads one directory even if the link moves meanwhile.
 
-Registry versions are immutable, so a downloaded version is kept under the bundle cache at
+Registry versions are immutable, so a downloaded version is kept under the artifact cache at
 ``<cache>/<name>/<version>`` and reused by every worker: they all memory-map the same files,
 one copy in the page cache. Downloads go to a private staging directory that is renamed into
 place; when two workers download the same version at once, the first rename wins and the
@@ -48,9 +48,9 @@ class SourceUnavailableError(RecsysError):
 
 
 def manifest_version(manifest: Mapping[str, Any]) -> str:
-    """The version of a bundle that is not in a registry: its creation time and a short hash
-    of its data fingerprint and checksums (``20261123T182912-3fa9c2d1``), so that a rewritten
-    bundle always gets a new version, and the same bundle the same one in every worker."""
+    """The version of a model artifact that is not in a registry: its creation time and a short
+    hash of its data fingerprint and checksums (``20261123T182912-3fa9c2d1``), so that a rewritten
+    artifact always gets a new version, and the same artifact the same one in every worker."""
     created = str(manifest.get("created_at", "")).replace("-", "").replace(":", "")[:15]
     files = json.dumps(manifest.get("files", {}), sort_keys=True)
     content = f"{manifest.get('data_fingerprint', '')}\x00{files}".encode()
@@ -58,7 +58,7 @@ def manifest_version(manifest: Mapping[str, Any]) -> str:
 
 
 class ArtifactSource(ABC):
-    """One variant's source of bundles."""
+    """One variant's source of model artifacts."""
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -75,16 +75,16 @@ class ArtifactSource(ABC):
 
     @abstractmethod
     def fetch(self, version: str) -> Path:
-        """A local directory with the bundle of ``version``."""
+        """A local directory with the model artifact of ``version``."""
 
     def loaded_version(self, manifest: Mapping[str, Any], version: str) -> str:
-        """The version to report for a bundle loaded after ``fetch(version)``."""
+        """The version to report for a model artifact loaded after ``fetch(version)``."""
         return version
 
 
 class DirectorySource(ArtifactSource):
-    """A bundle directory; its version comes from its manifest, so that a bundle rewritten
-    into the same directory (``recsys train --out``) is noticed by the poller."""
+    """A model artifact directory; its version comes from its manifest, so that an artifact
+    rewritten into the same directory (``recsys train --out``) is noticed by the poller."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
@@ -92,7 +92,7 @@ class DirectorySource(ArtifactSource):
 
     def marker(self) -> str:
         """A digest of every file's path, size, modification time and inode (the directory
-        as the path leads to it now): a bundle swapped in, a symlink switched, or one file
+        as the path leads to it now): an artifact swapped in, a symlink switched, or one file
         fixed in place under an unchanged manifest each give another marker. Never fails: a
         missing or unreadable directory has a marker too, and loading it is what refuses it."""
         digest = hashlib.sha256(str(self.path).encode())
@@ -113,7 +113,9 @@ class DirectorySource(ArtifactSource):
         try:
             manifest = json.loads((self.path / MANIFEST).read_text())
         except FileNotFoundError:
-            raise ArtifactError(f"{self.path} has no {MANIFEST}; it is not a bundle") from None
+            raise ArtifactError(
+                f"{self.path} has no {MANIFEST}; it is not a model artifact"
+            ) from None
         except (OSError, ValueError) as error:
             raise ArtifactError(f"{self.path / MANIFEST} is unreadable ({error})") from error
         return manifest_version(manifest)

@@ -100,7 +100,7 @@ class BodyTimeoutError(ApiError):
 
 
 class NotReadyError(ApiError):
-    """No bundle is loaded (yet): the client should retry later or ask another replica."""
+    """No model artifact is loaded (yet): the client should retry later or ask another replica."""
 
     status_code = 503
     code = "not_ready"

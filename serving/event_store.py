@@ -53,6 +53,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from features import columns as col
 from features.errors import ConfigError
 
 __all__ = ["EVENTS", "RELOAD_REQUESTS", "SERVED", "CtrCounts", "EventStore", "StoredEvent"]
@@ -322,7 +323,7 @@ class EventStore:
         )
         outcomes = (
             select(EVENTS.c.recommendation_id, EVENTS.c.item_id, EVENTS.c.event)
-            .where(EVENTS.c.event.in_(("click", "purchase")))
+            .where(EVENTS.c.event.in_((col.CLICK, col.PURCHASE)))
             .where(EVENTS.c.recommendation_id.is_not(None))
             .distinct()
             .subquery()
@@ -330,8 +331,8 @@ class EventStore:
         attributed = (
             select(
                 key.label("key"),
-                func.sum(case((outcomes.c.event == "click", 1), else_=0)),
-                func.sum(case((outcomes.c.event == "purchase", 1), else_=0)),
+                func.sum(case((outcomes.c.event == col.CLICK, 1), else_=0)),
+                func.sum(case((outcomes.c.event == col.PURCHASE, 1), else_=0)),
             )
             .select_from(
                 outcomes.join(SERVED, outcomes.c.recommendation_id == SERVED.c.recommendation_id)

@@ -5,10 +5,11 @@ costs about 25 µs when the member's list is precomputed, while FastAPI's routin
 middleware and dependency resolution around it cost several times that. This middleware
 answers that one route itself when the request is plainly valid: the path id and the query
 validate (with the same pydantic types as the documented route), reads need no key, and the
-bundles are loaded. It calls the same :class:`RecommendationService` and sends the same JSON,
-so the answer is the route's by construction. Everything else (an invalid parameter, an
-unknown segment, a read key to check, no bundle yet) goes on to FastAPI, which answers with its
-usual errors; the service raises those before it records anything, so nothing is done twice.
+model artifacts are loaded. It calls the same :class:`RecommendationService` and sends the same
+JSON, so the answer is the route's by construction. Everything else (an invalid parameter, an
+unknown segment, a read key to check, no model artifact yet) goes on to FastAPI, which answers
+with its usual errors; the service raises those before it records anything, so nothing is done
+twice.
 
 It sits inside :class:`serving.middleware.RequestContextMiddleware` (request ids, metrics by
 route template) and sets the scope's ``route`` to the FastAPI route it stands in for (given

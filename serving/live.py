@@ -1,9 +1,9 @@
 """Turn what the event store and the request know about a member into a ``MemberContext``.
 
-Events that occurred after the bundle's data ended are behaviour the models have not seen: each
-interaction adds its training weight (view < click < cart < purchase) to the member's
+Events that occurred after the model artifact's data ended are behaviour the models have not
+seen: each interaction adds its training weight (view < click < cart < purchase) to the member's
 history row, and each purchase joins the exclusions. Impressions are not interactions (they
-have no weight) and items the bundle does not know cannot be scored; both are skipped. A
+have no weight) and items the artifact does not know cannot be scored; both are skipped. A
 member with no behaviour at all may still bring declared preferences (liked items) and a
 segment.
 """
@@ -33,11 +33,11 @@ def member_context(
     segment: str | None = None,
     liked: Sequence[str] = (),
 ) -> MemberContext | None:
-    """The member's context, or None when there is nothing beyond the bundle to add.
+    """The member's context, or None when there is nothing beyond the model artifact to add.
 
-    Declared preferences and the segment only matter for members the bundle does not know
+    Declared preferences and the segment only matter for members the artifact does not know
     and who have no behaviour yet; an unknown ``segment`` name is a 422. Without a ``segment``,
-    a member the bundle carries without events (a member of the members file who never shopped)
+    a member the artifact carries without events (a member of the members file who never shopped)
     is answered by their own segment.
     """
     lookup = snapshot.artifact.item_ids.get
@@ -64,7 +64,7 @@ def _segment_code(snapshot: ModelSnapshot, segment: str | None) -> int | None:
     try:
         return snapshot.segment_names.index(segment)
     except ValueError:
-        known = ", ".join(snapshot.segment_names) or "none (the bundle has no segments)"
+        known = ", ".join(snapshot.segment_names) or "none (the model artifact has no segments)"
         raise InvalidParameterError(
             f"segment: unknown segment {segment!r}; known: {known}"
         ) from None

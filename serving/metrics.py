@@ -63,14 +63,14 @@ FALLBACKS = Counter(
 )
 MODEL_INFO = Gauge(
     "recsys_model_info",
-    "1 for the bundle version a variant serves (per live worker: the max over workers).",
+    "1 for the model artifact version a variant serves (per live worker: the max over workers).",
     ["variant", "version"],
     multiprocess_mode="livemax",
 )
 RELOADS = Counter(
     "recsys_model_reloads",
     "Reloads by outcome: swapped (a new version serves), unchanged (the source held the "
-    "loaded version), refused (the bundle failed verification), unavailable (the source "
+    "loaded version), refused (the model artifact failed verification), unavailable (the source "
     "could not be read).",
     ["variant", "outcome"],
 )

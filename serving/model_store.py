@@ -1,15 +1,15 @@
-"""The loaded bundles, one snapshot per A/B variant, swapped atomically on reload.
+"""The loaded model artifacts, one snapshot per A/B variant, swapped atomically on reload.
 
-A reload (``POST /v1/admin/reload``, or the poller seeing a moved alias or a rewritten bundle
-directory) fetches and loads the new bundle in a worker thread, verifies every checksum, and
-only then replaces the variant's snapshot reference. A bundle that fails at any step, its
-manifest included, is refused, logged and counted: the previous snapshot keeps serving.
+A reload (``POST /v1/admin/reload``, or the poller seeing a moved alias or a rewritten
+artifact directory) fetches and loads the new model artifact in a worker thread, verifies every
+checksum, and only then replaces the variant's snapshot reference. An artifact that fails at any
+step, its manifest included, is refused, logged and counted: the previous snapshot keeps serving.
 Requests in flight finish with the snapshot they started with.
 
-What the poller compares is the source's *marker* (:meth:`BundleSource.marker`), which
+What the poller compares is the source's *marker* (:meth:`ArtifactSource.marker`), which
 changes whenever what the source would give changes: for a directory, any file's size,
-modification time or inode. A refused state is not retried until its marker changes, so a
-bundle fixed in place (same manifest) is picked up at the next poll. A reload that finds the
+modification time or inode. A refused state is not retried until its marker changes, so an
+artifact fixed in place (same manifest) is picked up at the next poll. A reload that finds the
 version already loaded verifies it again and is counted as ``unchanged``, not ``swapped``.
 
 Each worker process holds its own store. A reload request reaches one worker, which records it
@@ -68,7 +68,7 @@ class ModelStore:
         self.sources = dict(sources)
         weights = {name: config.weight for name, config in variants.items()}
         # Without any variant, members map to a placeholder that is never loaded, so that
-        # every request gets the "no bundle is configured" 503 from :meth:`snapshot`.
+        # every request gets the "no model artifact is configured" 503 from :meth:`snapshot`.
         self.assigner = VariantAssigner(weights or {"unconfigured": 1.0}, salt)
         self._verify = verify
         self._snapshots: Mapping[str, ModelSnapshot] = MappingProxyType({})
@@ -86,7 +86,7 @@ class ModelStore:
 
     @property
     def ready(self) -> bool:
-        """True once every configured variant has a bundle loaded."""
+        """True once every configured variant has a model artifact loaded."""
         return bool(self.configs) and all(name in self._snapshots for name in self.configs)
 
     def snapshot(self, variant: str) -> ModelSnapshot:
@@ -96,10 +96,10 @@ class ModelStore:
         except KeyError:
             if not self.configs:
                 raise NotReadyError(
-                    "no bundle is configured: set RECSYS_ARTIFACT, RECSYS_MODEL_URI or "
+                    "no model artifact is configured: set RECSYS_ARTIFACT, RECSYS_MODEL_URI or "
                     "RECSYS_VARIANTS (see docs/operations.md)"
                 ) from None
-            raise NotReadyError(f"variant {variant!r} has no bundle loaded yet") from None
+            raise NotReadyError(f"variant {variant!r} has no model artifact loaded yet") from None
 
     def for_member(self, member_id: str) -> ModelSnapshot:
         """The snapshot of the variant ``member_id`` is assigned to."""
@@ -115,7 +115,7 @@ class ModelStore:
         self, variants: Sequence[str] | None = None, *, only_if_changed: bool = False
     ) -> list[ReloadOutcome]:
         """Reload ``variants`` (default all). Raises the first refusal after trying them all
-        (``BundleError``: refused bundle; ``SourceUnavailableError``: source unreachable); the
+        (``ArtifactError``: refused artifact; ``SourceUnavailableError``: source unreachable); the
         variants that failed keep their previous snapshot."""
         outcomes, failures = [], []
         async with self._lock:
@@ -154,7 +154,7 @@ class ModelStore:
         except ArtifactError as error:
             self._refuse(variant, marker, error)
             raise
-        except Exception as error:  # a bundle is untrusted input: any failure refuses it
+        except Exception as error:  # an artifact is untrusted input: any failure refuses it
             refusal = ArtifactError(f"{source.description} cannot be loaded ({error!r}); refused")
             self._refuse(variant, marker, refusal)
             raise refusal from error
@@ -181,7 +181,7 @@ class ModelStore:
     def _refuse(self, variant: str, marker: str, error: Exception) -> None:
         self._refused[variant] = marker
         metrics.RELOADS.labels(variant=variant, outcome="refused").inc()
-        logger.error("variant %s: bundle refused, previous one kept: %s", variant, error)
+        logger.error("variant %s: model artifact refused, previous one kept: %s", variant, error)
 
     async def poll_forever(self, interval: float) -> None:
         """Reload every variant whose source changed, every ``interval`` seconds; also loads
@@ -197,7 +197,7 @@ class ModelStore:
 
 
 def _combined(failures: list[tuple[str, Exception]]) -> Exception:
-    """One error for every failed variant; a refused bundle outranks an unreachable source."""
+    """One error for every failed variant; a refused artifact outranks an unreachable source."""
     message = "; ".join(f"variant {variant}: {error}" for variant, error in failures)
     if any(isinstance(error, ArtifactError) for _, error in failures):
         return ArtifactError(message)

@@ -1,4 +1,5 @@
-"""From a request to a served list: variant, live history, the bundle's answer, the record.
+"""From a request to a served list: variant, live history, the model artifact's answer, the
+record.
 
 Every list goes through :meth:`RecommendationService._serve`, so that every response carries
 a recommendation id, the variant, the model and its version and the fallback flag, and every
@@ -39,7 +40,7 @@ __all__ = ["RecommendationService"]
 
 logger = logging.getLogger(__name__)
 
-#: Segment recorded for members who have none (unknown to the bundle, none declared).
+#: Segment recorded for members who have none (unknown to the model artifact, none declared).
 _NO_SEGMENT = "unknown"
 _LISTED_CATEGORIES = 20
 #: The model name reported for lists the association rules answered.
@@ -117,7 +118,9 @@ class RecommendationService:
         recommender = snapshot.recommender
         index = snapshot.artifact.item_ids.get(item_id)
         if index is None:
-            raise NotFoundError(f"unknown item {item_id!r}: the loaded bundle has no such item")
+            raise NotFoundError(
+                f"unknown item {item_id!r}: the loaded model artifact has no such item"
+            )
         self._check_model(snapshot, model)
         if model is not None and not recommender.supports_similarity(model):
             raise InvalidParameterError(f"model: {model!r} has no notion of item similarity")
@@ -127,15 +130,17 @@ class RecommendationService:
 
     async def complements(self, item_ids: Sequence[str], n: int) -> dict[str, Any]:
         """What goes with these items (GET /v1/items/{item_id}/bundles, POST /v1/bundles),
-        from the primary variant: the consequents of the bundle's rules whose antecedents are
-        all in the cart, strongest first; completed by items similar to the cart's first item
-        in its category (flagged) when the rules propose fewer than ``n``."""
+        from the primary variant: the consequents of the model artifact's rules whose antecedents
+        are all in the cart, strongest first; completed by items similar to the cart's first
+        item in its category (flagged) when the rules propose fewer than ``n``."""
         snapshot = self._models.primary()
         cart = []
         for item_id in item_ids:
             index = snapshot.artifact.item_ids.get(item_id)
             if index is None:
-                raise NotFoundError(f"unknown item {item_id!r}: the loaded bundle has no such item")
+                raise NotFoundError(
+                    f"unknown item {item_id!r}: the loaded model artifact has no such item"
+                )
             cart.append(index)
         allowed = snapshot.recommender.allowed_items()
         found = snapshot.rules.complements(cart, n, allowed) if snapshot.rules else []
@@ -158,8 +163,8 @@ class RecommendationService:
     async def member_bundles(self, member_id: str, n: int) -> dict[str, Any]:
         """Bundles for a member (GET /v1/members/{member_id}/bundles), composed by
         :class:`training.member_bundles.BundleComposer` from the member's recommendations with
-        their events since the bundle: each bundle an anchor, its complement and a third item
-        when a rule proposes one for the pair, with measures, total price and score, best
+        their events since the model artifact: each bundle an anchor, its complement and a third
+        item when a rule proposes one for the pair, with measures, total price and score, best
         first."""
         snapshot = self._models.for_member(member_id)
         index = snapshot.artifact.member_ids.get(member_id)
@@ -296,8 +301,8 @@ class RecommendationService:
         ]  # fmt: skip
 
     async def _live_events(self, member_ids: Sequence[str], since: float) -> list[StoredEvent]:
-        """Events that occurred after ``since`` (the bundle's data end); none when the store
-        fails, so that a storefront still gets an answer (from the bundle alone) while the
+        """Events that occurred after ``since`` (the model artifact's data end); none when the
+        store fails, so that a storefront still gets an answer (from the artifact alone) while the
         store is down."""
         try:
             if self._read_inline:

@@ -23,10 +23,10 @@ __all__ = [
     "get_settings",
 ]
 
-#: The registry alias serving follows when a tracking URI is set and no bundle is named.
+#: The registry alias serving follows when a tracking URI is set and no model artifact is named.
 DEFAULT_MODEL_URI = "models:/member-recsys@champion"
 
-#: The variant name of a single-bundle deployment (no A/B test).
+#: The variant name of a single-artifact deployment (no A/B test).
 DEFAULT_VARIANT = "default"
 
 
@@ -39,11 +39,11 @@ class Role(StrEnum):
 
 
 class VariantConfig(BaseModel):
-    """One arm of an A/B test: where its bundle comes from and its share of members."""
+    """One arm of an A/B test: where its model artifact comes from and its share of members."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    #: A bundle directory, or a registry URI (``models:/<name>@<alias>`` or ``/<version>``).
+    #: A model artifact directory, or a registry URI (``models:/<name>@<alias>`` or ``/<version>``).
     source: str = Field(min_length=1)
     #: Relative share of members; the shares are normalised over all variants.
     weight: float = Field(default=1.0, gt=0)
@@ -54,10 +54,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore", frozen=True)
 
-    #: A bundle directory (simplest deployment: one variant called ``default``).
+    #: A model artifact directory (simplest deployment: one variant called ``default``).
     artifact: Path | None = None
     #: A registry URI instead of a directory; defaults to the champion when a tracking URI
-    #: is set and neither this nor ``bundle`` nor ``variants`` is.
+    #: is set and neither this nor ``artifact`` nor ``variants`` is.
     model_uri: str | None = None
     #: A/B test arms, e.g. ``{"champion": {"source": "models:/member-recsys@champion",
     #: "weight": 0.9}, "challenger": {"source": "models:/member-recsys@challenger",
@@ -67,13 +67,13 @@ class Settings(BaseSettings):
     ab_salt: str = ""
     #: MLflow tracking/registry URI (else ``MLFLOW_TRACKING_URI``).
     tracking_uri: str | None = None
-    #: Where bundles downloaded from the registry are kept (one directory per version,
+    #: Where model artifacts downloaded from the registry are kept (one directory per version,
     #: shared by every worker so that they map the same files).
-    artifact_cache: Path = Path("data/serving/bundles")
-    #: Seconds between checks of each variant's source (a moved alias, a rewritten bundle
-    #: directory); 0 turns polling off.
+    artifact_cache: Path = Path("data/serving/artifacts")
+    #: Seconds between checks of each variant's source (a moved alias, a rewritten model
+    #: artifact directory); 0 turns polling off.
     poll_seconds: float = Field(default=30.0, ge=0)
-    #: Verify every file's checksum before a bundle is swapped in.
+    #: Verify every file's checksum before a model artifact is swapped in.
     verify_checksums: bool = True
     #: Seconds between checks for a reload that another worker was asked for
     #: (``POST /v1/admin/reload`` reaches one worker; every other worker and replica sharing
@@ -134,8 +134,8 @@ class Settings(BaseSettings):
 
     def variant_configs(self) -> dict[str, VariantConfig]:
         """The arms to serve: the configured variants, else one ``default`` arm from the
-        bundle, the model URI, or the champion alias when a tracking URI is set; empty when
-        nothing says where a bundle is (the service then stays not ready)."""
+        model artifact, the model URI, or the champion alias when a tracking URI is set; empty
+        when nothing says where a model artifact is (the service then stays not ready)."""
         if self.variants:
             return dict(self.variants)
         source = self.artifact or self.model_uri

@@ -1,7 +1,7 @@
-"""A loaded, verified bundle with everything a request needs, as one immutable object.
+"""A loaded, verified model artifact with everything a request needs, as one immutable object.
 
 Requests take a snapshot reference once and use only it, so that a reload swapping in a new
-snapshot (one reference assignment, atomic under the GIL) never mixes two bundles within one
+snapshot (one reference assignment, atomic under the GIL) never mixes two artifacts within one
 answer; the old snapshot lives on until its last request finishes.
 
 Everything a route answers from is read when the snapshot is loaded, never by path later: by
@@ -34,14 +34,14 @@ __all__ = ["ModelSnapshot", "load_snapshot"]
 
 @dataclass(frozen=True)
 class ModelSnapshot:
-    """One variant's bundle, ready to answer."""
+    """One variant's model artifact, ready to answer."""
 
     variant: str
     version: str
     artifact: ModelArtifact
     recommender: ArtifactRecommender
     #: Events that occurred after this (epoch seconds) are live history: the manifest's
-    #: ``data_end`` (the last event the bundle learned from), else its ``created_at``.
+    #: ``data_end`` (the last event the artifact learned from), else its ``created_at``.
     live_since: float
     loaded_at: datetime
     #: Weight of each interaction event in a history row, as training used them.
@@ -53,12 +53,12 @@ class ModelSnapshot:
     category_names: frozenset[str]
     #: Member bundles from the recommender and the rules.
     composer: BundleComposer
-    #: The bundle's frequently-bought-together rules (None: the bundle has none).
+    #: The artifact's frequently-bought-together rules (None: the artifact has none).
     rules: RuleIndex | None = None
-    #: The training run's metrics.json and report.html as loaded (None: not in the bundle).
+    #: The training run's metrics.json and report.html as loaded (None: not in the artifact).
     evaluation_json: bytes | None = None
     evaluation_html: bytes | None = None
-    #: Segment code of each member the bundle carries without events (``training.roster``):
+    #: Segment code of each member the artifact carries without events (``training.roster``):
     #: answered with their segment's popularity, as a campaign export answers them.
     carried_segments: Mapping[str, int] = field(default_factory=dict)
 
@@ -67,7 +67,7 @@ class ModelSnapshot:
         return self.artifact.segment_names
 
     def segment_of(self, member_index: int) -> str | None:
-        """The bundle's segment name of a known member (None: unknown or unsegmented)."""
+        """The artifact's segment name of a known member (None: unknown or unsegmented)."""
         codes = self.artifact.member_segments
         if member_index < 0 or codes is None:
             return None
@@ -75,7 +75,7 @@ class ModelSnapshot:
         return self.artifact.segment_names[code] if code >= 0 else None
 
     def segment_of_member(self, member_id: str, member_index: int | None) -> str | None:
-        """The segment name of a member the bundle indexes or carries without events."""
+        """The segment name of a member the artifact indexes or carries without events."""
         if member_index is not None:
             return self.segment_of(member_index)
         code = self.carried_segments.get(member_id, -1)
@@ -94,7 +94,7 @@ def _display_column(catalog: pl.DataFrame | None, name: str, n_items: int) -> li
 
 
 def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True) -> ModelSnapshot:
-    """Load, verify and warm the bundle at ``path``; a bad bundle raises ``BundleError``.
+    """Load, verify and warm the model artifact at ``path``; a bad one raises ``ArtifactError``.
 
     Everything a first request would otherwise build lazily (the member id dict, the
     recommender's masks) is built here, off the request path.

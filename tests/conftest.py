@@ -36,7 +36,7 @@ def groceries_path() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(store, bundle) of a tiny generated store, trained once per session for the serving
+    """(store, model artifact) of a tiny generated store, trained once per session for the serving
     tests (popular, item_knn, als and content; one tuning trial each)."""
     from tests.serving_helpers import train_tiny_artifact
 

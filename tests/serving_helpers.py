@@ -1,5 +1,5 @@
-"""Helpers of the serving tests: a tiny trained bundle, real servers in subprocesses, and
-atomic bundle swaps.
+"""Helpers of the serving tests: a tiny trained model artifact, real servers in
+subprocesses, and atomic artifact swaps.
 
 Servers are real: ``recsys serve`` on a free 127.0.0.1 port (uvicorn with the service's own
 HTTP protocol and timeouts), with settings in ``RECSYS_*`` variables. Each server runs in a
@@ -27,7 +27,7 @@ import httpx
 import polars as pl
 import pytest
 
-from features.generate import StoreConfig, generate_store
+from features.synthetic import StoreConfig, generate_store
 from training.config import TuningBudget
 from training.publish import train_generated_store
 from training.train import TrainConfig
@@ -41,7 +41,7 @@ START_TIMEOUT_SECONDS = 90
 
 
 def train_tiny_artifact(root: Path) -> tuple[Path, Path]:
-    """Generate a tiny store and train a bundle on it; returns (store, bundle)."""
+    """Generate a tiny store and train a model artifact on it; returns (store, artifact)."""
     store, artifact = root / "store", root / "artifact"
     generate_store(TINY_STORE, store)
     config = TrainConfig(models=TINY_MODELS, budget=TuningBudget(trials=1, seconds=10))
@@ -58,7 +58,7 @@ def holdout_file(store: Path, out: Path, days: int = 60) -> Path:
 
 
 def copy_artifact(source: Path, target: Path, *, created_at: str | None = None) -> Path:
-    """A copy of a bundle; a new ``created_at`` makes it another version of the same model."""
+    """A copy of an artifact; a new ``created_at`` makes it another version of the same model."""
     shutil.copytree(source, target)
     if created_at is not None:
         edit_manifest(target, created_at=created_at)
@@ -66,7 +66,7 @@ def copy_artifact(source: Path, target: Path, *, created_at: str | None = None) 
 
 
 def edit_manifest(artifact: Path, **fields: object) -> dict:
-    """Set ``fields`` in a bundle's manifest (a value of None removes the field); returns it."""
+    """Set ``fields`` in an artifact's manifest (a value of None removes the field); returns it."""
     manifest_path = artifact / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     for name, value in fields.items():
@@ -79,7 +79,7 @@ def edit_manifest(artifact: Path, **fields: object) -> dict:
 
 
 def swap_in(source: Path, target: Path) -> None:
-    """Replace the bundle at ``target`` with a copy of ``source`` the way ``write_bundle`` does:
+    """Replace the artifact at ``target`` with a copy of ``source`` the way ``write_artifact`` does:
     copy beside it, then rename (a server that maps the old files keeps reading them)."""
     staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:6]}")
     shutil.copytree(source, staging)
@@ -91,7 +91,7 @@ def swap_in(source: Path, target: Path) -> None:
 
 
 def corrupt(artifact: Path, relative: str = "popularity.npy") -> None:
-    """Change bytes of one file of a bundle (its checksum no longer matches)."""
+    """Change bytes of one file of an artifact (its checksum no longer matches)."""
     path = artifact / relative
     data = bytearray(path.read_bytes())
     data[-8:] = b"\xff" * 8

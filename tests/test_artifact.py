@@ -1,4 +1,5 @@
-"""The bundle: round trip, refusal of tampered or incomplete bundles, atomic replacement."""
+"""The model artifact: round trip, refusal of tampered or incomplete artifacts, atomic
+replacement."""
 
 from __future__ import annotations
 
@@ -189,13 +190,13 @@ def test_a_changed_byte_in_a_model_array_refuses_the_artifact(artifact_dir: Path
 
 def test_a_deleted_file_refuses_the_artifact(artifact_dir: Path) -> None:
     (artifact_dir / "popularity.npy").unlink()
-    with pytest.raises(ArtifactError, match=r"popularity\.npy is missing; the bundle is refused"):
+    with pytest.raises(ArtifactError, match=r"popularity\.npy is missing; the artifact is refused"):
         load(artifact_dir)
 
 
 def test_a_directory_without_manifest_is_refused(artifact_dir: Path) -> None:
     (artifact_dir / "manifest.json").unlink()
-    with pytest.raises(ArtifactError, match=r"no manifest\.json; it is not a bundle"):
+    with pytest.raises(ArtifactError, match=r"no manifest\.json; it is not a model artifact"):
         load(artifact_dir)
 
 
@@ -239,7 +240,7 @@ def test_a_directory_that_is_not_an_artifact_is_never_replaced(
     data: TrainingData, tmp_path: Path
 ) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(ArtifactError, match="is not a bundle"):
+    with pytest.raises(ArtifactError, match="is not a model artifact"):
         write_artifact(tmp_path, **artifact_inputs(data))
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
@@ -269,7 +270,7 @@ def test_fingerprint_tells_apart_text_that_only_differs_in_where_values_split() 
 def test_extra_file_may_not_shadow_artifact_data(data: TrainingData, tmp_path: Path) -> None:
     fake = tmp_path / "popularity.npy"
     fake.write_text("not an array")
-    with pytest.raises(ValueError, match="would shadow bundle data"):
+    with pytest.raises(ValueError, match="would shadow artifact data"):
         write_artifact(
             tmp_path / "b", **artifact_inputs(data, extra_files={"popularity.npy": fake})
         )

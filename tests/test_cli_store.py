@@ -60,4 +60,4 @@ def test_demo_generates_trains_registers_and_prints_where_to_look(tmp_path: Path
     assert (artifact / "manifest.json").exists() and (artifact / "report.html").exists()
     text = " ".join(result.stdout.split())
     assert "version 1 is now champion" in text
-    assert "recsys recommend --bundle" in text
+    assert "recsys recommend --artifact" in text

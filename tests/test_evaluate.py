@@ -26,7 +26,6 @@ import scipy.sparse as sp
 from features import columns as col
 from features.errors import DataError
 from features.ids import IdMap
-from training import evaluate
 from training.dataset import TrainingData, build_training_data
 from training.evaluate import (
     EvaluationTask,
@@ -36,6 +35,7 @@ from training.evaluate import (
     item_category_codes,
     recommended_lists,
 )
+from training.models import base
 from training.models.base import Recommender, popularity_tie_breaker
 
 X, Y, Z = 0, 1, 2
@@ -284,8 +284,8 @@ def test_recommended_lists_are_the_lists_recommend_gives(monkeypatch: pytest.Mon
     table = rng.standard_normal((50, 300))  # continuous scores: no ties
     exclude = sp.random(50, 300, density=0.05, format="csr", random_state=7, dtype=np.float32)
     model, task = TableScores(table), lists_task(exclude)
-    monkeypatch.setattr(evaluate, "_SCORE_CELLS_PER_BATCH", 7 * 300)  # several batches
     expected, _ = model.recommend(task.members, task.histories, n=20, exclude=task.exclude)
+    monkeypatch.setattr(base, "_SCORE_CELLS_PER_BATCH", 7 * 300)  # several batches
     np.testing.assert_array_equal(recommended_lists(model, task, 20), expected)
 
 

@@ -1,6 +1,6 @@
 """Campaign exports: the file holds what the API would answer, member by member, whatever the
 batch size, for every member once (those without events too) and with what they did since the
-bundle's data; the CLI selects members by file or segment and refuses bad options clearly."""
+artifact's data; the CLI selects members by file or segment and refuses bad options clearly."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_cli_exports_a_segment_or_a_member_file(artifact: ModelArtifact, tmp_pat
         "--kind", "bundles", "-n", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "3 members (2 without history in the bundle" in " ".join(result.stdout.split())
+    assert "3 members (2 without history in the model artifact" in " ".join(result.stdout.split())
     exported = pl.read_csv(out)
     assert exported.get_column("member_id").unique(maintain_order=True).to_list() == [
         known, "never-seen", without_events
@@ -145,8 +145,8 @@ def test_every_member_once_with_n_distinct_items_none_bought(
 ) -> None:
     """The whole members file and everyone with events, each once with exactly n distinct
     items, none of which the member bought anywhere in the interactions file: purchases up to
-    the bundle's data_end through the bundle, later ones through the event store, where
-    serving would have them (a bundle trained on a split has the test window's there)."""
+    the artifact's data_end through the artifact, later ones through the event store, where
+    serving would have them (an artifact trained on a split has the test window's there)."""
     store = tiny_trained[0]
     interactions = pl.read_parquet(store / "interactions.parquet")
     members = pl.read_parquet(store / "members.parquet")
@@ -222,7 +222,7 @@ def test_recsys_train_carries_the_members_file_members_without_events(
 def test_events_of_every_store_query_are_taken_in(
     artifact: ModelArtifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each member's top item, bought since the bundle, leaves their list, whichever of a
+    """Each member's top item, bought since the artifact, leaves their list, whichever of a
     batch's queries (a bounded id list each) read the member's events."""
     monkeypatch.setattr(export, "EVENTS_QUERY_MEMBERS", 3)
     members = artifact.member_ids.external_ids[:10].tolist()

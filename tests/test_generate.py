@@ -35,7 +35,7 @@ from features.columns import (
     TITLE,
 )
 from features.errors import ConfigError
-from features.generate import (
+from features.synthetic import (
     BUNDLE_ID,
     BUNDLE_ITEM_IDS,
     BUNDLE_SIZE,
@@ -292,8 +292,8 @@ def test_planted_bundles_are_bought_together_far_above_chance(store: Store) -> N
     bundles = store.bundles.get_column(BUNDLE_ITEM_IDS).str.split("|").to_list()
     assert len(bundles) == store.summary.bundles > 0
     assert store.bundles.get_column(BUNDLE_SIZE).is_between(2, 3).all()
-    for artifact in bundles:
-        for first, second in itertools.combinations(artifact, 2):
+    for bundle in bundles:
+        for first, second in itertools.combinations(bundle, 2):
             a, b = orders_of.get(first, set()), orders_of.get(second, set())
             together, expected = len(a & b), len(a) * len(b) / n_orders
             assert together >= 3, (first, second)  # enough support to speak of a lift

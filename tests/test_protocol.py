@@ -1,5 +1,5 @@
 """The training protocol on generated stores split each way: validation shaped like the test
-chooses a model that does well on the test, the served bundle knows the test period, and one
+chooses a model that does well on the test, the served artifact knows the test period, and one
 model's failure is recorded instead of ending the run (real models and real files)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from features import columns as col
-from features.generate import StoreConfig, generate_store
 from features.splits import explicit_split, parse_split_spec
+from features.synthetic import StoreConfig, generate_store
 from features.validate import load_interactions, load_items, load_members
 from tests.cli import run_recsys
 from training.artifact import load_artifact

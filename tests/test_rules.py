@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.baskets import Baskets, baskets_from_interactions, read_basket_file
-from features.generate import BUNDLES_FILE, StoreConfig, generate_store
+from features.synthetic import BUNDLES_FILE, StoreConfig, generate_store
 from features.validate import load_interactions
 from tests.cli import run_recsys
 from tests.rules_reference import (

@@ -1,4 +1,5 @@
-"""The API of DESIGN section 5 against a real server (uvicorn subprocess, tiny bundle)."""
+"""The API of DESIGN section 5 against a real server (uvicorn subprocess, tiny model
+artifact)."""
 
 from __future__ import annotations
 
@@ -411,10 +412,10 @@ def test_member_bundles_drop_a_complement_bought_just_now(
     for member in interactions.get_column("member_id").unique(maintain_order=True)[20:80]:
         before = server.client.get(f"/v1/members/{member}/bundles?n=3").json()
         proposed = [
-            artifact["items"][1]["item_id"]
-            for artifact in before["bundles"]
-            if artifact["items"][1]["source"] == "rules"
-            and artifact["items"][1]["item_id"] not in repeatable
+            bundle["items"][1]["item_id"]
+            for bundle in before["bundles"]
+            if bundle["items"][1]["source"] == "rules"
+            and bundle["items"][1]["item_id"] not in repeatable
         ]
         if proposed:
             break
@@ -422,7 +423,7 @@ def test_member_bundles_drop_a_complement_bought_just_now(
         pytest.fail("no member of the tiny store is offered a rule complement")
     _post_events(server, _event("purchase", member, proposed[0]))
     after = server.client.get(f"/v1/members/{member}/bundles?n=3").json()
-    offered = {item["item_id"] for artifact in after["bundles"] for item in artifact["items"]}
+    offered = {item["item_id"] for bundle in after["bundles"] for item in bundle["items"]}
     assert proposed[0] not in offered and after["bundles"]
 
 
@@ -441,7 +442,7 @@ def test_member_bundles_pair_recommendations_with_complements(
     assert response.status_code == 200, response.text
     body = MemberBundlesResponse.model_validate_json(response.content, strict=True)
     assert body.member_id == known_member and 0 < len(body.bundles) <= 4
-    items = [item.item_id for artifact in body.bundles for item in artifact.items]
+    items = [item.item_id for bundle in body.bundles for item in bundle.items]
     assert len(items) == len(set(items))  # no item twice
     bought = set(
         pl.read_parquet(tiny_trained[0] / "interactions.parquet")
@@ -454,20 +455,20 @@ def test_member_bundles_pair_recommendations_with_complements(
         .get_column("item_id")
     )
     assert not (bought - repeatable) & set(items)  # bought again only when repeatable
-    scores = [artifact.score for artifact in body.bundles]
+    scores = [bundle.score for bundle in body.bundles]
     assert scores == sorted(scores, reverse=True)
     prices = dict(
         pl.read_parquet(tiny_trained[0] / "items.parquet").select("item_id", "price").iter_rows()
     )
-    for artifact in body.bundles:
-        anchor, complement, *third = artifact.items
+    for bundle in body.bundles:
+        anchor, complement, *third = bundle.items
         assert anchor.source == "recommended" and complement.source in {"rules", "similar"}
         if complement.source == "rules":
             assert complement.lift is not None and complement.antecedents == [anchor.item_id]
         for extra in third:  # a rule with the pair as antecedents proposes it
             assert extra.source == "rules" and extra.lift is not None
             assert extra.antecedents == sorted([anchor.item_id, complement.item_id])
-        assert artifact.total_price == pytest.approx(sum(prices[i.item_id] for i in artifact.items))
+        assert bundle.total_price == pytest.approx(sum(prices[i.item_id] for i in bundle.items))
     for stranger in ("nobody-yet", "0"):  # "0": a cold start whose anchors have no stand-in
         cold = server.client.get(f"/v1/members/{stranger}/bundles")
         assert cold.status_code == 200, cold.text

@@ -106,7 +106,7 @@ def _answered_200(metrics: httpx.Response) -> float:
 def test_the_fast_lane_answers_exactly_as_the_fastapi_route(
     tiny_trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same bundle, two apps (lane on, lane off): every answer and every error is the same,
+    """Same model artifact, two apps (lane on, lane off): every answer and every error is the same,
     and both count the requests under the route's template."""
     store, artifact = tiny_trained
     members = pl.read_parquet(store / "interactions.parquet")["member_id"].unique().sort()[:5]

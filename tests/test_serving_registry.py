@@ -1,4 +1,4 @@
-"""Bundles from the MLflow registry: serving follows an alias, downloads each version once,
+"""Model artifacts from the MLflow registry: serving follows an alias, downloads each version once,
 the poller notices when the alias moves, and an alias that does not resolve is not served."""
 
 from __future__ import annotations

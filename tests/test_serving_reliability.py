@@ -1,5 +1,5 @@
-"""Reliability against real servers: reloads under load, refused bundles, idempotent events,
-durability across ``kill -9``, and a fuzzer that must never see a 5xx."""
+"""Reliability against real servers: reloads under load, refused model artifacts, idempotent
+events, durability across ``kill -9``, and a fuzzer that must never see a 5xx."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Reloads as an operator sees them, against real servers: a refused bundle fixed in place is
-picked up, a truncated manifest is refused, logged and counted once, a reload that changes
-nothing is not counted as a swap, every worker converges on the version one worker was asked
-to load, a symlink switched to another version is followed, and routes answer from the loaded
-snapshot, not from whatever the path holds now."""
+"""Reloads as an operator sees them, against real servers: a refused model artifact fixed in
+place is picked up, a truncated manifest is refused, logged and counted once, a reload that
+changes nothing is not counted as a swap, every worker converges on the version one worker was
+asked to load, a symlink switched to another version is followed, and routes answer from the
+loaded snapshot, not from whatever the path holds now."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def versions(tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
 
 
 def _rewrite(artifact: Path, relative: str, content: bytes) -> None:
-    """Replace one file of a bundle and its checksum in the manifest (a valid new bundle)."""
+    """Replace one file of an artifact and its checksum in the manifest (a valid new one)."""
     (artifact / relative).write_bytes(content)
     manifest_path = artifact / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -87,7 +87,7 @@ def _eventually(condition: Callable[[], bool], seconds: float = SETTLE_SECONDS) 
 
 @pytest.fixture(scope="module")
 def polling(versions: dict) -> Iterator[tuple[Server, Path]]:
-    """A server polling its bundle directory every 0.3 s."""
+    """A server polling its model artifact directory every 0.3 s."""
     root = versions["root"]
     served = copy_artifact(versions["v1"], root / "polled")
     running = Server(

@@ -1,6 +1,6 @@
-"""The serving building blocks without a server: live context in BundleRecommender, the
-per-category cap, A/B assignment, Wilson intervals, keys, settings, bundle versions, and
-answers that survive a failing event store."""
+"""The serving building blocks without a server: live context in ArtifactRecommender,
+the per-category cap, A/B assignment, Wilson intervals, keys, settings, model artifact
+versions, and answers that survive a failing event store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A/B variants on a real server, and readiness before and after a bundle is loaded."""
+"""A/B variants on a real server, and readiness before and after a model artifact is
+loaded."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _loaded(server: Server) -> dict[str, bool]:
 def test_not_ready_until_every_variant_has_an_artifact(server: Server, paths: dict) -> None:
     deadline = time.monotonic() + 60
     while not _loaded(server)["champion"] and time.monotonic() < deadline:
-        time.sleep(0.1)  # bundles load in the background after start-up
+        time.sleep(0.1)  # model artifacts load in the background after start-up
     assert _loaded(server) == {"champion": True, "challenger": False}
     waiting = server.client.get("/readyz")
     assert waiting.status_code == 503

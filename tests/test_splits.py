@@ -12,21 +12,20 @@ from hypothesis import strategies as st
 
 from features.columns import EVENT, EVENTS, ITEM_ID, MEMBER_ID, TIMESTAMP
 from features.errors import ConfigError, DataError, MissingColumnError
+from features.frames import require_columns
 from features.splits import (
     LastDaysSplitSpec,
     LeaveLastOutSpec,
     RatioSplitSpec,
     Split,
     TemporalSplitSpec,
-    as_naive_utc,
-    days_before,
     explicit_split,
     leave_last_k_out,
     parse_split_spec,
     ratio_split,
-    require_columns,
     temporal_split,
 )
+from features.times import as_naive_utc, days_before
 
 ROW_ID = "row_id"
 DAY = datetime(2024, 1, 1)

@@ -1,4 +1,4 @@
-"""MLflow tracking, registry and champion logic (training/tracking.py) on a real SQLite store.
+"""MLflow tracking, registry and champion logic (training/tracking/) on a real SQLite store.
 
 One store serves the whole module (creating its tables takes seconds); each test registers
 under its own model name so that versions and aliases do not leak between tests.
@@ -48,7 +48,7 @@ def client(tracking_uri: str) -> MlflowClient:
 
 @pytest.fixture
 def artifact(tmp_path: Path) -> Path:
-    """A stand-in bundle: a manifest and one array, which is all registering looks at."""
+    """A stand-in model artifact: a manifest and one array, which is all registering looks at."""
     directory = tmp_path / "artifact"
     (directory / "ids").mkdir(parents=True)
     (directory / "manifest.json").write_text(json.dumps({"data_fingerprint": FINGERPRINT}))
@@ -402,7 +402,7 @@ def test_download_artifact_by_alias_and_by_version(
     ("model_uri", "message"),
     [
         ("models:/served-nowhere@champion", "cannot download"),
-        ("runs:/abc/bundle", "not a registry URI"),
+        ("runs:/abc/artifact", "not a registry URI"),
     ],
 )
 def test_download_artifact_refuses_unknown_models_and_other_uris(
@@ -415,5 +415,5 @@ def test_download_artifact_refuses_unknown_models_and_other_uris(
 def test_log_training_run_refuses_a_directory_that_is_not_an_artifact(
     tracking_uri: str, tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigError, match="not a model bundle"):
+    with pytest.raises(ConfigError, match="not a model artifact"):
         log_training_run(training_metrics(), tmp_path, tracking_uri=tracking_uri)

@@ -10,14 +10,15 @@ import polars as pl
 import pytest
 
 from features import columns as col
-from features.generate import StoreConfig, generate_store
 from features.split_shapes import carve_validation, shape_of_spec
 from features.splits import parse_split_spec, temporal_split
+from features.synthetic import StoreConfig, generate_store
 from features.validate import load_interactions, load_items, load_members
 from tests.cli import run_recsys
 from training.config import TuningBudget
 from training.index import IndexConfig, ItemIndex
-from training.train import TrainConfig, TrainOutcome, _recall_against_exact, run_training
+from training.lineup import _recall_against_exact
+from training.train import TrainConfig, TrainOutcome, run_training
 
 SMALL_STORE = StoreConfig(members=400, items=120, events=20_000, seed=5)
 

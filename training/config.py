@@ -28,10 +28,10 @@ MODEL_NAMES: tuple[str, ...] = (
 #: Split used by ``recsys train`` when neither --split nor --test-file is given.
 DEFAULT_SPLIT = "last-days:30"
 
-#: Items precomputed per member into the bundle (``recsys train --list-depth``): any list of
-#: up to 50, or a storefront list of 5 diversified from 50 candidates, is then read, not
-#: scored. 50 int32 + float32 per member: 40 MB per 100,000 members, memory-mapped and shared
-#: by the serving workers.
+#: Items precomputed per member into the model artifact (``recsys train --list-depth``): any
+#: list of up to 50, or a storefront list of 5 diversified from 50 candidates, is then read,
+#: not scored. 50 int32 + float32 per member: 40 MB per 100,000 members, memory-mapped and
+#: shared by the serving workers.
 DEFAULT_LIST_DEPTH = 50
 
 #: How far, as a fraction of popularity's test figure, a version without a comparable champion

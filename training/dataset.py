@@ -2,7 +2,7 @@
 
 One :class:`TrainingData` is built per fit, from validated interactions (and optionally the item
 catalog and member profiles). It fixes the id maps, so that every model of a run, the FAISS
-index and the bundle share the same internal indices.
+index and the model artifact share the same internal indices.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class TrainingData:
     member_ids: IdMap
     item_ids: IdMap
     interactions: pl.DataFrame
-    #: The time the data is "as of" (the last event); None for a view read back from a bundle,
-    #: which is only evaluated, never fit.
+    #: The time the data is "as of" (the last event); None for a view read back from a model
+    #: artifact, which is only evaluated, never fit.
     reference_time: datetime | None
     member_segments: np.ndarray | None = None
     segment_names: tuple[str, ...] = ()

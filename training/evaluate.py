@@ -17,16 +17,16 @@ from typing import Final
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from features import columns as col
+from features.catalog import aligned_catalog
 from features.errors import ConfigError, DataError
+from features.frames import require_columns
 from features.ids import IdMap
 from features.members import SEGMENT
-from features.splits import require_columns
 from training.dataset import TrainingData
 from training.metrics import DEFAULT_KS, calc_metrics, item_popularity
-from training.models.base import Recommender, top_n
+from training.models.base import Recommender
 
 __all__ = [
     "ENGAGED_EVENTS",
@@ -40,15 +40,12 @@ __all__ = [
 ]
 
 #: Events that count as engagement for the CTR proxy: a click or anything stronger.
-ENGAGED_EVENTS: Final[tuple[str, ...]] = col.EVENTS[col.EVENTS.index("click") :]
-_PURCHASE_EVENTS: Final[tuple[str, ...]] = ("purchase",)
+ENGAGED_EVENTS: Final[tuple[str, ...]] = col.EVENTS[col.EVENTS.index(col.CLICK) :]
+_PURCHASE_EVENTS: Final[tuple[str, ...]] = (col.PURCHASE,)
 #: Segment of evaluated members that the segment table does not know.
 UNKNOWN_SEGMENT: Final = "unknown"
 _INDEX: Final = "__member_index"
 _COUNT: Final = "__n_relevant"
-#: Score rows computed at once are capped near this many cells (float32), like
-#: :meth:`Recommender.recommend`, so that a large catalog stays memory-bounded.
-_SCORE_CELLS_PER_BATCH: Final = 1 << 24
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,47 +202,27 @@ def item_category_codes(items: pl.DataFrame, item_ids: IdMap) -> np.ndarray:
     Codes follow the sorted category names; the first catalog row of an item wins.
     """
     require_columns(items, (col.ITEM_ID, col.CATEGORY), "items")
-    catalog = (
-        items.select(pl.col(col.ITEM_ID).cast(pl.Utf8), pl.col(col.CATEGORY).cast(pl.Utf8))
-        .drop_nulls()
-        .unique(col.ITEM_ID, keep="first", maintain_order=True)
-    )
-    index = item_ids.to_internal(catalog.get_column(col.ITEM_ID), strict=False)
-    dense_codes = catalog.get_column(col.CATEGORY).rank("dense").to_numpy().astype(np.int64) - 1
-    codes = np.full(len(item_ids), -1, dtype=np.int64)
-    known = index >= 0
-    codes[index[known]] = dense_codes[known]
-    return codes
+    categories = aligned_catalog(items, item_ids, (col.CATEGORY,)).get_column(col.CATEGORY)
+    ranks = categories.cast(pl.Utf8).rank("dense")  # 1, 2, ... in name order; null: no category
+    return ranks.fill_null(0).to_numpy().astype(np.int64) - 1
 
 
 def recommended_lists(model: Recommender, task: EvaluationTask, n: int) -> np.ndarray:
     """Top-``n`` item ids per evaluated member, best first, training purchases excluded.
 
-    The lists of ``model.recommend(task.members, task.histories, n, exclude=task.exclude,
-    tie_breaker=task.tie_breaker)``,
-    with the scoring and the selection (``top_n``'s heaps) kept apart: an evaluation scores
-    every catalog item for every sampled member (20,000 members x 100,000 items is 2e9 scores
-    per model).
-
-    The scoring (a matrix product for factor models) has the cores to itself and the heaps
-    run on one thread: with both thread pools active at once, each pool's threads spun while
-    the other worked, which halved the speed on two cores; this split took ALS's lists for
-    20,000 members x 100,000 items from 3.4-4.1 s to 2.7-2.8 s.
+    The lists :meth:`~training.models.base.Recommender.recommend` gives (with the task's tie
+    breaker), the selection on one thread: an evaluation scores every catalog item for every
+    sampled member, and the scoring wants the cores to itself (see ``selection_threads``).
     """
-    batch = max(1, _SCORE_CELLS_PER_BATCH // max(model.n_items, 1))
-    lists = [np.empty((0, n), dtype=np.int64)]
-    for start in range(0, task.n_members, batch):
-        rows = slice(start, start + batch)
-        with threadpool_limits(limits=None, user_api="blas"):
-            scores = model.score(task.members[rows], task.histories[rows])
-        scores = np.asarray(scores, np.float32)
-        if task.tie_breaker is not None:
-            scores += task.tie_breaker
-        excluded_rows, excluded_items = task.exclude[rows].nonzero()
-        scores[excluded_rows, excluded_items] = -np.inf
-        with threadpool_limits(1, "openmp"):
-            lists.append(top_n(scores, n)[0])
-    return np.vstack(lists)
+    ids, _ = model.recommend(
+        task.members,
+        task.histories,
+        n,
+        exclude=task.exclude,
+        tie_breaker=task.tie_breaker,
+        selection_threads=1,
+    )
+    return ids
 
 
 def _distinct_pairs(interactions: pl.DataFrame, events: Sequence[str]) -> pl.DataFrame:

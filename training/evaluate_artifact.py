@@ -1,6 +1,6 @@
-"""``recsys evaluate``: score a trained bundle on any test file (a published protocol).
+"""``recsys evaluate``: score a trained model artifact on any test file (a published protocol).
 
-The bundle carries what the protocol needs from training: the weighted histories the models
+The artifact carries what the protocol needs from training: the weighted histories the models
 score from and the purchases that are excluded and that make a test purchase "not new".
 """
 
@@ -21,13 +21,13 @@ __all__ = ["evaluate_artifact", "seen_by_artifact", "training_view"]
 
 
 def training_view(artifact: ModelArtifact) -> TrainingData:
-    """The bundle's training side as :class:`TrainingData` (purchases as the interactions)."""
+    """The artifact's training side as :class:`TrainingData` (purchases as the interactions)."""
     purchases = artifact.purchases.tocoo()
     interactions = pl.DataFrame(
         {
             col.MEMBER_ID: artifact.member_ids.external_ids[purchases.row],
             col.ITEM_ID: artifact.item_ids.external_ids[purchases.col],
-            col.EVENT: np.full(purchases.nnz, "purchase"),
+            col.EVENT: np.full(purchases.nnz, col.PURCHASE),
         }
     )
     return TrainingData(
@@ -45,11 +45,11 @@ def evaluate_artifact(
     artifact: ModelArtifact,
     test: pl.DataFrame,
     models: Sequence[str] | None = None,
-    relevant_events: Sequence[str] = ("purchase",),
+    relevant_events: Sequence[str] = (col.PURCHASE,),
     new_items_only: bool = True,
     max_members: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics of each of the bundle's models (default: all) on ``test``."""
+    """Metrics of each of the artifact's models (default: all) on ``test``."""
     task = EvaluationTask.from_split(
         training_view(artifact),
         test,
@@ -63,9 +63,9 @@ def evaluate_artifact(
 
 
 def seen_by_artifact(artifact: ModelArtifact, test: pl.DataFrame) -> int:
-    """How many ``test`` events occurred no later than the bundle's last training event.
+    """How many ``test`` events occurred no later than the artifact's last training event.
 
-    A bundle refit on all the data has learned from its own test period: scored on it, every
+    An artifact refit on all the data has learned from its own test period: scored on it, every
     model looks better than it is. Nonzero means the figures are not a test.
     """
     data_end = artifact.data_end

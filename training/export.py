@@ -1,7 +1,7 @@
 """Campaign exports: every member's recommendations or bundles, streamed to CSV or Parquet.
 
 An email campaign needs top-N for a million members overnight. The export answers members in
-batches through the same code as the API (:meth:`BundleRecommender.ranked`,
+batches through the same code as the API (:meth:`ArtifactRecommender.ranked`,
 :class:`BundleComposer`), each batch as arrays, and appends each batch to the output as it is
 done: memory holds one batch, whatever the number of members. The file is written under a
 temporary name and renamed when complete, so that a failed run never leaves a half file behind

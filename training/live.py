@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, Protocol
+from typing import Protocol
 
+from features.columns import PURCHASE
 from features.matrices import EventWeights
 from training.artifact import METRICS_FILE, ModelArtifact
 from training.recommend import MemberContext
 
 __all__ = ["LiveEvent", "MemberEvents", "event_weights_of", "live_context", "live_since"]
-
-_PURCHASE: Final = "purchase"
 
 
 class LiveEvent(Protocol):
@@ -62,7 +61,7 @@ def live_context(
             continue
         items.append(index)
         weights.append(weight)
-        if stored.event == _PURCHASE:
+        if stored.event == PURCHASE:
             purchased.append(index)
     if not items:
         return None

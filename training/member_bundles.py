@@ -12,10 +12,10 @@ none of their bundles).
 The same code answers one member (``GET /v1/members/{id}/bundles``) and a million (the
 campaign export): everything runs on arrays of shape (members, anchors, candidates), so a batch
 costs a few vector operations per anchor rank, not a Python loop per member. Per-item tables
-make that possible: the strongest complements of every item (from the rules, once per bundle)
+make that possible: the strongest complements of every item (from the rules, once per artifact)
 and its stand-ins (computed the first time an item is an anchor, then kept).
 
-"May be offered": available in the catalog, and not bought by the member (in the bundle's
+"May be offered": available in the catalog, and not bought by the member (in the artifact's
 history or since), unless the catalog marks the item ``repeatable`` (groceries, refills).
 """
 
@@ -85,7 +85,7 @@ class MemberBundles:
 
 
 class BundleComposer:
-    """Composes member bundles from a bundle's recommender and its association rules."""
+    """Composes member bundles from an artifact's recommender and its association rules."""
 
     def __init__(self, recommender: ArtifactRecommender, rules: pl.DataFrame | None) -> None:
         self._recommender = recommender
@@ -122,7 +122,7 @@ class BundleComposer:
         contexts: Sequence[MemberContext | None] | None = None,
     ) -> MemberBundles:
         """The best ``n`` bundles of each member (in the order given): anchors from the
-        member's recommendations, with what ``contexts`` adds (events since the bundle)."""
+        member's recommendations, with what ``contexts`` adds (events since the artifact)."""
         depth = min(ANCHORS_PER_BUNDLE * n, self._n_items)
         ranked = self._recommender.ranked(member_ids, depth, contexts=contexts)
         return self._compose(ranked, self._not_again(ranked.members, contexts), n)
@@ -195,7 +195,7 @@ class BundleComposer:
         self, indices: np.ndarray, contexts: Sequence[MemberContext | None] | None
     ) -> np.ndarray:
         """Sorted keys (row x items + item) of what each member may not be offered: their
-        purchases, in the bundle and since, except repeatable items."""
+        purchases, in the artifact and since, except repeatable items."""
         rows, items = _csr_rows(self._recommender.artifact.purchases, indices)
         row_parts, item_parts = [rows], [items]
         for row, context in enumerate(contexts or ()):

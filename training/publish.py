@@ -1,4 +1,4 @@
-"""Turn a training outcome into the model bundle that serving and ``recsys export`` load."""
+"""Turn a training outcome into the model artifact that serving and ``recsys export`` load."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def catalog_for_artifact(items: pl.DataFrame | None, interactions: pl.DataFrame)
 
 def _purchase_histories(data: TrainingData) -> sp.csr_matrix:
     """Members x items indicator of training purchases, for "exclude purchased"."""
-    purchases = data.interactions.filter(pl.col(col.EVENT) == "purchase")
+    purchases = data.interactions.filter(pl.col(col.EVENT) == col.PURCHASE)
     matrix = history_matrix(purchases, data.member_ids, data.item_ids)
     matrix.data[:] = 1.0
     return matrix
@@ -62,10 +62,10 @@ def write_training_artifact(
     list_depth: int = DEFAULT_LIST_DEPTH,
     members: pl.DataFrame | None = None,
 ) -> Path:
-    """Write the bundle, with ``metrics.json`` and ``report.html`` (and, with a ``members``
+    """Write the model artifact, with ``metrics.json`` and ``report.html`` (and, with a ``members``
     table, ``members.parquet``: its members without events, :mod:`training.roster`),
     atomically to ``out_dir``, then add every member's top ``list_depth`` by the chosen model
-    (none when 0), computed by the recommender serving runs, from the written bundle, so that
+    (none when 0), computed by the recommender serving runs, from the written artifact, so that
     they are what it would answer."""
     _write_artifact(outcome, out_dir, items, members)
     if list_depth > 0:
@@ -131,10 +131,10 @@ def train_generated_store(
     list_depth: int = DEFAULT_LIST_DEPTH,
 ) -> TrainOutcome:
     """Train on a store written by ``recsys generate`` (its interactions, catalog and member
-    files) and write the bundle to ``out_dir``: what benchmarks and tests need of a trained
-    bundle, in one call (no MLflow)."""
-    from features.generate import INTERACTIONS_FILE, ITEMS_FILE, MEMBERS_FILE
+    files) and write the model artifact to ``out_dir``: what benchmarks and tests need of a
+    trained artifact, in one call (no MLflow)."""
     from features.splits import parse_split_spec
+    from features.synthetic import INTERACTIONS_FILE, ITEMS_FILE, MEMBERS_FILE
     from features.validate import load_interactions, load_items, load_members
     from training.train import run_training
 

@@ -1,6 +1,6 @@
 """The training report: one self-contained HTML file, and the same plots as PNG files.
 
-The report travels inside the model bundle and as an MLflow artifact, so it must open anywhere,
+The report travels inside the model artifact and is logged to MLflow, so it must open anywhere,
 offline and years later: CSS is inline, plots are base64 PNGs, nothing is fetched. Every text
 taken from the metrics (model names, parameters, protocol values) is HTML-escaped, since model
 and segment names come from configuration and data.

@@ -337,8 +337,8 @@ class Complement:
 class RuleIndex:
     """Rules by antecedent set, to answer "what goes with these items?" in microseconds.
 
-    Built once per loaded bundle from its rule table, over the bundle's item indices (rules
-    naming items the bundle does not index are left out).
+    Built once per loaded model artifact from its rule table, over the artifact's item
+    indices (rules naming items the artifact does not index are left out).
     """
 
     def __init__(self, rules: pl.DataFrame, item_index: Callable[[str], int | None]) -> None:

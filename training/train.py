@@ -1,4 +1,4 @@
-"""``recsys train``: tune every model on validation, evaluate on test, refit, write the bundle.
+"""``recsys train``: tune every model on validation, evaluate on test, refit, write the artifact.
 
 The protocol, in order, so that the test set is only ever used for the final report:
 
@@ -12,10 +12,10 @@ The protocol, in order, so that the test set is only ever used for the final rep
    ``test``, overall and per member segment, beside the popularity baseline (always
    evaluated, requested or not);
 5. every model is refit on all the interactions (train and test) with its tuned parameters:
-   the bundle serves what the data knows up to its last event, while the test figures in
-   ``metrics.json`` stay those of the train-only fits (``refit: false`` keeps those fits);
-6. the bundle (all models, FAISS indexes, popularity, histories, catalog, rules) is written
-   with ``metrics.json`` and ``report.html``.
+   the model artifact serves what the data knows up to its last event, while the test figures
+   in ``metrics.json`` stay those of the train-only fits (``refit: false`` keeps those fits);
+6. the model artifact (all models, FAISS indexes, popularity, histories, catalog, rules) is
+   written with ``metrics.json`` and ``report.html`` (:mod:`training.publish`).
 
 One model's failure (in tuning, the test fit or the refit) never ends the run: it is recorded
 in ``metrics["failed"]`` with its reason and the run goes on with the others.
@@ -23,18 +23,15 @@ in ``metrics["failed"]`` with its reason and the run goes on with the others.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features import columns as col
-from features.baskets import Baskets, baskets_from_interactions
+from features.baskets import baskets_from_interactions
 from features.errors import ConfigError
 from features.matrices import EventWeights
 from features.members import SEGMENT, compute_member_profiles
@@ -49,29 +46,25 @@ from features.splits import Split, SplitSpec, parse_split_spec
 from training.artifact import data_fingerprint
 from training.config import MODEL_NAMES, RuleConfig, TuningBudget
 from training.dataset import TrainingData, build_training_data
-from training.evaluate import (
-    EvaluationTask,
-    evaluate_by_segment,
-    evaluate_recommended,
-    item_category_codes,
-    recommended_lists,
-)
-from training.index import IndexConfig, ItemIndex, measure_recall
+from training.evaluate import EvaluationTask, item_category_codes
+from training.index import IndexConfig, ItemIndex
+from training.lineup import Failures, Progress, build_indexes, evaluate_on_test, refit
 from training.metrics import DEFAULT_KS
 from training.models import Recommender, model_class
 from training.models.base import failure_reason, popularity_tie_breaker
 from training.models.popular import PopularityRecommender, fallback_popularity
-from training.rules import association_rules, count_threshold
-from training.rules_quality import complement_quality
+from training.rules import association_rules
+from training.run_record import (
+    catalog_long_tail,
+    describe_spec,
+    refit_record,
+    rules_report,
+    segment_sizes,
+    timings,
+)
 from training.tune import TuningResult, tune_model
 
 __all__ = ["TrainConfig", "TrainOutcome", "run_training"]
-
-_LONG_TAIL_BINS = 10
-#: Members whose vectors query the approximate index to measure its recall.
-_RECALL_QUERIES = 1000
-
-Progress = Callable[[str], None]
 
 
 class TrainConfig(BaseModel):
@@ -82,16 +75,16 @@ class TrainConfig(BaseModel):
     models: tuple[str, ...] = MODEL_NAMES
     primary_metric: str = "ndcg@10"
     budget: TuningBudget = TuningBudget()
-    relevant_events: tuple[str, ...] = ("purchase",)
+    relevant_events: tuple[str, ...] = (col.PURCHASE,)
     new_items_only: bool = True
     event_weights: EventWeights = EventWeights()
     half_life_days: float | None = Field(default=None, gt=0)
     max_eval_members: int | None = Field(default=50_000, ge=1)
     seed: int = 42
     index: IndexConfig = IndexConfig()
-    #: Frequently-bought-together rules mined from the purchases into the bundle.
+    #: Frequently-bought-together rules mined from the purchases into the artifact.
     rules: RuleConfig = RuleConfig()
-    #: Refit every model on train + test for the bundle (False: serve the train-only fits).
+    #: Refit every model on train + test for the artifact (False: serve the train-only fits).
     refit: bool = True
     #: A split spec (``--split`` syntax) for the validation split instead of the test's shape.
     validation: str | None = None
@@ -127,9 +120,9 @@ class TrainConfig(BaseModel):
 
 @dataclass
 class TrainOutcome:
-    """What a training run produced, in memory, for the bundle writer and the trackers.
+    """What a training run produced, in memory, for the artifact writer and the trackers.
 
-    ``models`` and ``data`` are what the bundle serves: the refit on all interactions (or the
+    ``models`` and ``data`` are what the artifact serves: the refit on all interactions (or the
     train-only fits with ``refit=False``); ``metrics`` holds the train-only fits' test figures.
     """
 
@@ -139,16 +132,6 @@ class TrainOutcome:
     indexes: dict[str, ItemIndex] = field(default_factory=dict)
     #: Association rules of the served data's purchases (``training.rules.RULE_COLUMNS``).
     rules: pl.DataFrame | None = None
-
-
-@dataclass
-class _Failures:
-    """Every failure of the run, by model and stage, in the order they happened."""
-
-    records: list[dict[str, str]] = field(default_factory=list)
-
-    def add(self, model: str, stage: str, reason: str) -> None:
-        self.records.append({"model": model, "stage": stage, "reason": reason})
 
 
 def _segments_of(interactions: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataFrame:
@@ -198,30 +181,11 @@ def _task(
     )
 
 
-def _long_tail(recommended: np.ndarray, popularity_order: np.ndarray) -> list[float]:
-    """Share of recommended slots per item-popularity decile (most popular decile first)."""
-    decile = np.empty_like(popularity_order)
-    decile[popularity_order] = (
-        np.arange(len(popularity_order)) * _LONG_TAIL_BINS // max(len(popularity_order), 1)
-    )
-    shown = recommended[:, :10].ravel()
-    shown = shown[shown >= 0]
-    counts = np.bincount(decile[shown], minlength=_LONG_TAIL_BINS)
-    return (counts / max(counts.sum(), 1)).tolist()
-
-
-def _catalog_long_tail(matrix: sp.csr_matrix, popularity_order: np.ndarray) -> list[float]:
-    interactions = np.asarray((matrix > 0).sum(axis=0)).ravel()[popularity_order]
-    bins = np.array_split(interactions, _LONG_TAIL_BINS)
-    total = max(interactions.sum(), 1)
-    return [float(part.sum() / total) for part in bins]
-
-
 def _tune_all(
     data: TrainingData,
     task: EvaluationTask,
     config: TrainConfig,
-    failures: _Failures,
+    failures: Failures,
     progress: Progress,
 ) -> dict[str, TuningResult]:
     results: dict[str, TuningResult] = {}
@@ -242,49 +206,6 @@ def _tune_all(
             + "; ".join(f"{f['model']}: {f['reason']}" for f in failures.records)
         )
     return results
-
-
-def _build_indexes(
-    models: dict[str, Recommender], data: TrainingData, config: TrainConfig
-) -> tuple[dict[str, ItemIndex], dict[str, dict[str, Any]]]:
-    """A FAISS index per factor model, and the approximate index's recall@10 against exact,
-    queried by the vectors of the first members of ``data``."""
-    indexes, report = {}, {}
-    members = np.arange(min(_RECALL_QUERIES, data.n_members))
-    for name, model in models.items():
-        vectors = model.item_vectors()
-        if vectors is None:
-            continue
-        indexes[name] = ItemIndex.build(vectors, config.index, metric="ip")
-        queries = model.member_vectors(members, data.matrix[members])
-        recall = (
-            _recall_against_exact(indexes[name], vectors, queries, k=10)
-            if indexes[name].kind == config.index.kind
-            else measure_recall(vectors, queries, config.index, k=10)
-        )
-        report[name] = {
-            "kind": indexes[name].kind,
-            "items": len(vectors),
-            f"{config.index.kind}_recall@10": recall,
-        }
-    return indexes, report
-
-
-def _recall_against_exact(
-    index: ItemIndex, vectors: np.ndarray, queries: np.ndarray, k: int
-) -> float:
-    """:func:`measure_recall` of an approximate index that is already built.
-
-    ``measure_recall`` builds its own copy of the approximate index; for the index the bundle
-    ships that doubled the indexing time (an HNSW graph over 100k items takes seconds), and it
-    measured a second graph rather than the one served.
-    """
-    exact = ItemIndex.build(vectors, IndexConfig(exact_below=len(vectors) + 1), index.metric)
-    exact_ids, _ = exact.search(queries, k)
-    approximate_ids, _ = index.search(queries, k)
-    relevant = exact_ids >= 0
-    found = (exact_ids[:, :, None] == approximate_ids[:, None, :]).any(axis=2) & relevant
-    return float(found.sum() / max(relevant.sum(), 1))
 
 
 def _validation_split(
@@ -308,14 +229,14 @@ def _tune_on_validation(
     config: TrainConfig,
     items: pl.DataFrame | None,
     members: pl.DataFrame | None,
-    failures: _Failures,
+    failures: Failures,
     progress: Progress,
 ) -> tuple[dict[str, TuningResult], dict[str, Any], dict[str, int]]:
     """Steps 2 and 3: the tuning results, the validation shape and the split's description.
 
     A function of its own so that the carved frames, their matrix and their task are freed on
     return, before the whole training split's are built: at 20M events they hold about 2 GB
-    that the final fits, the evaluation and the bundle would otherwise carry along.
+    that the final fits, the evaluation and the artifact would otherwise carry along.
     """
     validation, shape = _validation_split(split, spec, config)
     progress(f"validation shaped as {shape['kind']} ({shape_numbers(shape)})")
@@ -323,69 +244,6 @@ def _tune_on_validation(
     popularity = fallback_popularity(data, None).global_scores
     task = _task(data, validation.test, items, segments, config, popularity)
     return _tune_all(data, task, config, failures, progress), shape, validation.describe()
-
-
-@dataclass
-class _TestReport:
-    """Step 4's figures: each model's train-only fit measured on the test split."""
-
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    by_segment: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    long_tail: dict[str, list[float]] = field(default_factory=dict)
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-def _evaluate_on_test(
-    params: dict[str, dict[str, Any]],
-    data: TrainingData,
-    task: EvaluationTask,
-    popularity_order: np.ndarray,
-    failures: _Failures,
-    progress: Progress,
-) -> tuple[_TestReport, dict[str, Recommender]]:
-    """Fit each model on train with its params and measure it on test; failures recorded.
-    ``popularity_order``: training items, most interacted first (for the long-tail shares)."""
-    report, models = _TestReport(), {}
-    for name, model_params in params.items():
-        progress(f"fitting and evaluating {name}")
-        started = time.perf_counter()
-        try:
-            models[name] = model_class(name)(**model_params).fit(data)
-            fitted = time.perf_counter()
-            recommended = recommended_lists(models[name], task, max(DEFAULT_KS))
-            report.metrics[name] = evaluate_recommended(recommended, task)
-        except Exception as error:
-            failures.add(name, "test fit", failure_reason(error))
-            models.pop(name, None)
-            continue
-        if task.member_segment_names is not None:
-            report.by_segment[name] = evaluate_by_segment(recommended, task)
-        report.long_tail[name] = _long_tail(recommended, popularity_order)
-        report.timings[name] = {
-            "fit_s": fitted - started,
-            "evaluate_s": time.perf_counter() - fitted,
-        }
-    return report, models
-
-
-def _refit(
-    params: dict[str, dict[str, Any]],
-    data: TrainingData,
-    failures: _Failures,
-    progress: Progress,
-) -> tuple[dict[str, Recommender], dict[str, float]]:
-    """Step 5: every model fit again on all interactions with its tuned params."""
-    models, seconds = {}, {}
-    for name, model_params in params.items():
-        progress(f"refitting {name} on all interactions")
-        started = time.perf_counter()
-        try:
-            models[name] = model_class(name)(**model_params).fit(data)
-        except Exception as error:
-            failures.add(name, "refit", failure_reason(error))
-            continue
-        seconds[name] = time.perf_counter() - started
-    return models, seconds
 
 
 def _all_interactions(split: Split) -> pl.DataFrame:
@@ -396,33 +254,20 @@ def _all_interactions(split: Split) -> pl.DataFrame:
 def _choose(
     tuned: dict[str, TuningResult], served: dict[str, Recommender], tested: dict[str, Any]
 ) -> tuple[str, str]:
-    """The best model on validation among those the bundle serves and the test measured, and
+    """The best model on validation among those the artifact serves and the test measured, and
     why it is that one (the best of all, or the best left after failures)."""
     ranked = sorted(tuned, key=lambda name: tuned[name].value, reverse=True)
     usable = [name for name in ranked if name in served and name in tested]
     if not usable:
         raise ConfigError(
-            "no tuned model was both measured on test and fit for the bundle; see the failures"
+            "no tuned model was both measured on test and fit for the model artifact; "
+            "see the failures"
         )
     if usable[0] == ranked[0]:
         return usable[0], "best on validation"
     return usable[
         0
     ], f"best on validation after the failure of {', '.join(ranked[: ranked.index(usable[0])])}"
-
-
-def _rules_report(
-    config: TrainConfig, train_baskets: Baskets, test: pl.DataFrame, served_rules: pl.DataFrame
-) -> dict[str, Any]:
-    """The rules served, and rules of the training purchases measured on the test baskets."""
-    train_rules = association_rules(train_baskets, config.rules)
-    return {
-        "baskets": train_baskets.n_baskets,
-        "min_count": count_threshold(train_baskets, config.rules),
-        "rules": served_rules.height,
-        "train_rules": train_rules.height,
-        "test": complement_quality(train_rules, train_baskets, baskets_from_interactions(test)),
-    }
 
 
 def run_training(
@@ -435,7 +280,7 @@ def run_training(
 ) -> TrainOutcome:
     """Tune on validation, fit on train and evaluate on test, refit on all; see the module
     docstring."""
-    failures = _Failures()
+    failures = Failures()
     tuned, shape, validation_counts = _tune_on_validation(
         split, spec, config, items, members, failures, progress
     )
@@ -448,30 +293,30 @@ def run_training(
     popularity = fallback_popularity(data, params.get(baseline)).global_scores
     test_task = _task(data, split.test, items, segments, config, popularity)
     popularity_order = np.argsort(-np.asarray((data.matrix > 0).sum(axis=0)).ravel(), kind="stable")
-    report, models = _evaluate_on_test(
+    report, models = evaluate_on_test(
         tested_params, data, test_task, popularity_order, failures, progress
     )
     train_baskets = baskets_from_interactions(data.interactions)
     evaluated_members = test_task.n_members
-    catalog_tail = _catalog_long_tail(data.matrix, popularity_order)
+    catalog_tail = catalog_long_tail(data.matrix, popularity_order)
     refit_seconds: dict[str, float] = {}
     if config.refit:
         del models, data, test_task  # the train-only fits are measured; free them before refit
         data, segments = _training_data(_all_interactions(split), items, members, config)
-        models, refit_seconds = _refit(tested_params, data, failures, progress)
+        models, refit_seconds = refit(tested_params, data, failures, progress)
     else:
         models = {name: model for name, model in models.items() if name in tested_params}
     if baseline not in models:  # the fallback of every answer, even when it failed above
         models[baseline] = PopularityRecommender(by_segment=True).fit(data)
     chosen, chosen_because = _choose(tuned, models, report.metrics)
-    indexes, index_report = _build_indexes(models, data, config)
+    indexes, index_report = build_indexes(models, data, config.index)
     served_rules = association_rules(baskets_from_interactions(data.interactions), config.rules)
     metrics = {
         "chosen": chosen,
         "chosen_because": chosen_because,
         "primary_metric": config.primary_metric,
         "protocol": {
-            "split": _describe_spec(spec),
+            "split": describe_spec(spec),
             "validation": f"carved from train: {validation_counts}",
             "validation_shape": shape,
             **split.describe(),
@@ -481,53 +326,17 @@ def run_training(
             "new_items_only": config.new_items_only,
             "exclude": "purchased in train",
         },
-        "refit": _refit_record(config, data, refit_seconds),
+        "refit": refit_record(config.refit, data, refit_seconds),
         "models": report.metrics,
         "validation": {name: result.validation for name, result in tuned.items()},
         "params": params,
         "failed": failures.records,
         "segments": report.by_segment,
-        "segment_sizes": _segment_sizes(segments),
+        "segment_sizes": segment_sizes(segments),
         "long_tail": {"catalog": catalog_tail, "models": report.long_tail},
         "index": index_report,
-        "rules": _rules_report(config, train_baskets, split.test, served_rules),
-        "timings": _timings(tuned, report, refit_seconds),
+        "rules": rules_report(config.rules, train_baskets, split.test, served_rules),
+        "timings": timings(tuned, report.timings, refit_seconds),
         "config": config.model_dump(mode="json"),
     }
     return TrainOutcome(metrics, models, data, indexes, served_rules)
-
-
-def _refit_record(
-    config: TrainConfig, data: TrainingData, seconds: dict[str, float]
-) -> dict[str, Any]:
-    """What the bundle serves, so that nobody mistakes the test figures for its own."""
-    stamps = data.interactions.get_column(col.TIMESTAMP)
-    return {
-        "on": "train + test" if config.refit else "train only (--no-refit)",
-        "rows": data.interactions.height,
-        "data_end": str(stamps.max()) if stamps.len() else None,
-        "models": sorted(seconds) if config.refit else [],
-        "note": "metrics under 'models' are the train-only fits measured on the test split",
-    }
-
-
-def _timings(
-    tuned: dict[str, TuningResult], report: _TestReport, refit_seconds: dict[str, float]
-) -> dict[str, dict[str, float]]:
-    timings: dict[str, dict[str, float]] = {}
-    for name, measured in report.timings.items():
-        timings[name] = dict(measured)
-        if name in tuned:
-            timings[name].update(tune_s=tuned[name].seconds, trials=tuned[name].trials)
-        if name in refit_seconds:
-            timings[name]["refit_s"] = refit_seconds[name]
-    return timings
-
-
-def _describe_spec(spec: SplitSpec | None) -> str:
-    return "explicit test file" if spec is None else repr(spec)
-
-
-def _segment_sizes(segments: pl.DataFrame) -> dict[str, int]:
-    counts = segments.group_by(SEGMENT).len()
-    return {str(name): int(count) for name, count in counts.iter_rows()}

@@ -22,11 +22,11 @@ _MEANINGS = {
     403: "The key lacks the role this route needs.",
     404: "Unknown item or route.",
     408: "The body did not arrive within RECSYS_BODY_TIMEOUT_SECONDS.",
-    409: "The bundle was refused; the previous one keeps serving.",
+    409: "The model artifact was refused; the previous one keeps serving.",
     413: "The body is larger than RECSYS_MAX_BODY_BYTES (refused before it is read).",
     422: "Invalid parameters; the message names each field.",
-    502: "The bundle source (registry) could not be read; nothing changed.",
-    503: "No bundle loaded yet.",
+    502: "The model artifact's source (registry) could not be read; nothing changed.",
+    503: "No model artifact loaded yet.",
 }
 
 

@@ -1,4 +1,4 @@
-"""Operations that change what is served: reloading bundles."""
+"""Operations that change what is served: reloading model artifacts."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ router = APIRouter(
 )
 
 
-@router.post("/reload", summary="Reload bundles now")
+@router.post("/reload", summary="Reload model artifacts now")
 async def reload_artifacts(
     models: ModelStoreDep,
     reload_requests: ReloadRequestsDep,
@@ -29,7 +29,7 @@ async def reload_artifacts(
 ) -> ReloadResponse:
     """Fetch each variant's source (resolving a registry alias), verify and swap it in.
 
-    A bundle that fails verification is refused with a 409 and the previous one keeps
+    A model artifact that fails verification is refused with a 409 and the previous one keeps
     serving; requests in flight are never interrupted. ``swapped`` is false when the source
     still held the loaded version (verified again, the answers unchanged). This worker
     reloads now and records the request, and every other worker sharing the event store

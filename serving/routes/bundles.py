@@ -38,10 +38,10 @@ async def item_bundles(
     query: Annotated[BundleQuery, Depends(query_dependency(BundleQuery))],
     service: ServiceDep,
 ) -> Response:
-    """The items most often bought with this one (the bundle's association rules, strongest
+    """The items most often bought with this one (the model artifact's association rules, strongest
     lift first, with support, confidence and lift); items similar to it in its category
     complete the list, flagged ``source: similar``, when the rules propose fewer than ``n``.
-    An item the bundle does not know is a 404."""
+    An item the model artifact does not know is a 404."""
     return json_response(await service.complements([item_id], query.n))
 
 
@@ -70,7 +70,7 @@ async def member_bundles(
     service: ServiceDep,
 ) -> Response:
     """Up to ``n`` bundles: each anchor is one of the member's top recommendations (purchases
-    excluded, events since the bundle counted), paired with its strongest
+    excluded, events since the model artifact counted), paired with its strongest
     frequently-bought-together complement that the member may be offered (not bought unless
     repeatable; a same-category stand-in, flagged, when no rule applies), and a third item when
     a rule proposes one for the pair; with each item's measures, the total price and a score

@@ -24,13 +24,14 @@ async def healthz() -> Health:
 
 @router.get("/readyz", summary="Readiness", responses=errors(503))
 async def readyz(models: ModelStoreDep) -> Readiness:
-    """200 once every variant has a bundle loaded, 503 before."""
+    """200 once every variant has a model artifact loaded, 503 before."""
     if not models.ready:
         missing = [name for name in models.configs if name not in models.snapshots]
         raise NotReadyError(
-            f"variants without a bundle: {', '.join(missing)}"
+            f"variants without a model artifact: {', '.join(missing)}"
             if missing
-            else "no bundle is configured (RECSYS_BUNDLE, RECSYS_MODEL_URI or RECSYS_VARIANTS)"
+            else "no model artifact is configured (RECSYS_ARTIFACT, RECSYS_MODEL_URI or "
+            "RECSYS_VARIANTS)"
         )
     return Readiness(versions={name: snap.version for name, snap in models.snapshots.items()})
 

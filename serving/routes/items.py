@@ -32,5 +32,5 @@ async def similar_items(
     query: Annotated[SimilarItemsQuery, Depends(query_dependency(SimilarItemsQuery))],
     service: ServiceDep,
 ) -> Response:
-    """The ``n`` most similar available items; an item the bundle does not know is a 404."""
+    """The ``n`` most similar available items; an item the model artifact does not know is a 404."""
     return json_response(await service.similar(item_id, query.n, query.model))

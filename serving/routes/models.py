@@ -17,7 +17,7 @@ router = APIRouter(
 
 @router.get("/models", summary="Loaded models by variant")
 async def list_models(models: ModelStoreDep) -> ModelsResponse:
-    """Each A/B variant with its share of members and the bundle it serves (if loaded)."""
+    """Each A/B variant with its share of members and the model artifact it serves (if loaded)."""
     variants = []
     for name, config in models.configs.items():
         snapshot = models.snapshots.get(name)

@@ -56,7 +56,8 @@ async def ctr_report(
     response_class=Response,
     responses={
         200: {
-            "description": "metrics.json of the bundle, or report.html with Accept: text/html.",
+            "description": "metrics.json of the model artifact, or report.html with Accept: "
+            "text/html.",
             "content": {"application/json": {}, "text/html": {}},
         },
         **errors(404, 503),
@@ -75,11 +76,11 @@ async def evaluation_report(
         )
     snapshot = models.snapshot(variant) if variant is not None else models.primary()
     html = "text/html" in request.headers.get("accept", "")
-    # Read when the snapshot was loaded: the bundle's path may hold another version by now.
+    # Read when the snapshot was loaded: the artifact's path may hold another version by now.
     content = snapshot.evaluation_html if html else snapshot.evaluation_json
     if content is None:
         name = REPORT_FILE if html else METRICS_FILE
-        raise NotFoundError(f"the bundle of variant {snapshot.variant!r} has no {name}")
+        raise NotFoundError(f"the model artifact of variant {snapshot.variant!r} has no {name}")
     if html:
         return HTMLResponse(content)
     return Response(content, media_type="application/json")

@@ -1,4 +1,4 @@
-"""Every recommender of member-recsys, by name (the name used in the CLI, bundle and API)."""
+"""Every recommender of member-recsys, by the name the CLI, the model artifact and the API use."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from features import columns as col
-from features.splits import days_before
+from features.times import days_before
 from training.dataset import TrainingData, history_matrix
 from training.models.base import ModelParams, Recommender
 

@@ -29,11 +29,12 @@ import polars as pl
 
 from features import columns as col
 from features.errors import ConfigError
+from serving.schemas import EventType
 
 __all__ = ["MemberTruth", "SimulationSummary", "members_to_replay", "simulate"]
 
 _TIMEOUT_SECONDS = 30.0
-_INTERACTIONS = ("click", "cart", "purchase")
+_INTERACTIONS = (col.CLICK, col.CART, col.PURCHASE)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def members_to_replay(test: pl.DataFrame, limit: int | None = None) -> list[Memb
         .agg(
             pl.col(col.TIMESTAMP).min().alias("first"),
             pl.col(col.ITEM_ID).unique().alias("interacted"),
-            pl.col(col.ITEM_ID).filter(pl.col(col.EVENT) == "purchase").unique().alias("bought"),
+            pl.col(col.ITEM_ID).filter(pl.col(col.EVENT) == col.PURCHASE).unique().alias("bought"),
         )
         .sort("first", col.MEMBER_ID)
     )
@@ -150,11 +151,11 @@ def _events_for(served: Mapping[str, Any], truth: MemberTruth) -> list[dict[str,
     events = []
     for item in served["items"]:
         item_id = item["item_id"]
-        kinds = ["impression"]
+        kinds = [EventType.IMPRESSION]
         if item_id in truth.interacted:
-            kinds.append("click")
+            kinds.append(EventType.CLICK)
         if item_id in truth.purchased:
-            kinds.append("purchase")
+            kinds.append(EventType.PURCHASE)
         events.extend(
             {
                 "event_id": f"sim-{recommendation_id}-{item_id}-{kind}",
@@ -200,9 +201,9 @@ def simulate(
             if posted == 200:
                 for event in events:
                     kind = event["event"]
-                    summary.impressions += kind == "impression"
-                    summary.clicks += kind == "click"
-                    summary.purchases += kind == "purchase"
+                    summary.impressions += kind == EventType.IMPRESSION
+                    summary.clicks += kind == EventType.CLICK
+                    summary.purchases += kind == EventType.PURCHASE
             done += 1
             on_progress(done)
 

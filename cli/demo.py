@@ -1,0 +1,75 @@
+"""``recsys demo``: the whole product on a synthetic store in one command (``make demo``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.data import generate_with_progress
+from cli.render import console, print_segment_summary, print_validation_report
+from cli.serving import serve
+from cli.training import train_and_publish
+from features import columns as col
+from features.members import compute_member_profiles, segment_summary
+from features.splits import parse_split_spec
+from features.synthetic import StoreConfig
+from features.validate import load_interactions, load_items, load_members
+from training.config import DEFAULT_SPLIT, TuningBudget
+
+__all__ = ["demo"]
+
+_DEMO_HOST, _DEMO_PORT = "127.0.0.1", 8000
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Directory of the demo store.")] = Path("data/demo"),
+    members: Annotated[int, typer.Option(min=1)] = StoreConfig.members,
+    items: Annotated[int, typer.Option(min=1)] = StoreConfig.items,
+    events: Annotated[int, typer.Option(min=1)] = StoreConfig.events,
+    seed: Annotated[int, typer.Option()] = StoreConfig.seed,
+    trials: Annotated[int, typer.Option(min=1, help="Tuning trials per model.")] = 4,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the model afterwards (Ctrl-C stops).")
+    ] = True,
+) -> None:
+    """Generate the demo store, validate it, segment its members, train on it and serve it."""
+    from training.tracking import default_tracking_uri
+    from training.train import TrainConfig
+
+    config = StoreConfig(members=members, items=items, events=events, seed=seed)
+    summary = generate_with_progress(config, out)
+    console.print(summary.describe())
+    loaded = load_interactions(summary.interactions_path)
+    print_validation_report(loaded.report)
+    member_table = load_members(summary.members_path).frame
+    profiles = compute_member_profiles(loaded.frame, members=member_table)
+    print_segment_summary(segment_summary(profiles))
+    item_table = load_items(summary.items_path).frame
+    spec = parse_split_spec(DEFAULT_SPLIT)
+    artifact = out / "artifact"
+    train_and_publish(
+        spec.split(loaded.frame), spec,
+        TrainConfig(budget=TuningBudget(trials=trials, seconds=20)),
+        item_table, member_table, artifact, tracking=True,
+    )  # fmt: skip
+    member = loaded.frame[col.MEMBER_ID][0]
+    console.print(
+        f"\nReport: {(artifact / 'report.html').resolve()}\n"
+        f"Try:    uv run recsys recommend --artifact {artifact} --member {member}\n"
+        f"MLflow: uv run mlflow ui --backend-store-uri {default_tracking_uri()} "
+        "-> http://127.0.0.1:5000"
+    )
+    if serve_after:
+        _serve_demo(artifact, member)
+
+
+def _serve_demo(artifact: Path, member: str) -> None:
+    """Serve the demo model artifact in the foreground, after saying where to look."""
+    base = f"http://{_DEMO_HOST}:{_DEMO_PORT}"
+    console.print(
+        f"\nServing the demo model: API docs at {base}/docs (Ctrl-C to stop)\n"
+        f"Try:    curl '{base}/v1/members/{member}/recommendations?n=5'"
+    )
+    serve(artifact=artifact, host=_DEMO_HOST, port=_DEMO_PORT)

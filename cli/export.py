@@ -1,0 +1,182 @@
+"""``recsys export``: campaign files of recommendations or bundles for every member, a list of
+members or a segment, streamed from a model artifact (and the live events since its data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import polars as pl
+import typer
+
+from cli.options import ArtifactOption, open_artifact
+from cli.render import console, counting_bar, err_console
+from features import columns as col
+from features.errors import ConfigError
+
+if TYPE_CHECKING:
+    from serving.event_store import EventStore
+    from training.artifact import ModelArtifact
+    from training.roster import Roster
+
+__all__ = ["export"]
+
+
+def export(
+    artifact: ArtifactOption,
+    out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet), written whole.")],
+    kind: Annotated[
+        str, typer.Option(help="recommendations (one row per item) or bundles (one per bundle).")
+    ] = "recommendations",
+    n: Annotated[
+        int, typer.Option("--n", "-n", min=1, max=1000, help="Items (or bundles) per member.")
+    ] = 10,
+    members: Annotated[
+        Path | None,
+        typer.Option(help="Only these members: a CSV/Parquet with member_id, or one id a line."),
+    ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Only the model artifact's members of this segment.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Members answered at once.")] = 4096,
+    events_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_EVENTS_URL",
+            help="Event store whose events after the model artifact's data_end the lists take "
+            "in, as the API does (default: the one serving uses, SQLite under data/serving/; "
+            "none there: the model artifact alone).",
+        ),
+    ] = None,
+) -> None:
+    """Recommendations or bundles for every member (or a list, or a segment), streamed to a
+    file in batches: memory holds one batch, whatever the number of members."""
+    from training.export import export_members
+    from training.roster import Roster
+
+    if kind not in ("recommendations", "bundles"):
+        raise ConfigError(f"--kind: {kind!r} is not 'recommendations' or 'bundles'")
+    opened = open_artifact(artifact)
+    roster = Roster(opened)
+    chosen = _campaign_members(opened, roster, members, segment)
+    total = len(opened.member_ids) + len(roster) if chosen is None else len(chosen)
+    store = _open_event_store(events_url)
+    try:
+        with counting_bar("exporting", total) as bar:
+            summary = export_members(
+                opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
+                batch=batch, events=store, progress=bar.advance,
+            )  # fmt: skip
+    except _event_store_errors() as error:
+        raise ConfigError(
+            f"--events-url: reading the event store failed ({error}); fix the URL or "
+            "RECSYS_EVENTS_URL, or start the database"
+        ) from None
+    finally:
+        if store is not None:
+            store.close()
+    unknown = (
+        f" ({summary.unknown_members:,} without history in the model artifact: popularity, "
+        "flagged fallback)"
+        if summary.unknown_members
+        else ""
+    )
+    live = "" if store is None else f"; {summary.live_members:,} with events since its data"
+    console.print(
+        f"{summary.rows:,} rows for {summary.members:,} members{unknown}{live} written to {out} "
+        f"in {summary.seconds:.2f} s"
+    )
+
+
+def _open_event_store(url: str | None) -> EventStore | None:
+    """The event store at ``url``, else serving's default one; None when it is the default
+    and there is none (a campaign machine without a local store answers from the model
+    artifact)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from serving.event_store import EventStore
+    from serving.settings import Settings
+
+    chosen = url or str(Settings.model_fields["events_url"].default)
+    try:
+        parsed = make_url(chosen)
+    except ArgumentError:
+        raise ConfigError(
+            f"--events-url {chosen!r}: not a database URL; use e.g. sqlite:///data/serving/"
+            "events.db or postgresql+psycopg://user@host/db"
+        ) from None
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not Path(database).is_file():
+        if url is None:
+            err_console.print(
+                f"no event store at {database}: exporting from the model artifact alone"
+            )
+            return None
+        raise ConfigError(f"--events-url {url}: no such file {database}")
+    try:
+        return EventStore.open(chosen)
+    except _event_store_errors() as error:
+        raise ConfigError(
+            f"--events-url {chosen}: cannot open the event store ({error}); fix the URL or "
+            "RECSYS_EVENTS_URL, or start the database"
+        ) from None
+
+
+def _event_store_errors() -> tuple[type[Exception], ...]:
+    """What a failing event store raises: SQLAlchemy's errors, or a missing database driver."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError, ImportError)
+
+
+def _campaign_members(
+    artifact: ModelArtifact, roster: Roster, path: Path | None, segment: str | None
+) -> list[str] | None:
+    """The members an export is for: a file's, a segment's (the models' members and the
+    model artifact's members without events), both (intersected), or all (None)."""
+    chosen: list[str] | None = None
+    if path is not None:
+        chosen = _read_member_ids(path)
+    if segment is not None:
+        if segment not in artifact.segment_names or artifact.member_segments is None:
+            known = ", ".join(artifact.segment_names) or "none (trained without member profiles)"
+            raise ConfigError(f"--segment: unknown segment {segment!r}; known: {known}")
+        code = artifact.segment_names.index(segment)
+        in_segment = [
+            *artifact.member_ids.external_ids[artifact.member_segments == code].tolist(),
+            *roster.in_segment(code).tolist(),
+        ]
+        if chosen is None:
+            chosen = in_segment
+        else:
+            wanted = set(in_segment)
+            chosen = [member for member in chosen if member in wanted]
+    return chosen
+
+
+def _read_member_ids(path: Path) -> list[str]:
+    """Member ids from a CSV or Parquet file's member_id column, or a text file, one per line;
+    each once (in first-seen order), so that a repeated id is one member of the campaign."""
+    if not path.is_file():
+        raise ConfigError(f"--members {path}: no such file")
+    if path.suffix in (".csv", ".parquet"):
+        frame = (
+            pl.read_parquet(path)
+            if path.suffix == ".parquet"
+            else pl.read_csv(path, infer_schema=False)
+        )
+        if col.MEMBER_ID not in frame.columns:
+            raise ConfigError(
+                f"--members {path}: no {col.MEMBER_ID!r} column (columns: {frame.columns})"
+            )
+        ids = frame.get_column(col.MEMBER_ID).cast(pl.Utf8)
+    else:
+        ids = pl.Series(path.read_text().splitlines(), dtype=pl.Utf8)
+    stripped = ids.str.strip_chars()
+    return (
+        stripped.filter(stripped.is_not_null() & (stripped != ""))
+        .unique(maintain_order=True)
+        .to_list()
+    )

@@ -1,0 +1,49 @@
+"""The ``recsys`` entry point: every command, in the order of DESIGN section 6.
+
+Commands are thin: they parse options, call the library, and print. Errors a user can cause
+(:class:`~features.errors.RecsysError`) are printed as one message and exit with status 2, never
+as a traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import answers, data, demo, export, serving, training
+from cli.render import err_console
+from features.errors import RecsysError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="recsys",
+    help="member-recsys: recommendations, bundles and segments for membership programs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for command in (
+    data.generate,
+    data.validate,
+    training.train,
+    training.evaluate,
+    training.promote,
+    answers.recommend,
+    answers.bundles,
+    answers.segments,
+    export.export,
+    serving.serve,
+    serving.simulate,
+    demo.demo,
+):
+    app.command()(command)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one message and exit status 2."""
+    try:
+        app()
+    except RecsysError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None

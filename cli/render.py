@@ -1,0 +1,218 @@
+"""What the ``recsys`` commands print: the consoles, the tables and the progress bars.
+
+Results go to standard output (``console``) and progress, warnings and errors to standard
+error (``err_console``), so that a command's output can be piped or parsed while it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from features.split_shapes import shape_numbers
+from features.validate import ValidationReport
+
+__all__ = [
+    "SHORT_NAMES",
+    "CountingBar",
+    "console",
+    "counting_bar",
+    "err_console",
+    "metric_table",
+    "print_ctr_report",
+    "print_failures",
+    "print_model_table",
+    "print_protocol",
+    "print_rules_quality",
+    "print_segment_summary",
+    "print_validation_report",
+    "step_bar",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Metric columns of the CLI tables, with headers short enough for an 80-column terminal.
+SHORT_NAMES = {
+    "precision@10": "P@10",
+    "recall@10": "R@10",
+    "ndcg@10": "NDCG@10",
+    "map": "MAP",
+    "hit_rate@10": "HR@10",
+    "coverage@10": "cov@10",
+}
+
+
+@dataclass(frozen=True)
+class CountingBar:
+    """A running bar's task: the library reports either a running total or each step."""
+
+    progress: Progress
+    task: TaskID
+
+    def to(self, done: int) -> None:
+        """Show ``done`` units finished in all."""
+        self.progress.update(self.task, completed=done)
+
+    def advance(self, step: int) -> None:
+        """Add ``step`` finished units."""
+        self.progress.advance(self.task, step)
+
+
+@contextmanager
+def counting_bar(label: str, total: int) -> Iterator[CountingBar]:
+    """A bar of ``total`` units on standard error, gone when the block ends."""
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        yield CountingBar(progress, progress.add_task(label, total=total))
+
+
+@contextmanager
+def step_bar(label: str, steps: int) -> Iterator[Callable[[str], None]]:
+    """A bar of ``steps`` named steps on standard error; calling what it yields with a
+    message finishes a step and shows the message."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=steps)
+        yield lambda message: bar.update(task, description=message, advance=1)
+
+
+def print_validation_report(report: ValidationReport) -> None:
+    """The human summary of a load: counts that add up, then the reasons."""
+    table = Table(title=f"Validation of {report.source}", show_header=False)
+    table.add_column("what")
+    table.add_column("rows", justify="right")
+    table.add_row("read", f"{report.rows_read:,}")
+    table.add_row("accepted", f"{report.accepted:,}")
+    table.add_row(f"duplicates ({report.duplicate_kind})", f"{report.duplicates:,}")
+    table.add_row("quarantined", f"{report.quarantined:,}")
+    table.add_row("  of which expected exclusions", f"{report.expected_exclusions:,}")
+    table.add_row("bad share (cap)", f"{report.bad_share:.2%} ({report.max_bad_share:.2%})")
+    console.print(table)
+    if report.reasons:
+        reasons = Table(title="Quarantine reasons")
+        reasons.add_column("reason")
+        reasons.add_column("rows", justify="right")
+        for reason, count in report.reasons.items():
+            reasons.add_row(reason, f"{count:,}")
+        console.print(reasons)
+        console.print(f"Quarantined rows with their reasons: {report.quarantine_path}")
+
+
+def print_segment_summary(summary: pl.DataFrame) -> None:
+    """Members per lifecycle segment and value tier, as analysts read them."""
+    table = Table(title="Member segments")
+    for name in ("group", "name", "members", "share", "mean monetary"):
+        table.add_column(name, justify="left" if name in ("group", "name") else "right")
+    for row in summary.iter_rows(named=True):
+        mean = row["mean_monetary"]
+        table.add_row(
+            row["group"],
+            row["name"],
+            f"{row['members']:,}",
+            f"{row['share']:.1%}",
+            "-" if mean is None else f"{mean:,.2f}",
+        )
+    console.print(table)
+
+
+def print_protocol(metrics: dict[str, Any]) -> None:
+    """How validation was shaped and what the model artifact serves: the two facts that say
+    what the table's figures mean."""
+    shape = metrics["protocol"]["validation_shape"]
+    how = "inferred from the files" if shape.get("inferred") else "from the split"
+    if shape["kind"] == "given":
+        how = f"given: {shape['spec']}"
+    console.print(
+        f"Validation shaped like the test: {shape['kind']} ({how}; {shape_numbers(shape)})"
+    )
+    if metrics["chosen_because"] != "best on validation":
+        console.print(f"Chosen: {metrics['chosen']}, {metrics['chosen_because']}")
+    refit = metrics["refit"]
+    console.print(
+        f"Served models fit on {refit['on']} ({refit['rows']:,} rows, data until "
+        f"{refit['data_end']}); the test figures below are the train-only fits'"
+    )
+
+
+def metric_table(title: str, *extra_columns: str) -> Table:
+    """A table with a model column, then the short metric columns, then ``extra_columns``."""
+    table = Table(title=title)
+    table.add_column("model")
+    for label in (*SHORT_NAMES.values(), *extra_columns):
+        table.add_column(label, justify="right")
+    return table
+
+
+def print_model_table(metrics: dict[str, Any]) -> None:
+    """Test figures of every model beside the popularity baseline; the chosen one marked."""
+    primary = metrics["primary_metric"]
+    table = metric_table(f"Test metrics; * = chosen on validation by {primary}", f"val {primary}")
+    for name, values in metrics["models"].items():
+        label = f"{name} *" if name == metrics["chosen"] else name
+        validation = metrics["validation"].get(name, {}).get(primary)
+        shown = "not tuned" if validation is None else f"{validation:.4f}"
+        table.add_row(label, *(f"{values[m]:.4f}" for m in SHORT_NAMES), shown)
+    console.print(table)
+
+
+def print_failures(failures: list[dict[str, str]]) -> None:
+    """Every failed fit or trial, after the table, so that a missing row is never a mystery."""
+    if not failures:
+        return
+    table = Table(title=f"{len(failures)} failure(s), also in metrics.json 'failed'")
+    for column in ("model", "stage", "reason"):
+        table.add_column(column)
+    for failure in failures:
+        table.add_row(failure["model"], failure["stage"], failure["reason"])
+    err_console.print(table)
+
+
+def print_rules_quality(rules: dict[str, Any]) -> None:
+    """The mined rules, and how well they proposed the rest of held-out baskets."""
+    test = rules["test"]
+    line = (
+        f"{rules['rules']:,} bundle rules from {rules['baskets']:,} training baskets "
+        f"(itemsets in at least {rules['min_count']} baskets)"
+    )
+    if test["anchors"]:
+        hits, n = test["hit_rate"], test["n"]
+        line += (
+            f"; on {test['test_baskets']:,} test baskets, hit rate@{n} "
+            f"{hits['rules_then_popular']:.3f} (rules, then popular) against "
+            f"{hits['popular']:.3f} (popular); rules for {test['coverage']:.0%} of items"
+        )
+    console.print(line)
+
+
+def print_ctr_report(report: dict[str, Any]) -> None:
+    """The CTR report as a table, rates with their 95% intervals."""
+    table = Table(title=f"CTR by {report['group_by']} (95% Wilson intervals)")
+    for name in ("group", "impressions", "clicks", "CTR", "conversions", "conv. rate"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+
+    def rate(value: dict[str, Any]) -> str:
+        if value["value"] is None:
+            return "-"
+        return f"{value['value']:.2%} [{value['low']:.2%}, {value['high']:.2%}]"
+
+    for row in [*report["groups"], report["total"]]:
+        table.add_row(
+            row["key"], f"{row['impressions']:,}", f"{row['clicks']:,}", rate(row["ctr"]),
+            f"{row['conversions']:,}", rate(row["conversion_rate"]),
+        )  # fmt: skip
+    console.print(table)

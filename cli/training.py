@@ -1,0 +1,305 @@
+"""Training commands: ``recsys train`` writes a model artifact (and registers it in MLflow),
+``recsys evaluate`` scores an artifact on a test file, ``recsys promote`` moves a registry
+alias by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import polars as pl
+import typer
+
+from cli.options import (
+    MAPPABLE,
+    ArtifactOption,
+    ColumnsOption,
+    InteractionsOption,
+    MaxBadShareOption,
+    PresetOption,
+    load_with_options,
+    names,
+    open_artifact,
+)
+from cli.render import (
+    SHORT_NAMES,
+    console,
+    err_console,
+    metric_table,
+    print_failures,
+    print_model_table,
+    print_protocol,
+    print_rules_quality,
+    print_validation_report,
+    step_bar,
+)
+from features.errors import ConfigError
+from features.ingest import parse_column_mapping
+from features.presets import get_preset
+from features.splits import Split, SplitSpec, explicit_split, parse_split_spec
+from features.validate import (
+    DEFAULT_MAX_BAD_SHARE,
+    ValidatedTable,
+    ValidationReport,
+    load_interactions,
+    load_items,
+    load_members,
+)
+from training.config import (
+    DEFAULT_LIST_DEPTH,
+    DEFAULT_PROMOTION_MARGIN,
+    DEFAULT_SPLIT,
+    MODEL_NAMES,
+    TuningBudget,
+)
+
+if TYPE_CHECKING:
+    from training.train import TrainConfig
+
+__all__ = ["evaluate", "promote", "train", "train_and_publish"]
+
+
+def _split_for_training(
+    frame: pl.DataFrame,
+    split: str | None,
+    test_file: Path | None,
+    load_test: Callable[[Path], pl.DataFrame],
+) -> tuple[Split, SplitSpec | None]:
+    if split and test_file:
+        raise ConfigError("give either --split or --test-file, not both")
+    if test_file:
+        return explicit_split(frame, load_test(test_file)), None
+    spec = parse_split_spec(split or DEFAULT_SPLIT)
+    return spec.split(frame), spec
+
+
+def train(
+    interactions: InteractionsOption,
+    out: Annotated[Path, typer.Option(help="The model artifact directory to write.")],
+    items: Annotated[Path | None, typer.Option(help="Item catalog (CSV or Parquet).")] = None,
+    members: Annotated[Path | None, typer.Option(help="Member table (CSV or Parquet).")] = None,
+    preset: PresetOption = None,
+    columns: ColumnsOption = None,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="temporal:YYYY-MM-DD, last-days:N, leave-last:K or ratio:R[:member|item][:SEED] "
+            f"(default {DEFAULT_SPLIT})."
+        ),
+    ] = None,
+    test_file: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate on this file only; train on --interactions only."),
+    ] = None,
+    validation: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation split of train, in --split syntax (default: shaped like the test, "
+            "inferred from the files with --test-file)."
+        ),
+    ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Refit every model on train + test for the served model artifact (--no-refit: "
+            "serve the train-only fits, for research).",
+        ),
+    ] = True,
+    models: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated models (default all: {', '.join(MODEL_NAMES)})."),
+    ] = None,
+    primary_metric: Annotated[str, typer.Option(help="Picks the model on validation.")] = "ndcg@10",
+    trials: Annotated[
+        int, typer.Option(min=1, help="Tuning trials per model.")
+    ] = TuningBudget().trials,
+    tune_seconds: Annotated[
+        float, typer.Option(min=1, help="Tuning time budget per model, in seconds.")
+    ] = TuningBudget().seconds,
+    max_eval_members: Annotated[
+        int, typer.Option(min=1, help="Evaluate on at most this many members (seeded sample).")
+    ] = 50_000,
+    seed: Annotated[int, typer.Option(help="Seed of tuning and sampling.")] = 42,
+    mlflow: Annotated[
+        bool,
+        typer.Option("--mlflow/--no-mlflow", help="Log the run and register the model artifact."),
+    ] = True,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: SQLite under data/).")
+    ] = None,
+    registered_model: Annotated[
+        str, typer.Option(help="MLflow registered model name.")
+    ] = "member-recsys",
+    promotion_margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Gate for a version not comparable with the champion: the chosen model must "
+            "beat popularity on its own test by this share of popularity's figure.",
+        ),
+    ] = DEFAULT_PROMOTION_MARGIN,
+    list_depth: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Precompute each member's top N of the chosen model into the model artifact; "
+            "serving then reads a row instead of scoring (0: none). Longer lists, a category "
+            "filter or another model are scored live.",
+        ),
+    ] = DEFAULT_LIST_DEPTH,
+) -> None:
+    """Tune every model on validation, evaluate on test, and write the model artifact."""
+    from training.train import TrainConfig
+
+    mapping = parse_column_mapping(columns, MAPPABLE)
+    config = TrainConfig(
+        **({"models": names(models)} if models else {}),
+        primary_metric=primary_metric,
+        budget=TuningBudget(trials=trials, seconds=tune_seconds),
+        max_eval_members=max_eval_members,
+        seed=seed,
+        refit=refit,
+        validation=validation,
+    )
+    reports: dict[str, ValidationReport] = {}
+
+    def shown(name: str, table: ValidatedTable) -> pl.DataFrame:
+        print_validation_report(table.report)
+        reports[name] = table.report
+        return table.frame
+
+    frame = shown("interactions", load_with_options(interactions, preset, columns, max_bad_share))
+
+    def load_test(path: Path) -> pl.DataFrame:
+        return shown("test", load_interactions(path, mapping, get_preset(preset), max_bad_share))
+
+    split_data, spec = _split_for_training(frame, split, test_file, load_test)
+    item_table = shown("items", load_items(items)) if items else None
+    member_table = shown("members", load_members(members)) if members else None
+    train_and_publish(
+        split_data, spec, config, item_table, member_table, out,
+        tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
+        list_depth=list_depth, input_reports=reports, promotion_margin=promotion_margin,
+    )  # fmt: skip
+
+
+def train_and_publish(
+    split_data: Split,
+    spec: SplitSpec | None,
+    config: TrainConfig,
+    items: pl.DataFrame | None,
+    members: pl.DataFrame | None,
+    out: Path,
+    *,
+    tracking: bool,
+    tracking_uri: str | None = None,
+    registered_model: str = "member-recsys",
+    list_depth: int = DEFAULT_LIST_DEPTH,
+    input_reports: Mapping[str, ValidationReport] | None = None,
+    promotion_margin: float = DEFAULT_PROMOTION_MARGIN,
+) -> None:
+    """Train, write the model artifact (with ``list_depth`` items precomputed per member) and
+    (optionally) log and register it in MLflow. ``input_reports``: the validation report of
+    each loaded file, stored in metrics.json (``inputs``) beside what was learned from them."""
+    from training.publish import write_training_artifact
+    from training.train import run_training
+
+    # One step per pipeline message: the validation split, a tuning, a test fit and a refit per
+    # model (and the baseline's), the fit on train, and the model artifact.
+    with step_bar("training", 5 + 3 * len(config.models)) as advance:
+        outcome = run_training(
+            split_data, spec, config, items=items, members=members, progress=advance
+        )
+        outcome.metrics["inputs"] = {
+            name: report.to_dict() for name, report in (input_reports or {}).items()
+        }
+        advance("writing the model artifact")
+        write_training_artifact(outcome, out, items, list_depth=list_depth, members=members)
+    print_protocol(outcome.metrics)
+    print_model_table(outcome.metrics)
+    print_failures(outcome.metrics["failed"])
+    print_rules_quality(outcome.metrics["rules"])
+    console.print(f"Model artifact, metrics.json and report.html written to {out}")
+    if not tracking:
+        return
+    from training.tracking import log_training_run
+
+    with console.status("logging to MLflow"):
+        result = log_training_run(
+            outcome.metrics, out, tracking_uri=tracking_uri, registered_model=registered_model,
+            promotion_margin=promotion_margin,
+        )  # fmt: skip
+    verdict = "is now champion" if result.became_champion else "is not champion"
+    champion = result.champion_version
+    holder = f"champion: version {champion}" if champion else "no version is champion"
+    console.print(
+        f"MLflow run {result.run_id}: {registered_model} version {result.model_version} "
+        f"{verdict} ({holder})"
+    )
+    console.print(f"Promotion: {result.reason}", markup=False, highlight=False)
+    if champion is None:
+        console.print(
+            f"Nothing serves models:/{registered_model}@champion until a version passes; "
+            f"`recsys promote {result.model_version}` makes this one champion anyway",
+            markup=False,
+        )
+
+
+def evaluate(
+    artifact: ArtifactOption,
+    test_file: Annotated[Path, typer.Option(help="Test interactions (any published protocol).")],
+    preset: PresetOption = None,
+    columns: ColumnsOption = None,
+    max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models (default all).")
+    ] = None,
+    all_items: Annotated[
+        bool,
+        typer.Option("--all-items", help="Count re-purchases as hits (default: new items only)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Evaluate a model artifact's models on a test file, with purchased items excluded."""
+    from training.evaluate_artifact import evaluate_artifact, seen_by_artifact
+
+    test = load_with_options(test_file, preset, columns, max_bad_share).frame
+    opened = open_artifact(artifact)
+    seen = seen_by_artifact(opened, test)
+    if seen:
+        err_console.print(
+            f"warning: {seen:,} of the {test.height:,} test events occurred before the "
+            f"model artifact's data_end ({opened.manifest['data_end']}): it learned from them, "
+            "so these figures flatter it. Train with --no-refit to score a model artifact on "
+            "its own test period."
+        )
+    results = evaluate_artifact(opened, test, models=names(models), new_items_only=not all_items)
+    if as_json:
+        typer.echo(json.dumps(results))
+        return
+    table = metric_table(f"{artifact} on {test_file}")
+    for name, values in results.items():
+        table.add_row(name, *(f"{values[m]:.4f}" for m in SHORT_NAMES))
+    console.print(table)
+
+
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to promote.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    registered_model: Annotated[str, typer.Option(help="Registered model name.")] = "member-recsys",
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+) -> None:
+    """Move a registry alias (default: champion) to a model version by hand, whatever the
+    automatic promotion decided when it was registered."""
+    from training.tracking import promote as move_alias
+
+    reason = move_alias(
+        version, registered_model=registered_model, alias=alias, tracking_uri=tracking_uri
+    )
+    console.print(f"{registered_model}@{alias} -> version {version}")
+    if reason:
+        console.print(f"At registration it was judged: {reason}", markup=False, highlight=False)
