@@ -100,10 +100,10 @@ main()
 #: (module, class or "", attribute, stage). Stages not hooked (start-up, imports, printing)
 #: end up in "other". Fits are hooked on the model classes, so tuning fits count as fits.
 HOOKS: list[tuple[str, str, str, str]] = [
-    ("cli.training", "", "load_with_options", "load + validate interactions"),
-    ("cli.training", "", "load_items", "load + validate items and members"),
-    ("cli.training", "", "load_members", "load + validate items and members"),
-    ("cli.training", "", "_split_for_training", "train/test split"),
+    ("cli.train", "", "load_with_options", "load + validate interactions"),
+    ("cli.train", "", "load_items", "load + validate items and members"),
+    ("cli.train", "", "load_members", "load + validate items and members"),
+    ("cli.train", "", "_split_for_training", "train/test split"),
     ("training.train", "", "carve_validation", "validation split"),
     ("features.splits", "Split", "describe", "split summaries (row and id counts) x2"),
     ("training.train", "", "_training_data", "training data (segments, id maps, matrix) x3"),

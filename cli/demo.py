@@ -9,8 +9,8 @@ import typer
 
 from cli.data import generate_with_progress
 from cli.render import console, print_segment_summary, print_validation_report
-from cli.serving import serve
-from cli.training import train_and_publish
+from cli.serve import serve
+from cli.train import train_and_publish
 from features import columns as col
 from features.members import compute_member_profiles, segment_summary
 from features.splits import parse_split_spec

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import answers, data, demo, export, serving, training
+from cli import answers, data, demo, export, serve, train
 from cli.render import err_console
 from features.errors import RecsysError
 
@@ -26,15 +26,15 @@ app = typer.Typer(
 for command in (
     data.generate,
     data.validate,
-    training.train,
-    training.evaluate,
-    training.promote,
+    train.train,
+    train.evaluate,
+    train.promote,
     answers.recommend,
     answers.bundles,
     answers.segments,
     export.export,
-    serving.serve,
-    serving.simulate,
+    serve.serve,
+    serve.simulate,
     demo.demo,
 ):
     app.command()(command)

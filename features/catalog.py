@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+import numpy as np
 import polars as pl
 
 from features.columns import ITEM_ID
 from features.frames import require_columns
 from features.ids import IdMap
 
-__all__ = ["ITEM_INDEX", "aligned_catalog", "catalog_rows"]
+__all__ = ["ITEM_INDEX", "aligned_catalog", "catalog_rows", "category_codes"]
 
 #: Column of :func:`catalog_rows` with the internal index of each row's item.
 ITEM_INDEX: Final = "__catalog_item_index"
@@ -54,3 +55,15 @@ def aligned_catalog(items: pl.DataFrame, item_ids: IdMap, columns: Iterable[str]
     rows = catalog_rows(items, item_ids, columns).drop(ITEM_INDEX)
     order = pl.DataFrame({ITEM_ID: item_ids.external_ids}, schema={ITEM_ID: pl.Utf8})
     return order.join(rows, on=ITEM_ID, how="left", maintain_order="left")
+
+
+def category_codes(categories: pl.Series) -> tuple[list[str], np.ndarray]:
+    """The sorted category names and, per row, the position of its category there (-1: none).
+
+    Serving's category filters and evaluation's diversity both number categories this way, so
+    that a code means the same category wherever it is read.
+    """
+    text = categories.cast(pl.Utf8)
+    names = sorted(text.drop_nulls().unique().to_list())
+    codes = text.replace_strict(names, list(range(len(names))), default=-1, return_dtype=pl.Int32)
+    return names, codes.to_numpy()

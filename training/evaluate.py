@@ -19,7 +19,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
-from features.catalog import aligned_catalog
+from features.catalog import aligned_catalog, category_codes
 from features.errors import ConfigError, DataError
 from features.frames import require_columns
 from features.ids import IdMap
@@ -203,8 +203,8 @@ def item_category_codes(items: pl.DataFrame, item_ids: IdMap) -> np.ndarray:
     """
     require_columns(items, (col.ITEM_ID, col.CATEGORY), "items")
     categories = aligned_catalog(items, item_ids, (col.CATEGORY,)).get_column(col.CATEGORY)
-    ranks = categories.cast(pl.Utf8).rank("dense")  # 1, 2, ... in name order; null: no category
-    return ranks.fill_null(0).to_numpy().astype(np.int64) - 1
+    _, codes = category_codes(categories)
+    return codes.astype(np.int64)
 
 
 def recommended_lists(model: Recommender, task: EvaluationTask, n: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from features import columns as col
+from features.catalog import category_codes
 from training.artifact import ModelArtifact
 from training.index import ItemIndex
 from training.models.base import popularity_tie_breaker
@@ -147,9 +148,4 @@ def _category_index(catalog: pl.DataFrame | None, n_items: int) -> tuple[list[st
     """Category names and one code per item (-1: no category), for fast masks and caps."""
     if catalog is None or col.CATEGORY not in catalog.columns:
         return [], np.full(n_items, -1, dtype=np.int32)
-    categories = catalog.get_column(col.CATEGORY).cast(pl.Utf8)
-    names = sorted(categories.drop_nulls().unique().to_list())
-    codes = categories.replace_strict(
-        names, list(range(len(names))), default=-1, return_dtype=pl.Int32
-    )
-    return names, codes.to_numpy()
+    return category_codes(catalog.get_column(col.CATEGORY))
