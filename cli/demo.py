@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +36,9 @@ def demo(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the model afterwards (Ctrl-C stops).")
     ] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the demo server.")] = (
+        _DEMO_PORT
+    ),
 ) -> None:
     """Generate the demo store, validate it, segment its members, train on it and serve it."""
     from training.tracking import default_tracking_uri
@@ -62,14 +68,31 @@ def demo(
         "-> http://127.0.0.1:5000"
     )
     if serve_after:
-        _serve_demo(artifact, member)
+        _serve_demo(artifact, member, str(loaded.frame[col.ITEM_ID][0]), port)
 
 
-def _serve_demo(artifact: Path, member: str) -> None:
-    """Serve the demo model artifact in the foreground, after saying where to look."""
-    base = f"http://{_DEMO_HOST}:{_DEMO_PORT}"
+def _serve_demo(artifact: Path, member: str, item: str, port: int) -> None:
+    """Serve the demo model artifact in the foreground, after saying where to look.
+
+    Write and admin routes always need a key, so the demo makes one (an admin key, new each
+    run, printed once) unless ``RECSYS_API_KEYS`` already holds the caller's own keys."""
+    base = f"http://{_DEMO_HOST}:{port}"
     console.print(
         f"\nServing the demo model: API docs at {base}/docs (Ctrl-C to stop)\n"
         f"Try:    curl '{base}/v1/members/{member}/recommendations?n=5'"
     )
-    serve(artifact=artifact, host=_DEMO_HOST, port=_DEMO_PORT)
+    if "RECSYS_API_KEYS" in os.environ:
+        console.print("API keys: those of RECSYS_API_KEYS")
+    else:
+        key = secrets.token_urlsafe(18)
+        os.environ["RECSYS_API_KEYS"] = json.dumps({key: ["admin"]})
+        console.print(
+            f"Demo API key (admin: events and reloads): {key}\n"
+            f"Try:    curl -X POST '{base}/v1/events' -H 'X-API-Key: {key}' "
+            "-H 'Content-Type: application/json' "
+            f"""-d '{{"event": "click", "member_id": "{member}", "item_id": "{item}"}}'""",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # one line, to copy whole
+        )
+    serve(artifact=artifact, host=_DEMO_HOST, port=port)

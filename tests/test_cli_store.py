@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import polars as pl
 
-from tests.cli import run_recsys
+from tests.cli import RECSYS, run_recsys
+from tests.serving_helpers import free_port
 
 
 def test_generate_then_validate_and_segment_the_store(tmp_path: Path) -> None:
@@ -61,3 +68,42 @@ def test_demo_generates_trains_registers_and_prints_where_to_look(tmp_path: Path
     text = " ".join(result.stdout.split())
     assert "version 1 is now champion" in text
     assert "recsys recommend --artifact" in text
+
+
+def test_demo_serves_and_prints_an_api_key_that_posts_events(tmp_path: Path) -> None:
+    """`make demo`'s server takes events with the key it prints, and refuses them without."""
+    port = free_port()
+    environment = {name: value for name, value in os.environ.items() if name != "RECSYS_API_KEYS"}
+    with (tmp_path / "demo.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(RECSYS), "demo", "--out", str(tmp_path / "data" / "demo"), "--members", "300",
+             "--items", "80", "--events", "8000", "--trials", "1", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=environment,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            _wait_ready(client, process, tmp_path / "demo.log")
+            printed = (tmp_path / "demo.log").read_text()
+            found = re.search(r"Demo API key \(admin: events and reloads\): (\S+)", printed)
+            assert found, printed[-2000:]
+            event = {"event": "click", "member_id": "M0001", "item_id": "I001"}
+            assert client.post("/v1/events", json=event).status_code == 401
+            posted = client.post("/v1/events", json=event, headers={"X-API-Key": found[1]})
+            assert posted.status_code == 200, posted.text
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def _wait_ready(client: httpx.Client, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(log.read_text()[-3000:])
