@@ -180,6 +180,28 @@ class Server:
         self._log_file.close()
 
 
+def serve_tiny(artifact: Path, root: Path) -> Server:
+    """A ready server of a copy of ``artifact`` under ``root``, with its own SQLite events."""
+    served = copy_artifact(artifact, root / "artifact")
+    return Server(
+        {"RECSYS_ARTIFACT": str(served), "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}"},
+        root / "server.log",
+    ).wait()
+
+
+def an_event(kind: str, member: str, item: str, **extra: str) -> dict[str, str]:
+    """One event body for POST /v1/events, with a fresh ``event_id``."""
+    return {"event_id": uuid.uuid4().hex, "event": kind, "member_id": member, "item_id": item,
+            **extra}  # fmt: skip
+
+
+def post_events(server: Server, *events: dict[str, str]) -> dict[str, int]:
+    """Post ``events`` with the writer's key; the counts the server answers."""
+    response = server.client.post("/v1/events", json=list(events), headers=WRITE)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """A PostgreSQL cluster of its own (initdb + pg_ctl) on a free port; yields its URL.

@@ -15,13 +15,20 @@ import pytest
 
 from serving.schemas import (
     BatchRecommendationResponse,
-    BundleResponse,
-    MemberBundlesResponse,
     RecommendationResponse,
     SimilarItemsResponse,
 )
 from tests.cli import run_recsys
-from tests.serving_helpers import ADMIN, READ, WRITE, Server, copy_artifact, holdout_file
+from tests.serving_helpers import (
+    ADMIN,
+    READ,
+    WRITE,
+    Server,
+    an_event,
+    holdout_file,
+    post_events,
+    serve_tiny,
+)
 
 RECOMMEND = "/v1/members/{}/recommendations"
 
@@ -30,12 +37,7 @@ RECOMMEND = "/v1/members/{}/recommendations"
 def server(
     tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("api")
-    artifact = copy_artifact(tiny_trained[1], root / "artifact")
-    running = Server(
-        {"RECSYS_ARTIFACT": str(artifact), "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}"},
-        root / "server.log",
-    ).wait()
+    running = serve_tiny(tiny_trained[1], tmp_path_factory.mktemp("api"))
     yield running
     running.stop()
 
@@ -48,17 +50,6 @@ def catalog(tiny_trained: tuple[Path, Path]) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def known_member(tiny_trained: tuple[Path, Path]) -> str:
     return str(pl.read_parquet(tiny_trained[0] / "interactions.parquet")["member_id"][0])
-
-
-def _post_events(server: Server, *events: dict[str, str]) -> dict[str, int]:
-    response = server.client.post("/v1/events", json=list(events), headers=WRITE)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def _event(kind: str, member: str, item: str, **extra: str) -> dict[str, str]:
-    return {"event_id": uuid.uuid4().hex, "event": kind, "member_id": member, "item_id": item,
-            **extra}  # fmt: skip
 
 
 def test_a_response_carries_what_attribution_needs(server: Server, known_member: str) -> None:
@@ -139,10 +130,10 @@ def test_a_purchase_is_excluded_from_the_very_next_answer(
 ) -> None:
     before = _recommend(server, known_member, model="als")
     top = before["items"][0]["item_id"]
-    _post_events(
+    post_events(
         server,
-        _event("click", known_member, top, recommendation_id=before["recommendation_id"]),
-        _event("purchase", known_member, top, recommendation_id=before["recommendation_id"]),
+        an_event("click", known_member, top, recommendation_id=before["recommendation_id"]),
+        an_event("purchase", known_member, top, recommendation_id=before["recommendation_id"]),
     )
     after = _recommend(server, known_member, model="als")
     assert top not in [item["item_id"] for item in after["items"]]
@@ -159,7 +150,7 @@ def test_a_new_member_with_three_clicks_gets_personal_recommendations(
     video = catalog.filter(pl.col("available")).group_by("category").len().sort("len")
     category = video["category"][-1]
     clicked = catalog.filter(pl.col("category") == category)["item_id"][:3].to_list()
-    _post_events(server, *(_event("click", member, item) for item in clicked))
+    post_events(server, *(an_event("click", member, item) for item in clicked))
     warm = _recommend(server, member, model=model)
     assert not warm["fallback"] and warm["model"] == model
     categories = [item["category"] for item in warm["items"][:5]]
@@ -254,7 +245,7 @@ def test_every_error_is_json(server: Server) -> None:
 
 
 def test_write_and_admin_routes_need_a_key(server: Server) -> None:
-    event = _event("click", "m", "i")
+    event = an_event("click", "m", "i")
     assert server.client.post("/v1/events", json=event).status_code == 401
     assert server.client.post("/v1/events", json=event, headers={"X-API-Key": "x"}).status_code == (
         401
@@ -272,13 +263,13 @@ def test_ctr_report_counts_served_lists_with_intervals(server: Server, known_mem
     lists = [_recommend(server, known_member, n=5) for _ in range(4)]
     for served in lists[:2]:  # two clicks (one repeated) and one purchase, all attributed
         item = served["items"][0]["item_id"]
-        click = _event("click", known_member, item, recommendation_id=served["recommendation_id"])
-        _post_events(server, click, {**click, "event_id": uuid.uuid4().hex})
+        click = an_event("click", known_member, item, recommendation_id=served["recommendation_id"])
+        post_events(server, click, {**click, "event_id": uuid.uuid4().hex})
     bought = lists[0]["items"][1]["item_id"]
-    _post_events(
+    post_events(
         server,
-        _event("purchase", known_member, bought, recommendation_id=lists[0]["recommendation_id"]),
-        _event("click", known_member, bought, recommendation_id="not-a-served-list"),
+        an_event("purchase", known_member, bought, recommendation_id=lists[0]["recommendation_id"]),
+        an_event("click", known_member, bought, recommendation_id="not-a-served-list"),
     )
     end = datetime.now(UTC)
     params = {"from": start.isoformat(), "to": end.isoformat(), "group_by": "model"}
@@ -357,119 +348,3 @@ def test_simulate_replays_a_test_period_into_the_ctr_report(
     window = {"from": datetime.fromtimestamp(started, UTC).isoformat()}
     report = server.client.get("/v1/reports/ctr", params=window).json()["total"]
     assert report["impressions"] >= 600 and report["clicks"] == summary["clicks"]
-
-
-@pytest.fixture(scope="module")
-def rules(tiny_trained: tuple[Path, Path]) -> pl.DataFrame:
-    table = pl.read_parquet(tiny_trained[1] / "rules.parquet")
-    assert table.height > 0, "the tiny store plants bundles: training must find rules"
-    return table
-
-
-def test_item_bundles_come_from_the_rules_with_their_measures(
-    server: Server, rules: pl.DataFrame
-) -> None:
-    single = rules.filter(pl.col("antecedents").list.len() == 1)
-    anchor = single["antecedents"][0][0]
-    expected = single.filter(pl.col("antecedents").list.first() == anchor).sort(
-        "lift", descending=True
-    )
-    response = server.client.get(f"/v1/items/{anchor}/bundles?n=3")
-    assert response.status_code == 200, response.text
-    body = BundleResponse.model_validate_json(response.content, strict=True)
-    assert body.cart == [anchor] and len(body.items) == 3
-    first = body.items[0]
-    assert (first.source, first.item_id) == ("rules", expected["consequent"][0])
-    assert first.lift == pytest.approx(expected["lift"][0])
-    assert first.confidence == pytest.approx(expected["confidence"][0])
-    assert anchor not in {item.item_id for item in body.items}
-    assert len({item.item_id for item in body.items}) == 3
-
-
-def test_a_cart_never_gets_its_own_items_back(
-    server: Server, rules: pl.DataFrame, catalog: pl.DataFrame
-) -> None:
-    cart = list({*rules["antecedents"][0], rules["consequent"][0]})
-    response = server.client.post("/v1/bundles", json={"item_ids": cart, "n": 6})
-    assert response.status_code == 200, response.text
-    body = BundleResponse.model_validate_json(response.content, strict=True)
-    proposed = [item.item_id for item in body.items]
-    assert 0 < len(proposed) == len(set(proposed)) <= 6
-    assert not set(cart) & set(proposed)
-    sources = [item.source for item in body.items]
-    assert sources == sorted(sources, key=lambda source: source != "rules")  # rules first
-    assert body.fallback == ("similar" in sources)
-    # Stand-ins come from the first cart item's category (the tiny catalog has ~4 per category).
-    category = catalog.filter(pl.col("item_id") == cart[0])["category"][0]
-    assert all(item.category == category for item in body.items if item.source == "similar")
-
-
-def test_member_bundles_drop_a_complement_bought_just_now(
-    server: Server, tiny_trained: tuple[Path, Path], catalog: pl.DataFrame
-) -> None:
-    repeatable = set(catalog.filter(pl.col("repeatable")).get_column("item_id"))
-    interactions = pl.read_parquet(tiny_trained[0] / "interactions.parquet")
-    for member in interactions.get_column("member_id").unique(maintain_order=True)[20:80]:
-        before = server.client.get(f"/v1/members/{member}/bundles?n=3").json()
-        proposed = [
-            bundle["items"][1]["item_id"]
-            for bundle in before["bundles"]
-            if bundle["items"][1]["source"] == "rules"
-            and bundle["items"][1]["item_id"] not in repeatable
-        ]
-        if proposed:
-            break
-    else:
-        pytest.fail("no member of the tiny store is offered a rule complement")
-    _post_events(server, _event("purchase", member, proposed[0]))
-    after = server.client.get(f"/v1/members/{member}/bundles?n=3").json()
-    offered = {item["item_id"] for bundle in after["bundles"] for item in bundle["items"]}
-    assert proposed[0] not in offered and after["bundles"]
-
-
-def test_bundle_errors_are_json_4xx(server: Server) -> None:
-    assert server.client.get("/v1/items/no-such-item/bundles").status_code == 404
-    missing = server.client.post("/v1/bundles", json={"item_ids": ["no-such-item"]})
-    assert missing.status_code == 404 and "no-such-item" in missing.json()["error"]["message"]
-    assert server.client.post("/v1/bundles", json={"item_ids": []}).status_code == 422
-    assert server.client.get("/v1/items/x/bundles?n=0").status_code == 422
-
-
-def test_member_bundles_pair_recommendations_with_complements(
-    server: Server, known_member: str, tiny_trained: tuple[Path, Path]
-) -> None:
-    response = server.client.get(f"/v1/members/{known_member}/bundles?n=4")
-    assert response.status_code == 200, response.text
-    body = MemberBundlesResponse.model_validate_json(response.content, strict=True)
-    assert body.member_id == known_member and 0 < len(body.bundles) <= 4
-    items = [item.item_id for bundle in body.bundles for item in bundle.items]
-    assert len(items) == len(set(items))  # no item twice
-    bought = set(
-        pl.read_parquet(tiny_trained[0] / "interactions.parquet")
-        .filter((pl.col("member_id") == known_member) & (pl.col("event") == "purchase"))
-        .get_column("item_id")
-    )
-    repeatable = set(
-        pl.read_parquet(tiny_trained[0] / "items.parquet")
-        .filter(pl.col("repeatable"))
-        .get_column("item_id")
-    )
-    assert not (bought - repeatable) & set(items)  # bought again only when repeatable
-    scores = [bundle.score for bundle in body.bundles]
-    assert scores == sorted(scores, reverse=True)
-    prices = dict(
-        pl.read_parquet(tiny_trained[0] / "items.parquet").select("item_id", "price").iter_rows()
-    )
-    for bundle in body.bundles:
-        anchor, complement, *third = bundle.items
-        assert anchor.source == "recommended" and complement.source in {"rules", "similar"}
-        if complement.source == "rules":
-            assert complement.lift is not None and complement.antecedents == [anchor.item_id]
-        for extra in third:  # a rule with the pair as antecedents proposes it
-            assert extra.source == "rules" and extra.lift is not None
-            assert extra.antecedents == sorted([anchor.item_id, complement.item_id])
-        assert bundle.total_price == pytest.approx(sum(prices[i.item_id] for i in bundle.items))
-    for stranger in ("nobody-yet", "0"):  # "0": a cold start whose anchors have no stand-in
-        cold = server.client.get(f"/v1/members/{stranger}/bundles")
-        assert cold.status_code == 200, cold.text
-        MemberBundlesResponse.model_validate_json(cold.content, strict=True)
