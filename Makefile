@@ -10,6 +10,7 @@ uv:
 		|| python3 -m pip install --quiet uv
 
 sync: uv
+	@echo "make: uv sync --frozen (the first run downloads and installs the dependencies, about a minute)" >&2
 	$(UV) sync --frozen
 
 demo: sync
@@ -26,6 +27,8 @@ lint: sync
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports --no-cache --no-logo
+	$(UV) run nbstripout --verify notebooks/*.ipynb
+	$(UV) run hadolint Dockerfile
 
 format: sync
 	$(UV) run ruff format .

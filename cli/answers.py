@@ -164,6 +164,6 @@ def segments(
     if as_json:
         typer.echo(json.dumps(summary.to_dicts()))
         return
-    print_segment_summary(summary)
+    print_segment_summary(summary, as_of=as_of)
     if out:
         console.print(f"Profiles of {profiles.height:,} members written to {out}")

@@ -6,9 +6,10 @@ error (``err_console``), so that a command's output can be piped or parsed while
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -17,7 +18,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -27,6 +27,7 @@ from features.split_shapes import shape_numbers
 from features.validate import ValidationReport
 
 __all__ = [
+    "SEGMENT_GROUPS",
     "SHORT_NAMES",
     "CountingBar",
     "console",
@@ -41,6 +42,7 @@ __all__ = [
     "print_segment_summary",
     "print_validation_report",
     "step_bar",
+    "timed_status",
 ]
 
 console = Console()
@@ -57,38 +59,108 @@ SHORT_NAMES = {
 }
 
 
-@dataclass(frozen=True)
 class CountingBar:
-    """A running bar's task: the library reports either a running total or each step."""
+    """A running count: the library reports either a running total or each step.
 
-    progress: Progress
-    task: TaskID
+    On a terminal it drives a rich bar; elsewhere (a log, a pipe, CI) a bar draws nothing, so
+    it prints a plain line at most every ``PLAIN_EVERY_SECONDS`` and one when it ends."""
+
+    def __init__(self, label: str, total: int, progress: Progress | None) -> None:
+        self._label, self._total, self._progress = label, total, progress
+        self._task = progress.add_task(label, total=total) if progress is not None else None
+        self._done = 0
+        self._started = self._printed = time.monotonic()
 
     def to(self, done: int) -> None:
         """Show ``done`` units finished in all."""
-        self.progress.update(self.task, completed=done)
+        self._done = done
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=done)
+        elif time.monotonic() - self._printed >= PLAIN_EVERY_SECONDS:
+            self._print_plain()
 
     def advance(self, step: int) -> None:
         """Add ``step`` finished units."""
-        self.progress.advance(self.task, step)
+        self.to(self._done + step)
+
+    def _print_plain(self) -> None:
+        self._printed = time.monotonic()
+        elapsed = self._printed - self._started
+        _plain_line(f"{self._label}: {self._done:,} of {self._total:,} ({elapsed:.1f} s)")
+
+    def finish(self) -> None:
+        """The closing line of a plain count (a bar just disappears)."""
+        if self._progress is None:
+            self._print_plain()
+
+
+#: Plain progress lines of a long count, when output is not a terminal: one per this long.
+PLAIN_EVERY_SECONDS = 10.0
+
+
+def _plain_line(text: str) -> None:
+    """One line of a log, never wrapped (a pipe's console is 80 columns wide)."""
+    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager
 def counting_bar(label: str, total: int) -> Iterator[CountingBar]:
-    """A bar of ``total`` units on standard error, gone when the block ends."""
+    """A bar of ``total`` units on standard error, gone when the block ends; plain timed
+    lines instead when standard error is not a terminal."""
+    if not err_console.is_terminal:
+        bar = CountingBar(label, total, None)
+        yield bar
+        bar.finish()
+        return
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
-        yield CountingBar(progress, progress.add_task(label, total=total))
+        yield CountingBar(label, total, progress)
 
 
 @contextmanager
 def step_bar(label: str, steps: int) -> Iterator[Callable[[str], None]]:
     """A bar of ``steps`` named steps on standard error; calling what it yields with a
-    message finishes a step and shows the message."""
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(label, total=steps)
-        yield lambda message: bar.update(task, description=message, advance=1)
+    message finishes a step and shows the message.
+
+    When standard error is not a terminal (a log), a bar draws nothing: each step is then a
+    plain line ``label: message (seconds)`` printed when it ends, the time being the step's
+    own, and a last line gives the total, so a log shows where the time went."""
+    if err_console.is_terminal:
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task(label, total=steps)
+            yield lambda message: bar.update(task, description=message, advance=1)
+        return
+    started = time.monotonic()
+    current: list[tuple[str, float]] = []  # the step running now and when it began
+
+    def end_step() -> None:
+        if current:
+            message, began = current.pop()
+            _plain_line(f"{label}: {message} ({time.monotonic() - began:.1f} s)")
+
+    def advance(message: str) -> None:
+        end_step()
+        current.append((message, time.monotonic()))
+
+    try:
+        yield advance
+    finally:
+        end_step()
+    _plain_line(f"{label}: done in {time.monotonic() - started:.1f} s")
+
+
+@contextmanager
+def timed_status(message: str) -> Iterator[None]:
+    """A spinner with ``message`` on a terminal; elsewhere a plain line with the time taken
+    when the block ends."""
+    if err_console.is_terminal:
+        with err_console.status(message):
+            yield
+        return
+    started = time.monotonic()
+    yield
+    _plain_line(f"{message} ({time.monotonic() - started:.1f} s)")
 
 
 def print_validation_report(report: ValidationReport) -> None:
@@ -113,15 +185,30 @@ def print_validation_report(report: ValidationReport) -> None:
         console.print(f"Quarantined rows with their reasons: {report.quarantine_path}")
 
 
-def print_segment_summary(summary: pl.DataFrame) -> None:
-    """Members per lifecycle segment and value tier, as analysts read them."""
-    table = Table(title="Member segments")
+#: How the segment table names its groups: two of them share bronze to platinum, so each says
+#: where it comes from.
+SEGMENT_GROUPS = {
+    "segment": "lifecycle segment",
+    "value_tier": "value tier (computed: spend rank)",
+    "tier": "tier (declared: members file)",
+}
+
+
+def print_segment_summary(summary: pl.DataFrame, as_of: datetime | None = None) -> None:
+    """Members per lifecycle segment, value tier and declared tier, as analysts read them.
+
+    Segments and value tiers are as of a reference time (``as_of``; by default the data's
+    last event, the time the model artifact and its exports count segments at, so the counts
+    agree). The value tier ranks members by spend in this data; the declared tier is the
+    members file's own ``tier`` column: both run bronze to platinum, with different shares."""
+    when = f"{as_of:%Y-%m-%d %H:%M}" if as_of is not None else "the data's last event"
+    table = Table(title=f"Member segments as of {when}")
     for name in ("group", "name", "members", "share", "mean monetary"):
         table.add_column(name, justify="left" if name in ("group", "name") else "right")
     for row in summary.iter_rows(named=True):
         mean = row["mean_monetary"]
         table.add_row(
-            row["group"],
+            SEGMENT_GROUPS.get(row["group"], row["group"]),
             row["name"],
             f"{row['members']:,}",
             f"{row['share']:.1%}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -34,6 +35,7 @@ from cli.render import (
     print_rules_quality,
     print_validation_report,
     step_bar,
+    timed_status,
 )
 from features.errors import ConfigError
 from features.ingest import parse_column_mapping
@@ -56,6 +58,7 @@ from training.config import (
 )
 
 if TYPE_CHECKING:
+    from training.tracking.runs import OpenRun
     from training.train import TrainConfig
 
 __all__ = ["evaluate", "promote", "train", "train_and_publish"]
@@ -208,31 +211,40 @@ def train_and_publish(
     from training.publish import write_training_artifact
     from training.train import run_training
 
-    # One step per pipeline message: the validation split, a tuning, a test fit and a refit per
-    # model (and the baseline's), the fit on train, and the model artifact.
-    with step_bar("training", 5 + 3 * len(config.models)) as advance:
-        outcome = run_training(
-            split_data, spec, config, items=items, members=members, progress=advance
-        )
-        outcome.metrics["inputs"] = {
-            name: report.to_dict() for name, report in (input_reports or {}).items()
-        }
-        advance("writing the model artifact")
-        write_training_artifact(outcome, out, items, list_depth=list_depth, members=members)
-    print_protocol(outcome.metrics)
-    print_model_table(outcome.metrics)
-    print_failures(outcome.metrics["failed"])
-    print_rules_quality(outcome.metrics["rules"])
-    console.print(f"Model artifact, metrics.json and report.html written to {out}")
-    if not tracking:
-        return
-    from training.tracking import log_training_run
+    with ExitStack() as stack:
+        # The MLflow run starts with the training, so that it lasts as long and shows its steps.
+        run = stack.enter_context(_open_run(config, spec, tracking_uri)) if tracking else None
+        # One step per pipeline message: the validation split, a tuning, a test fit and a refit
+        # per model (and the baseline's), the fit on train, and the model artifact.
+        with step_bar("training", 5 + 3 * len(config.models)) as advance:
 
-    with console.status("logging to MLflow"):
-        result = log_training_run(
-            outcome.metrics, out, tracking_uri=tracking_uri, registered_model=registered_model,
-            promotion_margin=promotion_margin,
-        )  # fmt: skip
+            def progress(message: str) -> None:
+                advance(message)
+                if run is not None:
+                    run.step(message)
+
+            outcome = run_training(
+                split_data, spec, config, items=items, members=members, progress=progress
+            )
+            outcome.metrics["inputs"] = {
+                name: report.to_dict() for name, report in (input_reports or {}).items()
+            }
+            progress("writing the model artifact")
+            write_training_artifact(outcome, out, items, list_depth=list_depth, members=members)
+        print_protocol(outcome.metrics)
+        print_model_table(outcome.metrics)
+        print_failures(outcome.metrics["failed"])
+        print_rules_quality(outcome.metrics["rules"])
+        console.print(f"Model artifact, metrics.json and report.html written to {out}")
+        if run is None:
+            return
+        from training.tracking import log_training_run
+
+        with timed_status("logging to MLflow"):
+            result = log_training_run(
+                outcome.metrics, out, registered_model=registered_model,
+                promotion_margin=promotion_margin, run=run,
+            )  # fmt: skip
     verdict = "is now champion" if result.became_champion else "is not champion"
     champion = result.champion_version
     holder = f"champion: version {champion}" if champion else "no version is champion"
@@ -247,6 +259,17 @@ def train_and_publish(
             f"`recsys promote {result.model_version}` makes this one champion anyway",
             markup=False,
         )
+
+
+def _open_run(
+    config: TrainConfig, spec: SplitSpec | None, tracking_uri: str | None
+) -> AbstractContextManager[OpenRun]:
+    """The MLflow parent run of a training, with the params known before it starts."""
+    from training.run_record import describe_spec
+    from training.tracking.runs import training_run
+
+    params = {"primary_metric": config.primary_metric, "protocol.split": describe_spec(spec)}
+    return training_run(tracking_uri=tracking_uri, params=params)
 
 
 def evaluate(

@@ -12,6 +12,13 @@ the same numbers as member features, so the definitions live here once:
   highest spend);
 * value tiers cut monetary value at quantiles of the members who bought anything; members who
   bought nothing are always the lowest tier.
+
+Two columns run bronze to platinum and mean different things: ``value_tier`` is computed here,
+from spend in the data, while ``tier`` is the members file's declared tier, carried as it is
+(a program's own rules give it, so its shares differ). The reference time defaults to the
+data's last event, and that is when every count of members per segment is taken: the demo's
+and ``recsys segments``' table, the training report's members per segment, and the segments a
+model artifact carries for ``recsys export --segment`` (as of its ``data_end``).
 """
 
 from __future__ import annotations

@@ -21,10 +21,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from threadpoolctl import threadpool_limits
 
 from serving.artifact_sources import source_for
 from serving.auth import KeyRing
+from serving.dashboard import mount_dashboard
 from serving.errors import install_error_handlers
 from serving.event_store import EventStore
 from serving.fast_lane import ROUTE_PATH as STOREFRONT_PATH
@@ -118,7 +120,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; ``settings`` (tests) replace the environment's."""
-    app = FastAPI(
+    # /docs and /redoc with their Swagger UI and ReDoc assets served from the package, not a
+    # CDN: they work without internet (at /static-offline-docs).
+    app = FastAPIOffline(
         title="member-recsys",
         version="1",
         description=_DESCRIPTION,
@@ -130,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "events", "description": "What members did with what they saw."},
             {"name": "reports", "description": "Online CTR and offline evaluation."},
             {"name": "models", "description": "What is loaded."},
+            {"name": "dashboard", "description": "Figures and member views of the dashboard."},
             {"name": "admin", "description": "Reloads (admin key)."},
             {"name": "operations", "description": "Probes and metrics."},
         ],
@@ -146,4 +151,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    mount_dashboard(app)
     return app

@@ -14,9 +14,15 @@ from collections.abc import Iterable, Mapping
 from serving.errors import ForbiddenError, UnauthorizedError
 from serving.settings import Role
 
-__all__ = ["API_KEY_HEADER", "KeyRing"]
+__all__ = ["API_KEY_HEADER", "KEYS_HINT", "KeyRing"]
 
 API_KEY_HEADER = "X-API-Key"
+
+#: Where keys come from, said in every 401: a newcomer's first POST fails without one.
+KEYS_HINT = (
+    "keys are set on the server in RECSYS_API_KEYS, a JSON object of key to roles, e.g. "
+    '{"my-key": ["events"]}; `make demo` prints a demo key'
+)
 
 
 class KeyRing:
@@ -41,10 +47,11 @@ class KeyRing:
         """Raise 401 without a valid key, 403 when the key lacks ``role``."""
         if not presented:
             raise UnauthorizedError(
-                f"this route needs an API key with the {role} role in {API_KEY_HEADER}"
+                f"this route needs an API key with the {role} role in {API_KEY_HEADER} "
+                f"({KEYS_HINT})"
             )
         roles = self.roles_of(presented)
         if not roles:
-            raise UnauthorizedError(f"the key in {API_KEY_HEADER} is not valid")
+            raise UnauthorizedError(f"the key in {API_KEY_HEADER} is not valid ({KEYS_HINT})")
         if role not in roles:
             raise ForbiddenError(f"the key in {API_KEY_HEADER} lacks the {role} role")

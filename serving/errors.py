@@ -12,7 +12,7 @@ HTTP protocol (:mod:`serving.protocol`: requests that are not HTTP, oversized he
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -175,10 +175,80 @@ def _echo(value: Any) -> str:
     return text if len(text) <= _INPUT_ECHO_CHARS else text[: _INPUT_ECHO_CHARS - 3] + "..."
 
 
+#: Pydantic's "wrong shape" errors: at a union branch's root they only say that branch did
+#: not apply (an event object is not a list), noise beside the other branch's real problem.
+_SHAPE_ERRORS = frozenset(
+    {"model_type", "model_attributes_type", "dict_type", "list_type", "is_instance_of"}
+)
+
+
+def _union_branch(location: Sequence[Any]) -> str | None:
+    """The union branch a body error is under (``EventIn``, ``list[EventIn]``), if any.
+
+    Pydantic puts the branch's tag right after ``body``; our field names are snake_case, so a
+    tag is told by its capital or its brackets."""
+    if len(location) > 1 and location[0] == "body" and isinstance(location[1], str):
+        tag = location[1]
+        if tag[:1].isupper() or "[" in tag:
+            return tag
+    return None
+
+
+def _without_branch(location: Sequence[Any]) -> tuple[Any, ...]:
+    """``("body", "list[EventIn]", 0, "event")`` -> ``("body", 0, "event")``."""
+    parts = tuple(location)
+    return (parts[0], *parts[2:]) if _union_branch(parts) else parts
+
+
+def _is_branch_mismatch(problem: Mapping[str, Any]) -> bool:
+    location = tuple(problem.get("loc", ()))
+    return (
+        problem.get("type") in _SHAPE_ERRORS
+        and len(location) == 2
+        and _union_branch(location) is not None
+    )
+
+
+def _useful_problems(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The problems a client can act on, first.
+
+    A body that is one event or a list fails both branches of the union: an event with a bad
+    type also fails "should be a list". Branch mismatches are dropped when another branch got
+    further (its errors are the real ones); when every branch failed on shape, one problem
+    says which shapes were expected."""
+    mismatches = [problem for problem in problems if _is_branch_mismatch(problem)]
+    if not mismatches:
+        return problems
+    others = [problem for problem in problems if not _is_branch_mismatch(problem)]
+    if others:
+        return others
+    expected = " or ".join(str(problem["loc"][1]) for problem in mismatches)
+    return [
+        {
+            "type": "union_shape",
+            "loc": ("body",),
+            "msg": f"expected {expected}",
+            "input": mismatches[0].get("input"),
+        }
+    ]
+
+
 def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
     details = []
-    for problem in error.errors():
-        field = _field_name(problem.get("loc", ()))
+    for problem in _useful_problems(list(error.errors())):
+        if problem.get("type") == "json_invalid":
+            # FastAPI's loc is ("body", character) and its input an empty dict: say the
+            # decoder's reason and where, not "JSON decode error (got {})".
+            position = problem.get("loc", ("body", None))[-1]
+            reason = problem.get("ctx", {}).get("error", "invalid JSON")
+            details.append(
+                {
+                    "field": "body",
+                    "message": f"not valid JSON: {reason} at character {position}",
+                }
+            )
+            continue
+        field = _field_name(_without_branch(problem.get("loc", ())))
         message = str(problem.get("msg", "invalid value"))
         if problem.get("type") != "missing" and "input" in problem:
             message += f" (got {_echo(problem['input'])})"

@@ -138,6 +138,8 @@ class CtrCounts:
     impressions: int
     clicks: int
     conversions: int
+    #: The UTC day the lists were served, when the counts are per day too.
+    day: str | None = None
 
 
 class EventStore:
@@ -306,21 +308,23 @@ class EventStore:
             connection.rollback()
             raise OperationalError(_INSERT_SERVED_SQL, values[:1], error) from error
 
-    def ctr_counts(self, group_by: str, start: float | None, end: float | None) -> list[CtrCounts]:
-        """Impressions, clicks and conversions per group of lists served in [start, end).
+    def ctr_counts(
+        self, group_by: str, start: float | None, end: float | None, *, by_day: bool = False
+    ) -> list[CtrCounts]:
+        """Impressions, clicks and conversions per group of lists served in [start, end), and
+        per UTC day of serving too when ``by_day``.
 
         A click or purchase counts once per (list, item), however often it was posted, and
         only when it quotes the recommendation id of a served list.
         """
-        key = GROUP_COLUMNS[group_by]
+        group = GROUP_COLUMNS[group_by]
+        keys = (group, SERVED.c.day) if by_day else (group,)
         in_range = []
         if start is not None:
             in_range.append(SERVED.c.served_at >= start)
         if end is not None:
             in_range.append(SERVED.c.served_at < end)
-        impressions = (
-            select(key.label("key"), func.sum(SERVED.c.n_items)).where(*in_range).group_by(key)
-        )
+        impressions = select(*keys, func.sum(SERVED.c.n_items)).where(*in_range).group_by(*keys)
         outcomes = (
             select(EVENTS.c.recommendation_id, EVENTS.c.item_id, EVENTS.c.event)
             .where(EVENTS.c.event.in_((col.CLICK, col.PURCHASE)))
@@ -330,7 +334,7 @@ class EventStore:
         )
         attributed = (
             select(
-                key.label("key"),
+                *keys,
                 func.sum(case((outcomes.c.event == col.CLICK, 1), else_=0)),
                 func.sum(case((outcomes.c.event == col.PURCHASE, 1), else_=0)),
             )
@@ -338,17 +342,26 @@ class EventStore:
                 outcomes.join(SERVED, outcomes.c.recommendation_id == SERVED.c.recommendation_id)
             )
             .where(*in_range)
-            .group_by(key)
+            .group_by(*keys)
         )
         with self.engine.connect() as connection:
-            shown = {row[0]: int(row[1] or 0) for row in connection.execute(impressions)}
+            width = len(keys)  # (group, day) per day, else (group,) and no day
+            shown = {
+                (row[0], row[1] if by_day else None): int(row[width] or 0)
+                for row in connection.execute(impressions)
+            }
             acted = {
-                row[0]: (int(row[1] or 0), int(row[2] or 0))
+                (row[0], row[1] if by_day else None): (
+                    int(row[width] or 0),
+                    int(row[width + 1] or 0),
+                )
                 for row in connection.execute(attributed)
             }
         return [
-            CtrCounts(key, shown[key], *acted.get(key, (0, 0)))
-            for key in sorted(shown, key=lambda value: (value is None, value or ""))
+            CtrCounts(key, shown[key, on], *acted.get((key, on), (0, 0)), day=on)
+            for key, on in sorted(
+                shown, key=lambda pair: (pair[0] is None, pair[0] or "", pair[1] or "")
+            )
         ]
 
 

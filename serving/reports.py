@@ -38,9 +38,12 @@ def wilson_interval(successes: int, trials: int, z: float = _Z) -> Rate:
     return Rate(value=share, low=low, high=high)
 
 
-def _group(key: str, impressions: int, clicks: int, conversions: int) -> CtrGroup:
+def _group(
+    key: str, impressions: int, clicks: int, conversions: int, day: str | None = None
+) -> CtrGroup:
     return CtrGroup(
         key=key,
+        day=day,
         impressions=impressions,
         clicks=clicks,
         ctr=wilson_interval(clicks, impressions),
@@ -57,12 +60,18 @@ def epoch(moment: datetime | None) -> float | None:
 
 
 def build_ctr_report(
-    counts: Sequence[CtrCounts], group_by: GroupBy, start: datetime | None, end: datetime | None
+    counts: Sequence[CtrCounts],
+    group_by: GroupBy,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    per_day: bool = False,
 ) -> CtrReport:
-    """The report body: one row per group and the total over all groups."""
+    """The report body: one row per group (per group and day with ``per_day``) and the total
+    over all groups."""
     groups = [
         _group(_NO_KEY if row.key is None else str(row.key), row.impressions, row.clicks,
-               row.conversions)
+               row.conversions, row.day)
         for row in counts
     ]  # fmt: skip
     total = _group(
@@ -72,5 +81,6 @@ def build_ctr_report(
         sum(row.conversions for row in counts),
     )
     return CtrReport(
-        start=start, end=end, group_by=group_by, confidence=CONFIDENCE, groups=groups, total=total
-    )
+        start=start, end=end, group_by=group_by, per_day=per_day, confidence=CONFIDENCE,
+        groups=groups, total=total,
+    )  # fmt: skip

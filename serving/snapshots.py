@@ -24,6 +24,7 @@ from features import columns as col
 from training.artifact import METRICS_FILE, REPORT_FILE, RULES_FILE, ModelArtifact, load_artifact
 from training.live import event_weights_of, live_since
 from training.member_bundles import BundleComposer
+from training.member_kpis import KPIS_FILE, PROFILES_FILE
 from training.models import MODEL_CLASSES
 from training.recommend import ArtifactRecommender
 from training.roster import Roster
@@ -61,6 +62,10 @@ class ModelSnapshot:
     #: Segment code of each member the artifact carries without events (``training.roster``):
     #: answered with their segment's popularity, as a campaign export answers them.
     carried_segments: Mapping[str, int] = field(default_factory=dict)
+    #: The dashboard's key figures and member profiles (``training.member_kpis``; None: the
+    #: artifact predates them).
+    kpis_json: bytes | None = None
+    profiles: pl.DataFrame | None = None
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -123,4 +128,11 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         evaluation_json=metrics,
         evaluation_html=_read_extra(artifact, REPORT_FILE),
         carried_segments=Roster(artifact).codes_by_member(),
+        kpis_json=_read_extra(artifact, KPIS_FILE),
+        profiles=_read_profiles(artifact),
     )
+
+
+def _read_profiles(artifact: ModelArtifact) -> pl.DataFrame | None:
+    profiles = _read_extra(artifact, PROFILES_FILE)
+    return pl.read_parquet(io.BytesIO(profiles)) if profiles is not None else None

@@ -4,6 +4,10 @@ artifact's data; the CLI selects members by file or segment and refuses bad opti
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
 import time
 import uuid
 from datetime import datetime
@@ -15,11 +19,16 @@ import pytest
 
 from features.members import SEGMENT, compute_member_profiles
 from serving.event_store import EventStore
-from tests.cli import run_recsys
+from tests.cli import RECSYS, run_recsys
 from tests.serving_helpers import READ, WRITE, Server, copy_artifact
 from training import export
 from training.artifact import RULES_FILE, ModelArtifact, load_artifact
-from training.export import BUNDLE_COLUMNS, RECOMMENDATION_COLUMNS, export_members
+from training.export import (
+    BUNDLE_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    SCORE_KINDS,
+    export_members,
+)
 from training.member_bundles import BundleComposer
 from training.models import MODEL_CLASSES
 from training.recommend import ArtifactRecommender, MemberContext
@@ -210,6 +219,9 @@ def test_recsys_train_carries_the_members_file_members_without_events(
         "--out", out, "--no-mlflow", "--list-depth", 0,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # Its standard error is a pipe, as a log is: each step is a plain line with its time.
+    assert re.search(r"^training: tuning popular on validation \(\d+\.\d s\)$", result.stderr, re.M)
+    assert re.search(r"^training: done in \d+\.\d s$", result.stderr, re.M), result.stderr
     trained = load_artifact(out, model_classes=MODEL_CLASSES)
     members = pl.read_parquet(store / "members.parquet").get_column("member_id")
     without = set(members) - set(trained.member_ids.external_ids.tolist())
@@ -365,3 +377,47 @@ def test_cli_refuses_bad_options_with_a_message_and_writes_nothing(
     assert message in " ".join((result.stderr + result.stdout).split())
     assert "Traceback" not in result.stderr
     assert not [path for path in tmp_path.iterdir() if path.suffix in (".csv", ".json")]
+
+
+def test_score_kind_says_which_scores_are_a_models_and_which_popularity_counts(
+    artifact: ModelArtifact, tmp_path: Path
+) -> None:
+    out = tmp_path / "campaign.parquet"
+    export_members(artifact, out, n=10)
+    exported = pl.read_parquet(out)
+    assert set(exported.get_column("score_kind")) == set(SCORE_KINDS)
+    popular = exported.filter(pl.col("model") == "popular")
+    assert popular.height and set(popular.get_column("score_kind")) == {"popularity"}
+    personal = exported.filter((pl.col("model") != "popular") & ~pl.col("fallback"))
+    assert personal.height and set(personal.get_column("score_kind")) == {"model"}
+    # Within a list popularity completed, the model's items come first, popularity's after.
+    completed = exported.filter((pl.col("model") != "popular") & pl.col("fallback"))
+    for rows in completed.partition_by("member_id"):
+        kinds = rows.sort("rank").get_column("score_kind").to_list()
+        assert kinds == sorted(kinds), kinds  # "model" < "popularity"
+
+
+def test_the_segment_table_the_report_and_a_segment_export_count_the_same_members(
+    tiny_trained: tuple[Path, Path], artifact: ModelArtifact, tmp_path: Path
+) -> None:
+    """All three take segments as of the data's last event (they once seemed to disagree)."""
+    store = tiny_trained[0]
+    table = subprocess.run(
+        [str(RECSYS), "segments", "-i", store / "interactions.parquet",
+         "--members", store / "members.parquet"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "as of the data's last event" in table.stdout
+    assert "value tier (computed: spend rank)" in table.stdout
+    printed = {
+        found[1]: int(found[2].replace(",", ""))
+        for found in re.finditer(r"lifecycle segment\s*│\s*(\S+)\s*│\s*([\d,]+)", table.stdout)
+    }
+    metrics = json.loads((artifact.path / "metrics.json").read_text())
+    assert printed == metrics["segment_sizes"]
+    segment = "at-risk" if printed.get("at-risk") else max(printed, key=printed.__getitem__)
+    out = tmp_path / "segment.parquet"
+    result = run_recsys("export", "--artifact", artifact.path, "--out", out, "--segment", segment)
+    assert result.returncode == 0, result.stderr
+    assert pl.read_parquet(out).get_column("member_id").n_unique() == printed[segment] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def test_report_shows_bundle_rules_beside_popularity(tmp_path: Path) -> None:
 
     section = html[html.index("<h2>Bundles") :]
     assert "321" in section and "4,000" in section and "0.6100" in section
-    assert "<th>hit rate@5</th>" in section and "<th>recall@5</th>" in section
+    assert "<th>hit rate<wbr>@5</th>" in section and "<th>recall<wbr>@5</th>" in section
     assert "<td>rules, then popular</td><td>0.4700</td><td>0.1800</td>" in section
     assert "<td>popular (baseline)</td><td>0.2900</td>" in section
 
@@ -117,8 +118,8 @@ def test_report_marks_chosen_model_and_baseline_in_every_table(tmp_path: Path) -
     assert len(chosen_rows) == len(baseline_rows) == 4
     assert all(row.startswith("<td>ease<") for row in chosen_rows)
     assert all("popularity baseline" in row for row in baseline_rows)
-    assert "<th>ndcg@10</th>" in html and "<th>coverage@10</th>" in html
-    assert "<th>conversion_proxy@10</th>" in html and "<th>map</th>" in html
+    assert "<th>ndcg<wbr>@10</th>" in html and "<th>coverage<wbr>@10</th>" in html
+    assert "<th>conversion_<wbr>proxy<wbr>@10</th>" in html and "<th>map</th>" in html
 
 
 def test_report_is_self_contained(tmp_path: Path) -> None:
@@ -169,3 +170,39 @@ def test_save_figures_writes_a_png_per_plot_with_data(
 
     assert {path.stem for path in paths} == expected
     assert all(path.read_bytes().startswith(PNG_MAGIC) for path in paths)
+
+
+def test_report_shows_dicts_as_key_value_pairs(tmp_path: Path) -> None:
+    metrics = training_metrics()
+    metrics["protocol"]["validation_shape"] = {"kind": "global-time", "share": 0.1421}
+
+    html = _report(tmp_path, metrics)
+
+    assert "kind = global-time; share = 0.1421" in html
+    assert "{&#x27;" not in html and "{'" not in html
+
+
+def test_report_tables_fit_a_laptop_screen_in_a_real_browser(tmp_path: Path) -> None:
+    """Eleven metric columns once made the page 1,488 px wide; at 1,280 px nothing may scroll
+    sideways, neither the page nor a table in its box."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    models = ("popular", "item_knn", "als", "ease", "content", "rerank")
+    report = write_report(training_metrics(models=models), tmp_path / "report.html")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(report.resolve().as_uri())
+            page_width = page.evaluate("document.documentElement.scrollWidth")
+            boxes = page.evaluate(
+                "Array.from(document.querySelectorAll('.table-wrap'))"
+                ".map(box => [box.scrollWidth, box.clientWidth])"
+            )
+        finally:
+            browser.close()
+    assert page_width <= 1280
+    assert len(boxes) >= 6 and all(scrolled <= shown for scrolled, shown in boxes), boxes

@@ -4,6 +4,7 @@ artifact)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -244,6 +245,30 @@ def test_every_error_is_json(server: Server) -> None:
         assert set(response.json()["error"]) >= {"code", "message", "request_id"}
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"event": "clik", "member_id": "m", "item_id": "i"}', "body.event: Input should be"),
+        (b'[{"event": "clik", "member_id": "m", "item_id": "i"}]', "body[0].event: Input should"),
+        (b'{"event": "click", "member_id": "m"}', "body.item_id: Field required"),
+        (b'"click"', "body: expected EventIn or list[EventIn] (got 'click')"),
+        (b'{"event": "click",}', "body: not valid JSON: Expecting property name"),
+    ],
+    ids=["bad type", "bad type in a list", "missing field", "not an object", "malformed JSON"],
+)
+def test_a_bad_event_gets_a_422_that_leads_with_the_useful_line(
+    server: Server, body: bytes, message: str
+) -> None:
+    headers = {**WRITE, "Content-Type": "application/json"}
+    response = server.client.post("/v1/events", content=body, headers=headers)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["message"].startswith(message), error
+    # The branch of the body's union that did not apply is not reported at all.
+    assert "EventIn" not in error["message"].removeprefix(message)
+    assert "valid list" not in error["message"] and "(got {})" not in error["message"]
+
+
 def test_write_and_admin_routes_need_a_key(server: Server) -> None:
     event = an_event("click", "m", "i")
     assert server.client.post("/v1/events", json=event).status_code == 401
@@ -256,6 +281,12 @@ def test_write_and_admin_routes_need_a_key(server: Server) -> None:
     assert server.client.post("/v1/events", json=event, headers=ADMIN).status_code == 200
     unauthorized = server.client.post("/v1/admin/reload")
     assert unauthorized.json()["error"]["code"] == "unauthorized"
+    # A newcomer's first 401 says where keys come from.
+    assert "RECSYS_API_KEYS" in unauthorized.json()["error"]["message"]
+    invalid = server.client.post("/v1/events", json=event, headers={"X-API-Key": "nope"})
+    assert invalid.status_code == 401
+    assert "not valid" in invalid.json()["error"]["message"]
+    assert "make demo" in invalid.json()["error"]["message"]
 
 
 def test_ctr_report_counts_served_lists_with_intervals(server: Server, known_member: str) -> None:
@@ -330,6 +361,25 @@ def test_openapi_documents_every_route_with_examples(server: Server) -> None:
     text = json.dumps(schema)
     assert '"examples"' in text and "X-API-Key" in text
     assert server.client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(("page", "kinds"), [("/docs", {"js", "css"}), ("/redoc", {"js"})])
+def test_api_docs_pages_load_their_assets_from_the_server_not_a_cdn(
+    server: Server, page: str, kinds: set[str]
+) -> None:
+    html = server.client.get(page).text
+    urls = set(re.findall(r"""(?:src|href|spec-url)=["']([^"']+)["']""", html))
+    urls |= set(re.findall(r"""url: ?["']([^"']+)["']""", html))
+    assert urls, html
+    assert not [url for url in urls if "//" in url], f"{page} loads from elsewhere: {urls}"
+    types = {"js": "javascript", "css": "text/css"}
+    served = set()
+    for url in urls - {"/openapi.json"}:
+        asset = server.client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 100, url
+        served |= {kind for kind, name in types.items() if name in asset.headers["content-type"]}
+    assert served >= kinds
 
 
 def test_simulate_replays_a_test_period_into_the_ctr_report(

@@ -175,9 +175,9 @@ def test_keys_grant_their_roles_and_admin_grants_all() -> None:
     assert keys.roles_of("a") == set(Role)
     assert keys.roles_of("nope") == set()
     keys.check("w", Role.EVENTS)
-    with pytest.raises(UnauthorizedError):
+    with pytest.raises(UnauthorizedError, match="RECSYS_API_KEYS"):
         keys.check(None, Role.EVENTS)
-    with pytest.raises(UnauthorizedError):
+    with pytest.raises(UnauthorizedError, match=r"not valid.*RECSYS_API_KEYS"):
         keys.check("nope", Role.EVENTS)
     with pytest.raises(ForbiddenError):
         keys.check("r", Role.ADMIN)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from features.errors import ConfigError
+from tests.cli import run_recsys
 from tests.test_report import MODELS, training_metrics
 from training.tracking import (
     CHAMPION_ALIAS,
@@ -30,6 +32,7 @@ from training.tracking import (
     promote,
     protocol_fingerprint,
 )
+from training.tracking.runs import STEP_METRIC
 
 FINGERPRINT = "fp-1234"
 POPULAR_NDCG = 0.2
@@ -417,3 +420,35 @@ def test_log_training_run_refuses_a_directory_that_is_not_an_artifact(
 ) -> None:
     with pytest.raises(ConfigError, match="not a model artifact"):
         log_training_run(training_metrics(), tmp_path, tracking_uri=tracking_uri)
+
+
+def test_recsys_train_logs_into_a_parent_run_that_lasts_as_long_as_the_training(
+    tracking_uri: str, client: MlflowClient, tiny_trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The parent run starts before training's first step and logs each step as it begins
+    (it once started after training, lasting 2.9 s of a 60 s training)."""
+    store = tiny_trained[0]
+    result = run_recsys(
+        "train", "-i", store / "interactions.parquet", "--models", "popular,item_knn",
+        "--trials", 1, "--out", tmp_path / "artifact", "--list-depth", 0,
+        "--split", "last-days:60", "--tracking-uri", tracking_uri,
+        "--registered-model", "timed",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(r"MLflow run (\w+):", result.stdout)[1]  # type: ignore[index]
+    parent = client.get_run(run_id)
+    steps = client.get_metric_history(run_id, STEP_METRIC)
+    step_lines = re.findall(r"^training: (?!done).* \((\d+\.\d) s\)$", result.stderr, re.M)
+    assert len(steps) == len(step_lines) > 3
+    first_step = min(point.timestamp for point in steps)
+    assert parent.info.start_time <= first_step
+    assert parent.info.end_time >= max(point.timestamp for point in steps)
+    trained_s = float(re.search(r"^training: done in (\d+\.\d) s$", result.stderr, re.M)[1])  # type: ignore[index]
+    assert (parent.info.end_time - parent.info.start_time) / 1000 >= trained_s - 0.05
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == f"train ({parent.data.params['chosen']})"
+    # Params read as a person wrote them: the split as its spec, dicts as JSON.
+    params = parent.data.params
+    assert params["protocol.split"] == "last-days:60"
+    assert json.loads(params["protocol.validation"])["carved_from"] == "train"
+    assert not [value for value in params.values() if "Spec(" in value or "{'" in value]

@@ -18,7 +18,8 @@ member has just bought.
 
 One row per recommended item (``kind="recommendations"``) or per bundle (``kind="bundles"``),
 ranked within each member; the columns are in :data:`RECOMMENDATION_COLUMNS` and
-:data:`BUNDLE_COLUMNS`.
+:data:`BUNDLE_COLUMNS`. A recommendation's ``score_kind`` says what its ``score`` is
+(:data:`SCORE_KINDS`), since a model's scores and popularity counts share the column.
 """
 
 from __future__ import annotations
@@ -40,14 +41,26 @@ from features.errors import ConfigError
 from training.artifact import RULES_FILE, ModelArtifact
 from training.live import LiveEvent, MemberEvents, event_weights_of, live_context, live_since
 from training.member_bundles import BundleComposer
-from training.recommend import ArtifactRecommender, MemberContext
+from training.recommend import FALLBACK_MODEL, ArtifactRecommender, MemberContext
 from training.roster import Roster
 
-__all__ = ["BUNDLE_COLUMNS", "RECOMMENDATION_COLUMNS", "ExportSummary", "export_members"]
+__all__ = [
+    "BUNDLE_COLUMNS",
+    "RECOMMENDATION_COLUMNS",
+    "SCORE_KINDS",
+    "ExportSummary",
+    "export_members",
+]
 
 ExportKind = Literal["recommendations", "bundles"]
 
-RECOMMENDATION_COLUMNS = ("member_id", "rank", "item_id", "score", "model", "fallback")
+RECOMMENDATION_COLUMNS = (
+    "member_id", "rank", "item_id", "score", "score_kind", "model", "fallback",
+)  # fmt: skip
+#: What a recommendation's ``score`` is: the answering model's own score (comparable within that
+#: model only, 0.05 for one) or a popularity count (698): the popular model's, or
+#: the items popularity completed a list with.
+SCORE_KINDS = ("model", "popularity")
 BUNDLE_COLUMNS = (
     "member_id", "rank", "anchor_item_id", "complement_item_id", "score", "source", "lift",
     "confidence", "support", "third_item_id", "third_lift", "total_price", "model", "fallback",
@@ -217,13 +230,17 @@ def _recommendation_rows(
     )
     found = ranked.items >= 0
     rows, ranks = np.nonzero(found)
+    models = np.asarray(ranked.models, dtype=object)[rows]
+    # A row's first ``from_model`` items are its model's; popularity completed the rest.
+    by_model = (ranks < ranked.from_model[rows]) & (models != FALLBACK_MODEL)
     return pl.DataFrame(
         {
             "member_id": np.asarray(member_ids, dtype=object)[rows],
             "rank": (ranks + 1).astype(np.int32),
             "item_id": artifact.item_ids.external_ids[ranked.items[found]],
             "score": ranked.scores[found],
-            "model": np.asarray(ranked.models, dtype=object)[rows],
+            "score_kind": np.where(by_model, SCORE_KINDS[0], SCORE_KINDS[1]),
+            "model": models,
             "fallback": ranked.fallback[rows],
         },
         schema=_RECOMMENDATION_SCHEMA,
@@ -272,7 +289,7 @@ def _names_or_null(names: np.ndarray, items: np.ndarray) -> pl.Series:
 
 _RECOMMENDATION_SCHEMA = pl.Schema({
     "member_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float32,
-    "model": pl.Utf8, "fallback": pl.Boolean,
+    "score_kind": pl.Utf8, "model": pl.Utf8, "fallback": pl.Boolean,
 })  # fmt: skip
 _BUNDLE_SCHEMA = pl.Schema({
     "member_id": pl.Utf8, "rank": pl.Int32, "anchor_item_id": pl.Utf8,

@@ -22,6 +22,7 @@ from training.artifact import (
 )
 from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT
 from training.dataset import TrainingData, history_matrix
+from training.member_kpis import write_member_files
 from training.models import MODEL_CLASSES
 from training.models.popular import PopularityRecommender, fallback_popularity
 from training.recommend import ArtifactRecommender
@@ -62,8 +63,9 @@ def write_training_artifact(
     list_depth: int = DEFAULT_LIST_DEPTH,
     members: pl.DataFrame | None = None,
 ) -> Path:
-    """Write the model artifact, with ``metrics.json`` and ``report.html`` (and, with a ``members``
-    table, ``members.parquet``: its members without events, :mod:`training.roster`),
+    """Write the model artifact, with ``metrics.json``, ``report.html``, the dashboard's
+    ``kpis.json`` and ``member_profiles.parquet`` (:mod:`training.member_kpis`) (and, with a
+    ``members`` table, ``members.parquet``: its members without events, :mod:`training.roster`),
     atomically to ``out_dir``, then add every member's top ``list_depth`` by the chosen model
     (none when 0), computed by the recommender serving runs, from the written artifact, so that
     they are what it would answer."""
@@ -93,6 +95,10 @@ def _write_artifact(
         if outcome.rules is not None:
             extra_files[RULES_FILE] = Path(scratch) / RULES_FILE
             outcome.rules.write_parquet(extra_files[RULES_FILE])
+        if data.reference_time is not None:
+            extra_files.update(
+                write_member_files(data.interactions, data.reference_time, members, Path(scratch))
+            )
         if members is not None:
             extra_files[ROSTER_FILE] = Path(scratch) / ROSTER_FILE
             members_without_events(members, data).write_parquet(extra_files[ROSTER_FILE])

@@ -62,7 +62,9 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
        max-width: 72rem; padding: 0 1rem; color: #1f2933; }
 h1 { margin-bottom: 0.25rem; }
 h2 { margin-top: 2.5rem; border-bottom: 1px solid #d9e2ec; padding-bottom: 0.25rem; }
-table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+.table-wrap { max-width: 100%; overflow-x: auto; margin: 0.5rem 0 1rem; }
+table { border-collapse: collapse; font-size: 0.9rem; }
+thead th { vertical-align: bottom; }
 th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #e4e7eb; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead th { background: #f0f4f8; }
@@ -167,7 +169,9 @@ def _plot_segment_sizes(metrics: Metrics) -> Figure | None:
     axes = figure.subplots()
     bars = axes.bar(segments, counts, color="#486581")
     axes.bar_label(bars, labels=[f"{count:,}" for count in counts])
-    axes.set(title="Members per segment", ylabel="members")
+    data_end = (metrics.get("refit") or {}).get("data_end")
+    title = "Members per segment" + (f" as of {data_end}" if data_end else "")
+    axes.set(title=title, ylabel="members")
     axes.grid(axis="y", alpha=0.3)
     return figure
 
@@ -208,9 +212,16 @@ def _ordered_union(mappings: Iterable[Mapping[str, Any]]) -> list[str]:
 #: File stem -> (caption, drawing function); the order is the report's.
 FIGURES: dict[str, tuple[str, Callable[[Metrics], Figure | None]]] = {
     "metrics_at_k": ("Test precision, recall and NDCG at k = 5, 10, 20", _plot_metric_curves),
-    "segments": (f"Test {SEGMENT_METRIC} per member segment", _plot_segments),
+    "segments": (
+        f"Test {SEGMENT_METRIC} per member segment (segments as of the training split's end)",
+        _plot_segments,
+    ),
     "long_tail": ("Popularity bias: catalog vs recommended share per decile", _plot_long_tail),
-    "segment_sizes": ("Members per segment", _plot_segment_sizes),
+    "segment_sizes": (
+        "Members per segment, as of the served data's end (data_end), as exports and "
+        "`recsys segments` count them",
+        _plot_segment_sizes,
+    ),
 }
 
 
@@ -251,6 +262,8 @@ def _format(value: object) -> str:
         return _esc(value)
     if isinstance(value, list | tuple):
         return ", ".join(_format(item) for item in value)
+    if isinstance(value, Mapping):  # a protocol's shape: "kind = global-time; share = 0.1421"
+        return "; ".join(f"{_esc(key)} = {_format(item)}" for key, item in value.items()) or "–"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
@@ -268,9 +281,22 @@ def _row(css: str, label: str, cells: Sequence[object]) -> str:
 
 def _table(header: Sequence[str], rows: Iterable[tuple[str, str, Sequence[object]]]) -> str:
     """An HTML table of (css class, label HTML, cell values) rows under an escaped header."""
-    head = "".join(f"<th>{_esc(name)}</th>" for name in header)
+    head = "".join(f"<th>{_breakable(name)}</th>" for name in header)
     body = "".join(_row(*row) for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return _wrapped(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _breakable(name: str) -> str:
+    """A header, escaped, that may wrap after ``_`` and before ``@``: ``conversion_proxy@10``
+    takes the width of ``conversion_``, not of the whole name."""
+    return _esc(name).replace("_", "_<wbr>").replace("@", "<wbr>@")
+
+
+def _wrapped(table: str) -> str:
+    """A table in a box as wide as the page: a table that does not fit scrolls inside its box
+    instead of widening the page (eleven metric columns were 1,424 px wide before their
+    headers could wrap)."""
+    return f'<div class="table-wrap">{table}</div>'
 
 
 def _model_label(name: str, chosen: str | None) -> tuple[str, str]:
@@ -329,7 +355,7 @@ def _summary(metrics: Metrics) -> str:
 def _facts_table(facts: Mapping[str, object]) -> str:
     """A two-column table of named values."""
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_format(v)}</td></tr>" for k, v in facts.items())
-    return f'<table class="summary"><tbody>{rows}</tbody></table>'
+    return _wrapped(f'<table class="summary"><tbody>{rows}</tbody></table>')
 
 
 def _rules_section(metrics: Metrics) -> str:

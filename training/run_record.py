@@ -3,6 +3,7 @@ shares, the refit, timings, the rules served and how they did on test, segment s
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,13 @@ import scipy.sparse as sp
 from features import columns as col
 from features.baskets import Baskets, baskets_from_interactions
 from features.members import SEGMENT
-from features.splits import SplitSpec
+from features.splits import (
+    LastDaysSplitSpec,
+    LastShareSplitSpec,
+    LeaveLastOutSpec,
+    SplitSpec,
+    TemporalSplitSpec,
+)
 from training.config import RuleConfig
 from training.dataset import TrainingData
 from training.rules import association_rules, count_threshold
@@ -96,7 +103,21 @@ def timings(
 
 
 def describe_spec(spec: SplitSpec | None) -> str:
-    return "explicit test file" if spec is None else repr(spec)
+    """The split as a person gives it to ``--split`` (``last-days:30``), not a Python repr:
+    what metrics.json, report.html and MLflow show, and what ``parse_split_spec`` reads back."""
+    if spec is None:
+        return "explicit test file"
+    if isinstance(spec, TemporalSplitSpec):
+        cutoff = spec.cutoff
+        a_date = cutoff.tzinfo is None and cutoff.time() == time()
+        return f"temporal:{cutoff.date().isoformat() if a_date else cutoff.isoformat()}"
+    if isinstance(spec, LastDaysSplitSpec):
+        return f"last-days:{spec.days}"
+    if isinstance(spec, LeaveLastOutSpec):
+        return f"leave-last:{spec.k}"
+    if isinstance(spec, LastShareSplitSpec):
+        return f"last-share:{spec.share}"
+    return f"ratio:{spec.test_ratio}:{spec.by}:{spec.seed}"
 
 
 def segment_sizes(segments: pl.DataFrame) -> dict[str, int]:

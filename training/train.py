@@ -317,7 +317,7 @@ def run_training(
         "primary_metric": config.primary_metric,
         "protocol": {
             "split": describe_spec(spec),
-            "validation": f"carved from train: {validation_counts}",
+            "validation": {"carved_from": "train", **validation_counts},
             "validation_shape": shape,
             **split.describe(),
             "test_fingerprint": data_fingerprint(split.test),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from serving.routes import (
     admin,
     bundles,
+    dashboard,
     events,
     health,
     items,
@@ -22,6 +23,7 @@ ROUTERS = (
     events.router,
     reports.router,
     models.router,
+    dashboard.router,
     admin.router,
     health.router,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -38,16 +39,22 @@ async def ctr_report(
         datetime | None, Query(alias="to", description="Lists served before (ISO-8601).")
     ] = None,
     group_by: Annotated[GroupBy, Query(description="What to compare.")] = GroupBy.VARIANT,
+    per_day: Annotated[
+        bool, Query(description="Split each group by the UTC day its lists were served.")
+    ] = False,
 ) -> CtrReport:
     """Impressions (items served), clicks, CTR, conversions (purchases) and conversion rate
-    per group, each rate with its 95% Wilson interval. Clicks and purchases count when they
-    quote the ``recommendation_id`` of a served list, once per (list, item)."""
+    per group (and per day with ``per_day``: the trend the dashboard plots), each rate with
+    its 95% Wilson interval. Clicks and purchases count when they quote the
+    ``recommendation_id`` of a served list, once per (list, item)."""
     start_at, end_at = epoch(start), epoch(end)
     if start_at is not None and end_at is not None and start_at >= end_at:
         raise InvalidParameterError(f"from ({start}) must be before to ({end})")
     await impressions.flush()  # this worker's queued lists count too
-    counts = await asyncio.to_thread(store.ctr_counts, group_by.value, start_at, end_at)
-    return build_ctr_report(counts, group_by, start, end)
+    counts = await asyncio.to_thread(
+        partial(store.ctr_counts, by_day=per_day), group_by.value, start_at, end_at
+    )
+    return build_ctr_report(counts, group_by, start, end, per_day=per_day)
 
 
 @router.get(

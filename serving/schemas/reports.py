@@ -20,6 +20,9 @@ class Rate(BaseModel):
 
 class CtrGroup(BaseModel):
     key: str
+    day: str | None = Field(
+        default=None, description="UTC day the lists were served (YYYY-MM-DD), with per_day."
+    )
     impressions: int = Field(description="Items served in lists of this group.")
     clicks: int = Field(description="Distinct (list, item) pairs clicked.")
     ctr: Rate
@@ -40,6 +43,7 @@ class CtrReport(BaseModel):
     start: datetime | None = Field(alias="from")
     end: datetime | None = Field(alias="to")
     group_by: GroupBy
+    per_day: bool = Field(default=False, description="Groups are split by UTC day of serving.")
     confidence: float
     groups: list[CtrGroup]
     total: CtrGroup

@@ -3,6 +3,9 @@
 One training run becomes one MLflow parent run (protocol as params, the chosen model's test
 metrics, metrics.json, report.html and the plots as artifacts) with one nested child run per
 model (its tuned params, its test metrics, its validation metrics as ``val_*``, its timings).
+The parent run starts when training starts (:func:`training_run`, which ``recsys train``
+opens before its first step) and logs each step as it begins, so that it lasts as long as the
+training and a running one shows where it is; the outcome is logged into it at the end.
 
 **How the model artifact is registered.** The artifact directory is logged as the parent run's
 artifact directory ``artifact/`` and a model version is created whose *source* is that
@@ -60,6 +63,53 @@ class TrackingResult:
     reason: str
 
 
+#: The parent run's metric with one point per training step (value: steps done so far), logged
+#: as each step begins: the run's timeline while training runs, read back by the tests.
+STEP_METRIC = "training_step"
+
+
+@dataclass
+class OpenRun:
+    """A parent run started when training starts (:func:`training_run`), so that the run
+    lasts as long as the training and shows its steps while it runs."""
+
+    client: MlflowClient
+    experiment_id: str
+    run_id: str
+    steps: int = 0
+
+    def step(self, message: str) -> None:
+        """Record that the step ``message`` begins: the ``step`` tag (what the MLflow UI shows
+        of a running run) and a point of :data:`STEP_METRIC`."""
+        from mlflow.entities import Metric, RunTag
+
+        self.steps += 1
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(STEP_METRIC, float(self.steps), now, self.steps)],
+            tags=[RunTag("step", message)],
+        )
+
+
+@contextmanager
+def training_run(
+    *,
+    experiment: str = "member-recsys",
+    tracking_uri: str | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Iterator[OpenRun]:
+    """A parent run, RUNNING while the block trains, FINISHED after it (FAILED if it raises);
+    ``log_training_run(..., run=...)`` then logs the outcome into it. ``params``: those known
+    before training (each must equal its value at the end, as MLflow refuses a change)."""
+    uri = tracking_uri or default_tracking_uri()
+    client = connect(uri)
+    experiment_id = ensure_experiment(client, experiment, uri)
+    with _run(client, experiment_id, "train (running)") as run_id:
+        _log(client, run_id, {}, params)
+        yield OpenRun(client, experiment_id, run_id)
+
+
 def log_training_run(
     metrics: Mapping[str, Any],
     artifact_dir: Path,
@@ -69,28 +119,52 @@ def log_training_run(
     registered_model: str = "member-recsys",
     figures_dir: Path | None = None,
     promotion_margin: float = DEFAULT_PROMOTION_MARGIN,
+    run: OpenRun | None = None,
 ) -> TrackingResult:
     """Log a training run with its per-model child runs, register ``artifact_dir`` as a new
     version of ``registered_model`` and make it champion when it beats the champion on the
-    same test, or passes the gate where there is no champion it can be compared with."""
+    same test, or passes the gate where there is no champion it can be compared with.
+
+    ``run``: the parent run :func:`training_run` opened when training began (``experiment``
+    and ``tracking_uri`` are then its own); without one, a parent run is made now."""
     _require_artifact(artifact_dir)
     _require_margin(promotion_margin)
     tags = version_tags(metrics, artifact_dir, promotion_margin)  # fails early without a figure
-    uri = tracking_uri or default_tracking_uri()
-    client = connect(uri)
-    experiment_id = ensure_experiment(client, experiment, uri)
-    with _run(client, experiment_id, f"train ({metrics['chosen']})") as run_id:
-        chosen_metrics = _numbers(metrics["models"][metrics["chosen"]])
-        params = {**_parent_params(metrics), TAG_MARGIN: promotion_margin}
-        _log(client, run_id, chosen_metrics, params)
-        for model, model_params in _models_with_params(metrics).items():
-            with _run(client, experiment_id, model, parent_id=run_id) as child_id:
-                _log(client, child_id, _child_metrics(metrics, model), model_params)
-        _log_report_artifacts(client, run_id, metrics, figures_dir)
-        version = _register_artifact(client, run_id, artifact_dir, registered_model, tags)
-        champion = current_champion(client, registered_model)
-        promotion = decide(metrics, tags, champion, promotion_margin)
-        record(client, run_id, registered_model, version, promotion)
+    if run is None:
+        with training_run(experiment=experiment, tracking_uri=tracking_uri) as opened:
+            return _log_outcome(
+                opened, metrics, artifact_dir, registered_model, figures_dir, promotion_margin,
+                tags,
+            )  # fmt: skip
+    return _log_outcome(
+        run, metrics, artifact_dir, registered_model, figures_dir, promotion_margin, tags
+    )
+
+
+def _log_outcome(
+    run: OpenRun,
+    metrics: Mapping[str, Any],
+    artifact_dir: Path,
+    registered_model: str,
+    figures_dir: Path | None,
+    promotion_margin: float,
+    tags: Mapping[str, str],
+) -> TrackingResult:
+    """Everything of a finished training in its open parent run: params, metrics, children,
+    report, the registered version and the champion decision."""
+    client, run_id, experiment_id = run.client, run.run_id, run.experiment_id
+    client.update_run(run_id, name=f"train ({metrics['chosen']})")
+    chosen_metrics = _numbers(metrics["models"][metrics["chosen"]])
+    params = {**_parent_params(metrics), TAG_MARGIN: promotion_margin}
+    _log(client, run_id, chosen_metrics, params)
+    for model, model_params in _models_with_params(metrics).items():
+        with _run(client, experiment_id, model, parent_id=run_id) as child_id:
+            _log(client, child_id, _child_metrics(metrics, model), model_params)
+    _log_report_artifacts(client, run_id, metrics, figures_dir)
+    version = _register_artifact(client, run_id, artifact_dir, registered_model, tags)
+    champion = current_champion(client, registered_model)
+    promotion = decide(metrics, tags, champion, promotion_margin)
+    record(client, run_id, registered_model, version, promotion)
     if promotion.decision.promotes:
         client.set_registered_model_alias(registered_model, CHAMPION_ALIAS, version)
         champion_version: str | None = version

@@ -1,0 +1,169 @@
+// Members: find one, then their profile, history, each model's recommendations side by side,
+// their bundles, and the items similar to whichever item is clicked.
+import { getJSON } from "../api.js";
+import { badge, card, dateTime, day, el, money, notice, number, table } from "../ui.js";
+
+const RECOMMENDATIONS = 10;
+const SIMILAR = 8;
+
+export async function render(memberId) {
+  const page = el("div", {}, el("h1", {}, "Members"), searchBox(memberId));
+  if (!memberId) {
+    page.append(await memberList(""));
+    return page;
+  }
+  page.append(await memberView(memberId));
+  return page;
+}
+
+function open(memberId) {
+  location.hash = `#/member/${encodeURIComponent(memberId)}`;
+}
+
+function searchBox(current) {
+  const input = el("input", { type: "search", id: "member-search", value: current || "",
+    placeholder: "Member id, or part of it", list: "member-suggestions", "aria-label": "Member id" });
+  const suggestions = el("datalist", { id: "member-suggestions" });
+  input.addEventListener("input", async () => {
+    const found = await getJSON("/v1/dashboard/members", { q: input.value.trim(), limit: 20 });
+    suggestions.replaceChildren(...found.members.map((m) => el("option", { value: m.member_id })));
+  });
+  const form = el("form", { class: "search" }, input, suggestions,
+    el("button", { type: "submit" }, "Show member"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (input.value.trim()) open(input.value.trim());
+  });
+  return form;
+}
+
+async function memberList(query) {
+  const found = await getJSON("/v1/dashboard/members", { q: query, limit: 40 });
+  return card(`Members (${number(found.total)})`,
+    el("p", { class: "muted" }, "The first members by id; type in the box to find others."),
+    el("div", { class: "chips" }, found.members.map((m) =>
+      el("button", { class: "chip", type: "button", "data-member": m.member_id,
+        onclick: () => open(m.member_id) },
+      m.member_id, m.segment ? ` · ${m.segment}` : ""))));
+}
+
+async function memberView(memberId) {
+  const id = encodeURIComponent(memberId);
+  const [profile, history, loaded] = await Promise.all([
+    getJSON(`/v1/members/${id}/profile`),
+    getJSON(`/v1/members/${id}/history`, { n: 15 }),
+    getJSON("/v1/models"),
+  ]);
+  const variant = loaded.variants.find((v) => v.variant === profile.variant);
+  const modelNames = variant?.models ?? [];
+  const [lists, bundles] = await Promise.all([
+    Promise.all(modelNames.map((model) =>
+      getJSON(`/v1/members/${id}/recommendations`, { model, n: RECOMMENDATIONS }))),
+    getJSON(`/v1/members/${id}/bundles`, { n: 3 }),
+  ]);
+  const similar = card("Similar items", el("p", { class: "muted", id: "similar-hint" },
+    "Click any item to see the items most similar to it."));
+  similar.id = "similar";
+  const chooser = itemChooser(similar);
+  return el("div", { class: "grid" },
+    el("div", { class: "grid cols-2" }, profileCard(profile), historyCard(history, chooser)),
+    card(`Recommended for ${memberId}, by model`,
+      el("p", { class: "muted" }, `Top ${RECOMMENDATIONS} of each model of variant ` +
+        `${profile.variant}; purchased items are left out. ` +
+        `${variant?.chosen ? `${variant.chosen} answers the storefront.` : ""}`),
+      el("div", { class: "grid cols-models", id: "recommendations" },
+        lists.map((list) => modelColumn(list, variant?.chosen, chooser)))),
+    el("div", { class: "grid cols-2" }, bundleCard(bundles, chooser), similar),
+  );
+}
+
+function profileCard(p) {
+  const facts = [
+    ["Segment", p.segment ?? "unknown"],
+    ["Tier (members file)", p.tier ?? "none declared"],
+    ["Value tier (spend)", p.value_tier ?? "–"],
+    ["Orders", number(p.orders)],
+    ["Spend", money(p.spend)],
+    ["Last purchase", day(p.last_purchase)],
+    ["Member since", day(p.first_seen)],
+    ["Days since last activity", number(p.recency_days)],
+    ["A/B variant", p.variant],
+  ];
+  // Figures later versions of the API add; shown only when the API has them.
+  if (p.churn_risk !== undefined && p.churn_risk !== null) facts.push(["Churn risk", p.churn_risk]);
+  if (p.expected_value !== undefined && p.expected_value !== null) {
+    facts.push(["Expected value", money(p.expected_value)]);
+  }
+  return card(`Member ${p.member_id}`,
+    p.known ? null : notice("The models have no events of this member: their lists come " +
+      "from their segment's popularity (flagged fallback)."),
+    el("dl", { class: "facts", id: "profile" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+}
+
+function itemLine(item, chooser, extra = []) {
+  return el("li", { class: "item", "data-item": item.item_id, onclick: () => chooser(item) },
+    el("div", { class: "title" }, item.title ?? item.item_id),
+    el("div", { class: "meta" }, [item.item_id, item.category].filter(Boolean).join(" · "), ...extra));
+}
+
+function historyCard(history, chooser) {
+  const trained = history.trained.length
+    ? el("ol", { class: "items" }, history.trained.map((item) =>
+      itemLine(item, chooser, [item.purchased ? badge("bought", "good") : badge("not bought")])))
+    : el("p", { class: "muted" }, "Nothing in the model artifact.");
+  const live = history.live.length
+    ? table([
+      { label: "When", value: (e) => dateTime(e.occurred_at) },
+      { label: "Event", value: (e) => e.event },
+      { label: "Item", value: (e) => e.title ?? e.item_id },
+    ], history.live)
+    : el("p", { class: "muted" }, `No events posted since ${day(history.live_since)}.`);
+  return card("History", el("h2", { class: "muted" }, "Events since the data's end"), live,
+    el("h2", { class: "muted", style: "margin-top:12px" }, "What the models learned (strongest first)"),
+    trained);
+}
+
+function modelColumn(list, chosen, chooser) {
+  return el("div", { class: "card model-list", "data-model": list.model },
+    el("h2", {}, list.model, list.model === chosen ? badge("storefront", "accent") : null,
+      list.fallback ? badge("fallback", "warn") : null),
+    el("ol", { class: "items" }, list.items.map((item) =>
+      itemLine(item, chooser, [` · score ${score(item.score)}`]))));
+}
+
+function bundleCard(answer, chooser) {
+  if (!answer.bundles.length) return card("Bundles", el("p", { class: "muted" }, "No bundles."));
+  return card("Bundles for this member",
+    answer.bundles.map((bundle) => el("div", { class: "bundle" },
+      el("div", { class: "meta muted" },
+        `Total ${money(bundle.total_price)} · score ${number(bundle.score, 3)}`),
+      el("ol", { class: "items" }, bundle.items.map((item) => itemLine(item, chooser,
+        [` · ${item.source}`, item.lift ? ` · lift ${number(item.lift, 2)}` : ""]))))));
+}
+
+// What clicking an item does: its similar items fill the "Similar items" card.
+function itemChooser(target) {
+  return async (item) => {
+    for (const node of document.querySelectorAll(".item.selected")) node.classList.remove("selected");
+    for (const node of document.querySelectorAll(`.item[data-item="${CSS.escape(item.item_id)}"]`)) {
+      node.classList.add("selected");
+    }
+    const heading = el("h2", {}, `Similar to ${item.title ?? item.item_id}`);
+    target.replaceChildren(heading, el("p", { class: "muted" }, "Loading…"));
+    try {
+      const answer = await getJSON(`/v1/items/${encodeURIComponent(item.item_id)}/similar`, { n: SIMILAR });
+      target.replaceChildren(heading,
+        el("p", { class: "muted" }, `By ${answer.model}${answer.fallback ? " (fallback)" : ""}.`),
+        el("ol", { class: "items", id: "similar-items" }, answer.items.map((similar) =>
+          itemLine(similar, itemChooser(target), [` · score ${number(similar.score, 3)}`]))));
+    } catch (error) {
+      target.replaceChildren(heading, el("p", { class: "error" }, error.message));
+    }
+    target.scrollIntoView({ block: "nearest" });
+  };
+}
+
+// Scores: popularity counts are whole numbers in the hundreds, model scores small fractions.
+function score(value) {
+  return number(value, Math.abs(value) >= 100 ? 0 : 3);
+}

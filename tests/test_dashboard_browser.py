@@ -1,0 +1,170 @@
+"""The dashboard in a real browser: Debian's chromium (headless, driven by Playwright) against
+a real server that follows the registry's champion and requires a read key.
+
+Every page must load with no console error; a member's page must show recommendations from
+at least two models, and clicking an item its similar items. Each page's screenshot is saved
+under ``$RECSYS_TEST_ARTIFACTS`` (default ``tests/artifacts/``) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.serving_helpers import KEYS, Server, an_event, copy_artifact, post_events
+from training.tracking import log_training_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+REGISTERED = "dashboard-test-model"
+SCREENSHOTS = Path(os.environ.get("RECSYS_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+READ_KEY = next(key for key, roles in KEYS.items() if roles == ["read"])
+PAGE_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def server(
+    tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """Two registered versions of the tiny artifact (the first champion), served from the
+    registry, with read keys required."""
+    root = tmp_path_factory.mktemp("dashboard-browser")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    metrics = json.loads((tiny_trained[1] / "metrics.json").read_text())
+    second = copy_artifact(tiny_trained[1], root / "second", created_at="2030-01-01T00:00:00")
+    for artifact in (tiny_trained[1], second):
+        log_training_run(metrics, artifact, tracking_uri=tracking_uri, registered_model=REGISTERED)
+    running = Server(
+        {
+            "RECSYS_MODEL_URI": f"models:/{REGISTERED}@champion",
+            "RECSYS_TRACKING_URI": tracking_uri,
+            "RECSYS_ARTIFACT_CACHE": str(root / "cache"),
+            "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}",
+            "RECSYS_REQUIRE_READ_KEY": "true",
+        },
+        root / "server.log",
+    )
+    yield running.wait()
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"the browser tests need Debian's chromium at {CHROMIUM}: "
+            "apt-get install -y chromium (.ci/run installs it when it is missing)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield launched
+        launched.close()
+
+
+#: Console errors and uncaught exceptions of the tab, as they happen (cleared per page).
+ERRORS: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    """One tab, its read key entered once (the dashboard keeps it for the tab)."""
+    tab = browser.new_page(viewport={"width": 1400, "height": 900})
+    tab.set_default_timeout(PAGE_TIMEOUT_MS)
+    tab.on("console", lambda message: message.type == "error" and ERRORS.append(message.text))
+    tab.on("pageerror", lambda error: ERRORS.append(str(error)))
+    yield tab
+    tab.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def _goto(page: Page, server: Server, route: str, ready: str) -> None:
+    ERRORS.clear()
+    page.goto(f"{server.url}/#/{route}")
+    page.wait_for_selector(ready)
+    page.wait_for_timeout(300)  # charts draw on the next frame
+    assert ERRORS == [], f"console errors on #/{route}: {ERRORS}"
+
+
+def test_the_dashboard_asks_for_the_read_key_then_loads(page: Page, server: Server) -> None:
+    page.goto(f"{server.url}/#/overview")
+    page.wait_for_selector("text=A read key is needed")
+    # The refused requests are the only errors (the browser logs each 401).
+    assert ERRORS and all("401" in text for text in ERRORS), ERRORS
+    _shot(page, "read-key")
+    page.fill("#key-input", READ_KEY)
+    page.click("#key-form button")
+    page.wait_for_selector(".kpi")
+    assert page.locator(".kpi .label").first.inner_text().lower() == "members"
+
+
+def test_overview_shows_key_figures_and_charts(page: Page, server: Server) -> None:
+    _goto(page, server, "overview", ".kpi")
+    labels = [label.lower() for label in page.locator(".kpi .label").all_inner_texts()]
+    assert {"active members", "repurchase rate", "average order value"} <= set(labels)
+    assert page.locator("canvas").count() == 2
+    _shot(page, "overview")
+
+
+def test_a_members_page_shows_two_models_and_similar_items(page: Page, server: Server) -> None:
+    _goto(page, server, "member", "[data-member]")
+    _shot(page, "members")
+    page.locator("[data-member]").nth(1).click()
+    page.wait_for_selector("#recommendations .model-list")
+    models = page.locator("#recommendations .model-list").evaluate_all(
+        "lists => lists.filter(l => l.querySelector('.item')).map(l => l.dataset.model)"
+    )
+    assert len(models) >= 2, models
+    assert page.locator("#profile").inner_text().count("Segment") == 1
+    clicked = page.locator("#recommendations .item").first
+    item = clicked.get_attribute("data-item")
+    clicked.click()
+    page.wait_for_selector("#similar-items .item")
+    similar = page.locator("#similar-items .item").evaluate_all(
+        "items => items.map(i => i.dataset.item)"
+    )
+    assert similar and item not in similar
+    assert ERRORS == [], ERRORS
+    _shot(page, "member")
+
+
+def test_models_page_shows_metrics_and_the_champion(page: Page, server: Server) -> None:
+    _goto(page, server, "models", "#registry")
+    registry = page.locator("#registry").inner_text()
+    assert REGISTERED in registry
+    champion = page.locator("#registry tr.best")  # version 1: version 2 did not beat it
+    assert champion.count() == 1 and champion.locator(".badge").inner_text() == "champion"
+    assert champion.locator("td").first.inner_text().startswith("1")
+    assert page.locator("table").count() >= 3  # metrics, per segment, variants, registry
+    _shot(page, "models")
+
+
+def test_reports_page_shows_ctr_by_model_and_variant(page: Page, server: Server) -> None:
+    served = server.client.get(
+        "/v1/members/M005/recommendations", params={"n": 5}, headers={"X-API-Key": READ_KEY}
+    ).json()
+    for item in served["items"][:2]:
+        post_events(
+            server,
+            an_event(
+                "click", "M005", item["item_id"], recommendation_id=served["recommendation_id"]
+            ),
+        )
+    _goto(page, server, "reports", "canvas")
+    text = page.locator("main").inner_text()
+    assert "By model" in text and "By A/B variant" in text
+    assert page.locator("canvas").count() == 4
+    _shot(page, "reports")
+
+
+def test_screenshots_are_saved() -> None:
+    names = {path.name for path in SCREENSHOTS.glob("dashboard-*.png")}
+    expected = {f"dashboard-{n}.png" for n in ("overview", "member", "models", "reports")}
+    assert expected <= names, f"screenshots in {SCREENSHOTS}: {sorted(names)}"
