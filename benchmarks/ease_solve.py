@@ -39,57 +39,33 @@ available. Results go to the "EASE solve" section of ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
 import re
-import signal
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import polars as pl
-import scipy.linalg
-import scipy.linalg.lapack
-import scipy.sparse as sp
 from child_process import run_child
-from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
-from threadpoolctl import threadpool_limits
-
-from features import columns as col
-from features.splits import parse_split_spec
-from features.synthetic import StoreConfig, generate_store
-from training.dataset import TrainingData, build_training_data
-from training.evaluate import EvaluationTask, evaluate_recommended, recommended_lists
-from training.models.ease import (
-    USABLE_MEMORY_SHARE,
-    EASERecommender,
-    Lapack64,
-    _declared,
-    _mirror_upper_to_lower,
-    available_memory_bytes,
-    closed_form_weights,
-    dense_gram,
-    find_lapack64,
-    largest_catalogue,
-    solve_memory,
+from docs_section import BENCHMARKS_DOC, REPO_ROOT, update_section
+from ease_candidates import (
+    CANDIDATES,
+    DEFAULT_L2,
+    ILP64_F32_THREADED,
+    PRODUCT,
+    REFERENCE,
+    child_fit,
+    child_solve,
 )
+from ease_data import SizeData, ensure_store, prepare_size
+from ease_report import SECTION_TITLE, SolveRun, outcome, render_section, run_key
 
-SECTION_TITLE = "## EASE solve"
-STORE_SIZE = {"members": 100_000, "items": 26_000, "events": 3_000_000, "seed": 42}
-SPLIT = "last-days:30"
-MAX_EVALUATED_MEMBERS = 10_000
-DEFAULT_L2 = 500.0
+from training.evaluate import evaluate_recommended, recommended_lists
+from training.models.ease import EASERecommender
+
 #: The low end of EASE's tuning range, where float32 has the least room.
 LOW_L2 = 10.0
-REFERENCE = "numpy.linalg.inv f64"
-ILP64_F32_THREADED = "ILP64 spotrf/spotri f32"
-PRODUCT = "product: ILP64 spotrf/spotri f32, 1 thread"
 #: Candidates run again at the low λ, and the float32 ones run at the crash sizes (24,000
 #: items are 2.3 GB in float32, above 2**31 bytes; 32,000 are 4.1 GB, above the float64
 #: matrix of 20,000 items, where the threaded Cholesky crashed).
@@ -97,174 +73,6 @@ LOW_L2_CANDIDATES = (REFERENCE, "ILP64 dpotrf/dpotri f64", ILP64_F32_THREADED, P
 CRASH_CANDIDATES = ("scipy spotrf/spotri f32", ILP64_F32_THREADED, PRODUCT)
 #: Rows of B compared at once (two float64 blocks of this many rows).
 _COMPARE_ROWS = 1024
-
-
-# -- the candidates (run in the child) ------------------------------------------------------
-
-
-def _scale_to_weights(precision: np.ndarray) -> np.ndarray:
-    """B from P, in P's buffer: column j over -P_jj, zero diagonal (as the product does)."""
-    precision /= -precision.diagonal().copy()
-    np.fill_diagonal(precision, 0.0)
-    return precision
-
-
-def _scipy_inv(gram: np.ndarray) -> np.ndarray:
-    return _scale_to_weights(scipy.linalg.inv(gram, overwrite_a=True, check_finite=False))
-
-
-def _on_one_thread(solve: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    def on_one_thread(gram: np.ndarray) -> np.ndarray:
-        with threadpool_limits(1, user_api="blas"):
-            return solve(gram)
-
-    return on_one_thread
-
-
-def _numpy_inv(gram: np.ndarray) -> np.ndarray:
-    return _scale_to_weights(np.linalg.inv(gram))
-
-
-def _scipy_cholesky(gram: np.ndarray) -> np.ndarray:
-    """scipy's potrf/potri on the C-ordered matrix seen as Fortran-ordered (its transpose, the
-    same symmetric matrix): LAPACK's lower triangle is then our upper one, done in place."""
-    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (gram,))
-    factor, info = potrf(gram.T, lower=1, overwrite_a=1, clean=0)
-    if info != 0:
-        raise RuntimeError(f"potrf info={info}")
-    inverse, info = potri(factor, lower=1, overwrite_c=1)
-    if info != 0:
-        raise RuntimeError(f"potri info={info}")
-    precision = inverse.T
-    _mirror_upper_to_lower(precision)
-    return _scale_to_weights(precision)
-
-
-def _ilp64_routines(prefix: str) -> Lapack64:
-    """``{prefix}potrf``/``{prefix}potri`` of the 64-bit-index OpenBLAS the product found."""
-    found = find_lapack64()
-    if found is None:
-        raise RuntimeError("no 64-bit-index OpenBLAS loaded")
-    handle = ctypes.CDLL(found.library)
-    symbol = "scipy_{}_64_" if hasattr(handle, "scipy_spotrf_64_") else "{}_64_"
-    potrf, potri = (getattr(handle, symbol.format(prefix + name)) for name in ("potrf", "potri"))
-    return Lapack64(found.library, _declared(potrf), _declared(potri))
-
-
-def _ilp64_cholesky(gram: np.ndarray, threads: int | None) -> np.ndarray:
-    """The product's Cholesky inverse in ``gram``'s dtype, on ``threads`` (None: all cores)."""
-    lapack = _ilp64_routines("d" if gram.dtype == np.float64 else "s")
-    with threadpool_limits(threads, user_api="blas"):
-        lapack.invert_upper(gram)
-    _mirror_upper_to_lower(gram)
-    return _scale_to_weights(gram)
-
-
-def _product(gram: np.ndarray) -> np.ndarray:
-    """The product's solve; λ is already on the diagonal, so none is added again."""
-    return closed_form_weights(gram, 0.0, find_lapack64())
-
-
-#: name -> (dtype of the Gram matrix it takes, solve from Gram + λI to B).
-CANDIDATES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-    "scipy.linalg.inv f64": ("float64", _scipy_inv),
-    "scipy.linalg.inv f64, 1 thread": ("float64", _on_one_thread(_scipy_inv)),
-    "scipy dpotrf/dpotri f64": ("float64", _scipy_cholesky),
-    "scipy spotrf/spotri f32": ("float32", _scipy_cholesky),
-    REFERENCE: ("float64", _numpy_inv),
-    "numpy.linalg.inv f32": ("float32", _numpy_inv),
-    "ILP64 dpotrf/dpotri f64": ("float64", lambda gram: _ilp64_cholesky(gram, None)),
-    "ILP64 dpotrf/dpotri f64, 1 thread": ("float64", lambda gram: _ilp64_cholesky(gram, 1)),
-    ILP64_F32_THREADED: ("float32", lambda gram: _ilp64_cholesky(gram, None)),
-    PRODUCT: ("float32", _product),
-}
-
-
-def _rss_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak_rss() -> None:
-    """Make VmHWM the current RSS, so that the peak measured next is the next step's."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def child_solve(candidate: str, gram_dir: Path, l2: float, out: Path) -> None:
-    """One candidate on one Gram matrix: write B (``out``.npy) and its figures (``out``.json)."""
-    dtype, solve = CANDIDATES[candidate]
-    gram = np.load(gram_dir / f"gram_{dtype}.npy")
-    gram[np.diag_indices_from(gram)] += gram.dtype.type(l2)
-    load = os.getloadavg()[0]
-    _reset_peak_rss()
-    before = _rss_bytes("VmRSS")
-    started, cpu_started = time.perf_counter(), time.process_time()
-    weights = solve(gram)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    extra = _rss_bytes("VmHWM") - before
-    np.save(out.with_suffix(".npy"), weights, allow_pickle=False)
-    figures = {"wall_s": wall, "cpu_s": cpu, "extra_bytes": extra, "load": load}
-    out.with_suffix(".json").write_text(json.dumps(figures))
-
-
-def child_fit(size_dir: Path, out: Path) -> None:
-    """The product's whole ``EASERecommender.fit`` on a size's training interactions: its
-    time, its peak memory above the data it was given, and the estimate it was checked
-    against."""
-    data = build_training_data(pl.read_parquet(size_dir / "train.parquet"))
-    load = os.getloadavg()[0]
-    _reset_peak_rss()
-    before = _rss_bytes("VmRSS")
-    started = time.perf_counter()
-    EASERecommender(l2=DEFAULT_L2).fit(data)
-    figures = {
-        "wall_s": time.perf_counter() - started,
-        "extra_bytes": _rss_bytes("VmHWM") - before,
-        "estimate_bytes": solve_memory(data.n_items, find_lapack64()).peak_bytes,
-        "load": load,
-    }
-    out.write_text(json.dumps(figures))
-
-
-# -- the parent ---------------------------------------------------------------------------------
-
-
-@dataclass
-class SolveRun:
-    """One candidate at one size and λ: how it ended and, when it ended well, its figures."""
-
-    candidate: str
-    n_items: int
-    l2: float
-    returncode: int
-    wall_s: float | None = None
-    cpu_s: float | None = None
-    load: float | None = None
-    extra_bytes: int | None = None
-    max_abs_error: float | None = None
-    top10_agreement: float | None = None
-    precision_at_10: float | None = None
-    ndcg_at_10: float | None = None
-    error_tail: str = ""
-
-    @property
-    def key(self) -> str:
-        return run_key(self.candidate, self.n_items, self.l2)
-
-
-def run_key(candidate: str, n_items: int, l2: float) -> str:
-    return f"{candidate}|{n_items}|{l2:g}"
-
-
-@dataclass(frozen=True)
-class SizeData:
-    """A size's training data and evaluation task, built once in the parent."""
-
-    directory: Path
-    data: TrainingData
-    task: EvaluationTask
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -288,50 +96,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--doc", type=str, default=str(BENCHMARKS_DOC), help="'' for none")
     return parser.parse_args(argv)
-
-
-def ensure_store(work: Path, n_items: int) -> Path:
-    """The generated store a size reads: the main one, or for a size beyond its items one with
-    2,000 items to spare (the same members, events and seed)."""
-    items = max(STORE_SIZE["items"], n_items + 2_000)
-    store = work / ("store" if items == STORE_SIZE["items"] else f"store-{items}-items")
-    if not (store / "interactions.parquet").is_file():
-        generate_store(StoreConfig(**{**STORE_SIZE, "items": items}), store)
-    return store
-
-
-def prepare_size(store: Path, work: Path, n_items: int, dtypes: set[str]) -> SizeData:
-    """The ``n_items`` items with the most training members: their training interactions
-    (saved for the fit child), the evaluation task, and the Gram matrix in ``dtypes``."""
-    directory = work / f"n{n_items}"
-    directory.mkdir(parents=True, exist_ok=True)
-    split = parse_split_spec(SPLIT).split(pl.read_parquet(store / "interactions.parquet"))
-    kept = (
-        split.train.group_by(col.ITEM_ID)
-        .agg(pl.col(col.MEMBER_ID).n_unique().alias("members"))
-        .sort(["members", col.ITEM_ID], descending=[True, False])
-        .head(n_items)
-        .get_column(col.ITEM_ID)
-    )
-    if len(kept) < n_items:
-        raise SystemExit(
-            f"the store has only {len(kept)} items with training events, not {n_items}"
-        )
-    train = split.train.filter(pl.col(col.ITEM_ID).is_in(kept.implode()))
-    train.write_parquet(directory / "train.parquet")
-    data = build_training_data(train)
-    task = EvaluationTask.from_split(data, split.test, max_members=MAX_EVALUATED_MEMBERS, seed=42)
-    missing = [dtype for dtype in dtypes if not (directory / f"gram_{dtype}.npy").is_file()]
-    if missing:
-        gram = dense_gram(binary_histories(data.matrix))
-        for dtype in missing:
-            np.save(directory / f"gram_{dtype}.npy", gram.astype(dtype), allow_pickle=False)
-    return SizeData(directory, data, task)
-
-
-def binary_histories(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """EASE's binary view of the histories, as ``EASERecommender`` prepares it."""
-    return sp.csr_matrix(matrix != 0, dtype=np.float32)
 
 
 def run_candidate(candidate: str, size: SizeData, l2: float) -> SolveRun:
@@ -418,14 +182,6 @@ def run_fit(size: SizeData) -> dict[str, float]:
     return {"n_items": size.data.n_items, **json.loads(out.read_text())}
 
 
-def outcome(run: SolveRun) -> str:
-    if run.returncode == 0:
-        return "ok"
-    if run.returncode < 0:
-        return f"crashed ({signal.Signals(-run.returncode).name})"
-    return f"failed (exit {run.returncode})"
-
-
 def measure(args: argparse.Namespace, work: Path) -> tuple[list[SolveRun], list[dict[str, float]]]:
     """Every planned run, in order of size. Runs already recorded in ``work`` are kept; a
     group (size, λ) with new runs runs the reference again, to score them against."""
@@ -481,116 +237,6 @@ def planned_runs(n_items: int, args: argparse.Namespace) -> list[tuple[str, floa
     if n_items == args.low_l2_size:
         plan += [(candidate, LOW_L2) for candidate in LOW_L2_CANDIDATES]
     return plan
-
-
-# -- the section --------------------------------------------------------------------------------
-
-
-def _gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / 2**30:.2f}"
-
-
-def _figure(value: float | None, pattern: str) -> str:
-    return "-" if value is None else format(value, pattern)
-
-
-def render_section(solves: list[SolveRun], fits: list[dict[str, float]], command: str) -> str:
-    order = list(CANDIDATES)
-    solves = sorted(solves, key=lambda r: (-r.l2, r.n_items, order.index(r.candidate)))
-    rows = [
-        f"| {r.n_items:,} | {r.l2:g} | {r.candidate} | {outcome(r)} | {_figure(r.wall_s, '.1f')} | "
-        f"{_figure(r.cpu_s, '.1f')} | {_figure(r.load, '.1f')} | {_gib(r.extra_bytes)} | "
-        f"{_figure(r.max_abs_error, '.1e')} | {_figure(r.top10_agreement, '.4f')} | "
-        f"{_figure(r.precision_at_10, '.4f')} | {_figure(r.ndcg_at_10, '.4f')} |"
-        for r in solves
-    ]
-    fit_rows = [
-        f"| {int(f['n_items']):,} | {f['wall_s']:.1f} | {f['load']:.1f} | "
-        f"{_gib(f['extra_bytes'])} | {_gib(f['estimate_bytes'])} |"
-        for f in sorted(fits, key=lambda f: f["n_items"])
-    ]
-    available = available_memory_bytes()
-    memory = solve_memory(1, find_lapack64())
-    largest = largest_catalogue(memory, int(available * USABLE_MEMORY_SHARE))
-    return "\n".join(
-        [
-            SECTION_TITLE,
-            "",
-            "EASE inverts the item x item matrix XᵀX + λI. Each candidate solve ran in a child "
-            "process of its own (a crash is an outcome, not the end of the run) on the Gram matrix "
-            "of the n items with the most training members of a generated store "
-            f"({STORE_SIZE['members']:,} members, {STORE_SIZE['items']:,} items, "
-            f"{STORE_SIZE['events']:,} events, seed {STORE_SIZE['seed']}; binary histories; test: "
-            f"the last 30 days, at most {MAX_EVALUATED_MEMBERS:,} evaluated members). Time: the "
-            "solve and B = -P / diag(P) only, wall and CPU seconds, with the 1-minute load "
-            "average as it started (the 2 cores are shared, so wall times vary by 2x or more "
-            "between runs); memory: the child's peak above what it held with the Gram matrix "
-            "loaded. Accuracy "
-            f"against `{REFERENCE}`: the largest |ΔB| and the share of top-10 slots (training "
-            "purchases excluded) holding the same item. Sizes above the main store's items come "
-            "from a store with 2,000 items more (same members, events and seed); only float32 "
-            "candidates run there. Runs recorded in the work directory are reused, so rows can "
-            "come from different passes; the load column tells each one's conditions.",
-            "",
-            "| | |",
-            "|---|---|",
-            f"| date | {datetime.now(UTC).date().isoformat()} |",
-            f"| command | `{command}` |",
-            f"| machine | {machine_description()} |",
-            "",
-            "| n items | λ | solve | outcome | wall s | CPU s | load | extra GiB | max abs ΔB | "
-            "top-10 agreement | P@10 | NDCG@10 |",
-            "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-            *rows,
-            "",
-            *_summary(solves),
-            "",
-            "The product's whole `EASERecommender.fit` (Gram matrix, solve, weights) in a child "
-            "process, its peak memory above the training data it was handed, beside the estimate "
-            "that `check_fits_in_memory` compares with the memory available (the peak is "
-            "measured as VmHWM above the RSS before the fit, so memory freed earlier and reused "
-            "is not counted):",
-            "",
-            "| n items | fit wall s | load | peak above data GiB | estimate GiB |",
-            "|---:|---:|---:|---:|---:|",
-            *fit_rows,
-            "",
-            f"With {available / 2**30:.1f} GiB available as this section was written, a fit may "
-            f"plan {USABLE_MEMORY_SHARE:.0%} of it: the estimate admits up to about {largest:,} "
-            "items; above, `EASERecommender.fit` refuses with the numbers before allocating "
-            "anything quadratic.",
-            "",
-        ]
-    )
-
-
-def _summary(solves: list[SolveRun]) -> list[str]:
-    """What crashed where, and the product against the reference at the largest size both ran."""
-    crashed: dict[str, list[str]] = {}
-    for run in solves:
-        if run.returncode < 0:
-            crashed.setdefault(run.candidate, []).append(f"{run.n_items:,}")
-    lines = [
-        "Crashed: "
-        + "; ".join(f"`{name}` at {', '.join(sizes)}" for name, sizes in crashed.items())
-        + f". `{PRODUCT}` completed at every size."
-    ]
-    finished = {
-        (r.candidate, r.n_items): r for r in solves if r.returncode == 0 and r.l2 == DEFAULT_L2
-    }
-    both = [n for (c, n) in finished if c == PRODUCT and (REFERENCE, n) in finished]
-    if both:
-        n_items = max(both)
-        product, reference = finished[PRODUCT, n_items], finished[REFERENCE, n_items]
-        lines += [
-            "",
-            f"At {n_items:,} items the product took {product.wall_s:.0f} s and "
-            f"{_gib(product.extra_bytes)} GiB above the Gram matrix, against "
-            f"{reference.wall_s:.0f} s and {_gib(reference.extra_bytes)} GiB for `{REFERENCE}`, "
-            f"with max |ΔB| {product.max_abs_error:.1e} and top-10 agreement "
-            f"{product.top10_agreement:.4f}.",
-        ]
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
