@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 SHARED_DATA = Path(
@@ -41,3 +42,15 @@ def tiny_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from tests.serving_helpers import train_tiny_artifact
 
     return train_tiny_artifact(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def catalog(tiny_trained: tuple[Path, Path]) -> pl.DataFrame:
+    """The tiny store's item catalog (a module may define its own ``catalog``)."""
+    return pl.read_parquet(tiny_trained[0] / "items.parquet")
+
+
+@pytest.fixture(scope="session")
+def known_member(tiny_trained: tuple[Path, Path]) -> str:
+    """A member of the tiny store that the tiny model artifact knows."""
+    return str(pl.read_parquet(tiny_trained[0] / "interactions.parquet")["member_id"][0])

@@ -180,11 +180,16 @@ class Server:
         self._log_file.close()
 
 
-def serve_tiny(artifact: Path, root: Path) -> Server:
-    """A ready server of a copy of ``artifact`` under ``root``, with its own SQLite events."""
+def serve_tiny(artifact: Path, root: Path, settings: Mapping[str, str] | None = None) -> Server:
+    """A ready server of a copy of ``artifact`` under ``root``, with its own SQLite events;
+    ``settings`` adds or overrides ``RECSYS_*`` variables."""
     served = copy_artifact(artifact, root / "artifact")
     return Server(
-        {"RECSYS_ARTIFACT": str(served), "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}"},
+        {
+            "RECSYS_ARTIFACT": str(served),
+            "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}",
+            **(settings or {}),
+        },
         root / "server.log",
     ).wait()
 

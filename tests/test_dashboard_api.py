@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.serving_helpers import READ, Server, an_event, copy_artifact, post_events
+from tests.serving_helpers import READ, Server, an_event, post_events, serve_tiny
 from training.member_kpis import member_kpis, member_profiles
 
 
@@ -18,19 +18,16 @@ from training.member_kpis import member_kpis, member_profiles
 def server(
     tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("dashboard-api")
-    served = copy_artifact(tiny_trained[1], root / "artifact")
-    running = Server(
+    running = serve_tiny(
+        tiny_trained[1],
+        tmp_path_factory.mktemp("dashboard-api"),
         {
-            "RECSYS_ARTIFACT": str(served),
-            "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}",
             "RECSYS_REQUIRE_READ_KEY": "true",
             "MLFLOW_TRACKING_URI": "",  # no registry, whatever the environment says
         },
-        root / "server.log",
     )
     running.client.headers.update(READ)
-    yield running.wait()
+    yield running
     running.stop()
 
 

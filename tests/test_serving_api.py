@@ -43,16 +43,6 @@ def server(
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def catalog(tiny_trained: tuple[Path, Path]) -> pl.DataFrame:
-    return pl.read_parquet(tiny_trained[0] / "items.parquet")
-
-
-@pytest.fixture(scope="module")
-def known_member(tiny_trained: tuple[Path, Path]) -> str:
-    return str(pl.read_parquet(tiny_trained[0] / "interactions.parquet")["member_id"][0])
-
-
 def test_a_response_carries_what_attribution_needs(server: Server, known_member: str) -> None:
     response = server.client.get(RECOMMEND.format(known_member), headers={"X-Request-ID": "r-1"})
     assert response.status_code == 200

@@ -23,16 +23,6 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def catalog(tiny_trained: tuple[Path, Path]) -> pl.DataFrame:
-    return pl.read_parquet(tiny_trained[0] / "items.parquet")
-
-
-@pytest.fixture(scope="module")
-def known_member(tiny_trained: tuple[Path, Path]) -> str:
-    return str(pl.read_parquet(tiny_trained[0] / "interactions.parquet")["member_id"][0])
-
-
-@pytest.fixture(scope="module")
 def rules(tiny_trained: tuple[Path, Path]) -> pl.DataFrame:
     table = pl.read_parquet(tiny_trained[1] / "rules.parquet")
     assert table.height > 0, "the tiny store plants bundles: training must find rules"

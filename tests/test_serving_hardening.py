@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving_helpers import WRITE, Server, copy_artifact
+from tests.serving_helpers import WRITE, Server, serve_tiny
 
 TIMEOUT_SECONDS = 1.0
 MAX_BODY_BYTES = 100_000
@@ -23,19 +23,16 @@ MAX_BODY_BYTES = 100_000
 def server(
     tiny_trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("hardening")
-    artifact = copy_artifact(tiny_trained[1], root / "artifact")
-    running = Server(
+    running = serve_tiny(
+        tiny_trained[1],
+        tmp_path_factory.mktemp("hardening"),
         {
-            "RECSYS_ARTIFACT": str(artifact),
-            "RECSYS_EVENTS_URL": f"sqlite:///{root / 'events.db'}",
             "RECSYS_HEADER_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
             "RECSYS_BODY_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
             "RECSYS_KEEP_ALIVE_SECONDS": str(TIMEOUT_SECONDS),
             "RECSYS_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         },
-        root / "server.log",
-    ).wait()
+    )
     yield running
     running.stop()
 
