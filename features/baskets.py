@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from features import columns as col
 from features.errors import DataError
 
-__all__ = ["Baskets", "baskets_from_interactions", "order_key", "read_basket_file"]
+__all__ = ["Baskets", "baskets_from_interactions", "line_value", "order_key", "read_basket_file"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,15 @@ def order_key(columns: Collection[str]) -> pl.Expr:
     if col.ORDER_ID not in columns:
         return day_key
     return pl.coalesce(pl.col(col.ORDER_ID).cast(pl.Utf8), day_key)
+
+
+def line_value() -> pl.Expr:
+    """What a purchase row is worth: its quantity times its price, an unknown price counting 0.
+
+    Members' spend (RFM monetary value) and the dashboard's revenue add up this one figure, so
+    that a member's spend and the revenue they are part of always agree.
+    """
+    return pl.col(col.QUANTITY) * pl.col(col.PRICE).fill_null(0.0)
 
 
 def baskets_from_interactions(interactions: pl.DataFrame) -> Baskets:

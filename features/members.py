@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from features.baskets import order_key
+from features.baskets import line_value, order_key
 from features.columns import (
     EVENT,
     JOINED_AT,
@@ -259,7 +259,7 @@ def _activity(interactions: pl.DataFrame, reference: datetime) -> pl.DataFrame:
         .agg(
             pl.col(TIMESTAMP).max().alias(LAST_PURCHASE),
             order_key(interactions.columns).n_unique().alias(FREQUENCY),
-            (pl.col(QUANTITY) * pl.col(PRICE).fill_null(0.0)).sum().alias(MONETARY),
+            line_value().sum().alias(MONETARY),
         )
     )
     return seen.collect().join(bought, on=MEMBER_ID, how="left")

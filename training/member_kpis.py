@@ -35,7 +35,7 @@ from typing import Any, Final
 import polars as pl
 
 from features import columns as col
-from features.baskets import order_key
+from features.baskets import line_value, order_key
 from features.members import (
     FIRST_SEEN,
     FREQUENCY,
@@ -107,7 +107,7 @@ def member_kpis(
             col.MEMBER_ID,
             col.TIMESTAMP,
             order_key(interactions.columns).alias(_ORDER),
-            (pl.col(col.QUANTITY) * pl.col(col.PRICE).fill_null(0.0)).alias(_REVENUE),
+            line_value().alias(_REVENUE),
         )
         .collect()
     )
