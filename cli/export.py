@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from serving.event_store import EventStore
     from training.artifact import ModelArtifact
     from training.roster import Roster
+    from training.targeting import ScoreThresholds
 
 __all__ = ["export"]
 
@@ -38,6 +39,21 @@ def export(
     segment: Annotated[
         str | None, typer.Option(help="Only the model artifact's members of this segment.")
     ] = None,
+    min_churn_risk: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Only members whose churn risk (as scored at training) is at least this.",
+        ),
+    ] = None,
+    min_expected_value: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Only members whose expected spend over the scores' horizon is at least this.",
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Members answered at once.")] = 4096,
     events_url: Annotated[
@@ -50,16 +66,19 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Recommendations or bundles for every member (or a list, or a segment), streamed to a
-    file in batches: memory holds one batch, whatever the number of members."""
+    """Recommendations or bundles for every member (or a list, a segment, or the members whose
+    churn risk and expected value pass thresholds: a win-back campaign), streamed to a file in
+    batches: memory holds one batch, whatever the number of members."""
     from training.export import export_members
     from training.roster import Roster
+    from training.targeting import ScoreThresholds
 
     if kind not in ("recommendations", "bundles"):
         raise ConfigError(f"--kind: {kind!r} is not 'recommendations' or 'bundles'")
     opened = open_artifact(artifact)
     roster = Roster(opened)
-    chosen = _campaign_members(opened, roster, members, segment)
+    thresholds = ScoreThresholds(min_churn_risk, min_expected_value)
+    chosen = _campaign_members(opened, roster, members, segment, thresholds)
     total = len(opened.member_ids) + len(roster) if chosen is None else len(chosen)
     store = _open_event_store(events_url)
     try:
@@ -132,10 +151,17 @@ def _event_store_errors() -> tuple[type[Exception], ...]:
 
 
 def _campaign_members(
-    artifact: ModelArtifact, roster: Roster, path: Path | None, segment: str | None
+    artifact: ModelArtifact,
+    roster: Roster,
+    path: Path | None,
+    segment: str | None,
+    thresholds: ScoreThresholds,
 ) -> list[str] | None:
     """The members an export is for: a file's, a segment's (the models' members and the
-    model artifact's members without events), both (intersected), or all (None)."""
+    model artifact's members without events), those whose scores pass the thresholds (most at
+    risk first), the intersection of those given, or all (None)."""
+    from training.targeting import members_by_scores
+
     chosen: list[str] | None = None
     if path is not None:
         chosen = _read_member_ids(path)
@@ -153,6 +179,12 @@ def _campaign_members(
         else:
             wanted = set(in_segment)
             chosen = [member for member in chosen if member in wanted]
+    if thresholds.any:
+        passing = members_by_scores(artifact, thresholds)
+        if chosen is None:
+            return passing
+        wanted = set(chosen)
+        chosen = [member for member in passing if member in wanted]
     return chosen
 
 

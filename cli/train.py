@@ -50,6 +50,7 @@ from features.validate import (
     load_members,
 )
 from training.config import (
+    DEFAULT_HORIZON_DAYS,
     DEFAULT_LIST_DEPTH,
     DEFAULT_PROMOTION_MARGIN,
     DEFAULT_SPLIT,
@@ -154,8 +155,26 @@ def train(
             "filter or another model are scored live.",
         ),
     ] = DEFAULT_LIST_DEPTH,
+    horizon_days: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Horizon of the member scores written into the model artifact: churn risk is "
+            "the probability of no purchase in the next H days.",
+        ),
+    ] = DEFAULT_HORIZON_DAYS,
+    tier_rules: Annotated[
+        Path | None,
+        typer.Option(
+            help="Tier ladder of the profiles' 'spend X more to reach tier Y' (.json or .toml; "
+            "default: docs/members.md's ladder).",
+        ),
+    ] = None,
 ) -> None:
-    """Tune every model on validation, evaluate on test, and write the model artifact."""
+    """Tune every model on validation, evaluate on test, and write the model artifact (with
+    every member's scores, profile and the member report)."""
+    from features.tier_rules import TierRules, load_tier_rules
+    from training.member_files import MemberFilesConfig
     from training.train import TrainConfig
 
     mapping = parse_column_mapping(columns, MAPPABLE)
@@ -167,6 +186,10 @@ def train(
         seed=seed,
         refit=refit,
         validation=validation,
+        members=MemberFilesConfig(
+            horizon_days=horizon_days,
+            tier_rules=load_tier_rules(tier_rules) if tier_rules else TierRules(),
+        ),
     )
     reports: dict[str, ValidationReport] = {}
 

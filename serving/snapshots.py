@@ -21,6 +21,8 @@ from pathlib import Path
 import polars as pl
 
 from features import columns as col
+from features.tier_rules import TIER_RULES_FILE, TierRules, load_tier_rules
+from serving.profiles import ProfileRows
 from training.artifact import METRICS_FILE, REPORT_FILE, RULES_FILE, ModelArtifact, load_artifact
 from training.live import event_weights_of, live_since
 from training.member_bundles import BundleComposer
@@ -66,6 +68,10 @@ class ModelSnapshot:
     #: artifact predates them).
     kpis_json: bytes | None = None
     profiles: pl.DataFrame | None = None
+    #: Each member's row of ``profiles``, found in O(1) (None: no profiles); and the tier
+    #: rules training applied (``features.tier_rules``; None: the artifact predates them).
+    profile_rows: ProfileRows | None = None
+    tier_rules: TierRules | None = None
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -112,6 +118,9 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
     rules_file = _read_extra(artifact, RULES_FILE)
     rules = pl.read_parquet(io.BytesIO(rules_file)) if rules_file is not None else None
     metrics = _read_extra(artifact, METRICS_FILE)
+    profiles = _read_profiles(artifact)
+    rows = ProfileRows.build(profiles, artifact.member_ids) if profiles is not None else None
+    tier_rules_path = artifact.extra_files.get(TIER_RULES_FILE)
     return ModelSnapshot(
         variant=variant,
         version=version,
@@ -129,7 +138,9 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         evaluation_html=_read_extra(artifact, REPORT_FILE),
         carried_segments=Roster(artifact).codes_by_member(),
         kpis_json=_read_extra(artifact, KPIS_FILE),
-        profiles=_read_profiles(artifact),
+        profiles=profiles,
+        profile_rows=rows,
+        tier_rules=load_tier_rules(tier_rules_path) if tier_rules_path is not None else None,
     )
 
 

@@ -3,6 +3,7 @@ figures of ``training.member_kpis`` on a table small enough to check by hand."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import polars as pl
 import pytest
 
 from tests.serving_helpers import READ, Server, an_event, post_events, serve_tiny
-from training.member_kpis import member_kpis, member_profiles
+from training.member_kpis import KPIS_FILE, member_kpis, member_profiles
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,19 @@ def test_the_overview_reports_the_artifacts_figures(server: Server, members: pl.
     assert body["reference_time"].startswith(months[-1]["month"])
 
 
+def test_the_overview_carries_every_figure_of_kpis_json(
+    server: Server, tiny_trained: tuple[Path, Path]
+) -> None:
+    """The schema drops nothing: the dashboard shows what the member report draws."""
+    kpis = json.loads((tiny_trained[1] / KPIS_FILE).read_text())
+    body = server.client.get("/v1/dashboard/overview").json()
+    for key in kpis.keys() - {"reference_time", "data_start"}:  # datetimes: ISO either way
+        assert body[key] == kpis[key], key
+    cohorts = body["cohorts"]
+    assert cohorts["members_by_joined_at"] > 0  # the generated members file has joined_at
+    assert sum(row["members"] for row in body["purchase_frequency"]) == body["figures"]["members"]
+
+
 def test_read_routes_refuse_without_the_read_key(server: Server) -> None:
     for path in ("/v1/dashboard/overview", "/v1/dashboard/members", "/v1/members/M001/profile"):
         response = server.client.get(path, headers={"X-API-Key": ""})
@@ -78,7 +92,8 @@ def test_a_profile_carries_segment_and_declared_tier(
     profiles = pl.read_parquet(tiny_trained[1] / "member_profiles.parquet")
     expected = profiles.filter(pl.col("member_id") == member["member_id"]).row(0, named=True)
     assert (body["segment"], body["orders"]) == (expected["segment"], expected["frequency"])
-    assert "churn_risk" not in body  # not computed anywhere yet: never invented
+    # The scores are the artifact's (null where it has none): never invented by serving.
+    assert body.get("churn_risk") == expected.get("churn_risk")
     missing = server.client.get("/v1/members/NOBODY/profile")
     assert missing.status_code == 404 and "NOBODY" in missing.json()["error"]["message"]
 

@@ -12,11 +12,21 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.serving_helpers import KEYS, Server, an_event, copy_artifact, post_events
+from training.member_distributions import (
+    CHURN_BAND,
+    CHURN_RISK,
+    EXPECTED_PURCHASES,
+    EXPECTED_SPEND,
+    churn_distribution,
+    value_by_segment,
+)
 from training.tracking import log_training_run
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -105,12 +115,86 @@ def test_the_dashboard_asks_for_the_read_key_then_loads(page: Page, server: Serv
     assert page.locator(".kpi .label").first.inner_text().lower() == "members"
 
 
+def _overview(server: Server) -> dict[str, Any]:
+    return server.client.get("/v1/dashboard/overview", headers={"X-API-Key": READ_KEY}).json()
+
+
 def test_overview_shows_key_figures_and_charts(page: Page, server: Server) -> None:
     _goto(page, server, "overview", ".kpi")
     labels = [label.lower() for label in page.locator(".kpi .label").all_inner_texts()]
     assert {"active members", "repurchase rate", "average order value"} <= set(labels)
-    assert page.locator("canvas").count() == 2
+    overview = _overview(server)
+    # Months, segment x tier, segment sizes, repurchase / order value, orders, cohorts; churn
+    # and value only where the members were scored (else the card says why).
+    scored = [bool(overview["churn"]["histogram"]), overview["value_by_segment"]["available"]]
+    assert page.locator("canvas").count() == 6 + sum(scored)
+    assert page.locator("#rfm-grid td.heat").count() == 25
+    if not scored[0]:
+        assert overview["churn"]["note"] in page.locator("#figure-churn").inner_text()
     _shot(page, "overview")
+
+
+def _scored_overview(overview: dict[str, Any], profiles: pl.DataFrame) -> dict[str, Any]:
+    """The overview with the score figures of deterministic scores (0.05 .. 0.95 by member)."""
+    risk = (pl.int_range(pl.len()) % 10 / 10 + 0.05).alias(CHURN_RISK)
+    scored = profiles.with_columns(
+        risk,
+        pl.when(risk < 0.3).then(pl.lit("low")).otherwise(pl.lit("high")).alias(CHURN_BAND),
+        (pl.col("frequency") * 0.5).cast(pl.Float64).alias(EXPECTED_PURCHASES),
+        (pl.col("monetary") * 0.2).alias(EXPECTED_SPEND),
+    )
+    return {
+        **overview,
+        "churn": churn_distribution(scored, 90),
+        "value_by_segment": value_by_segment(scored, 90),
+    }
+
+
+SCORED_PROFILE = {
+    "churn_risk": 0.72, "churn_band": "high", "expected_purchases": 1.4, "expected_spend": 38.2,
+    "r_score": 3, "f_score": 4, "m_score": 5, "rfm_score": "345",
+    "preference_tags": [{"kind": "category", "name": "Books & Maps", "affinity": 2.5}],
+    "behaviour_tags": ["weekend-shopper"], "purchase_cycle_days": 12.5, "tier_spend": 58.0,
+    "earned_tier": "silver", "next_tier": "gold", "spend_to_next_tier": 42.0,
+    "attributes": {"region": "Pacific", "age_band": "25-34", "join_cohort": "2026-Q1"},
+    "scores_as_of": "2026-07-01T00:00:00Z",
+}  # fmt: skip
+
+
+def test_scored_members_figures_on_the_overview_and_a_members_page(
+    page: Page, server: Server, tiny_trained: tuple[Path, Path]
+) -> None:
+    """Scores drawn as the API gives them (served here with fixed scores, since the tiny
+    artifact's members may be unscored): the churn histogram and value by segment on the
+    overview; on a member's page their scores, tags, tier progress, their bin of the churn
+    histogram and their RFM cell."""
+    profiles = pl.read_parquet(tiny_trained[1] / "member_profiles.parquet")
+    overview = _scored_overview(_overview(server), profiles)
+
+    def scored_profile(route: Route) -> None:
+        route.fulfill(json={**route.fetch().json(), **SCORED_PROFILE})
+
+    page.route("**/v1/dashboard/overview", lambda route: route.fulfill(json=overview))
+    page.route("**/v1/members/*/profile", scored_profile)
+    try:
+        _goto(page, server, "member/M002", "#standing canvas")
+        scores = page.locator("#scores").inner_text()
+        for shown in ("72.0%", "high", "R 3 · F 4 · M 5", "every 12.5 days",
+                      "spend 42.00 more to reach gold", "Pacific", "25-34", "2026-Q1"):  # fmt: skip
+            assert shown in scores, shown
+        assert "next 90 days" in scores  # the scores' horizon, from the overview
+        tags = page.locator("#tags").inner_text()
+        assert "category: Books & Maps" in tags and "weekend-shopper" in tags
+        marked = page.locator("#standing td.heat.marked")
+        assert marked.get_attribute("title").startswith("R 3, F 4:")
+        _shot(page, "member-scored")
+        _goto(page, server, "overview", "#figure-churn canvas")
+        assert page.locator("#figure-value canvas").count() == 1
+        assert "scored members" in page.locator("#figure-churn").inner_text()
+        _shot(page, "overview-scored")
+    finally:
+        page.unroute("**/v1/dashboard/overview")
+        page.unroute("**/v1/members/*/profile")
 
 
 def test_a_members_page_shows_two_models_and_similar_items(page: Page, server: Server) -> None:
@@ -123,6 +207,7 @@ def test_a_members_page_shows_two_models_and_similar_items(page: Page, server: S
     )
     assert len(models) >= 2, models
     assert page.locator("#profile").inner_text().count("Segment") == 1
+    assert "RFM scores" in page.locator("#scores").inner_text()  # as the API gives them
     clicked = page.locator("#recommendations .item").first
     item = clicked.get_attribute("data-item")
     clicked.click()

@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from features.errors import ConfigError
 from tests.cli import run_recsys
 from tests.test_report import MODELS, training_metrics
+from training.member_report import MEMBER_REPORT_FILE
 from training.tracking import (
     CHAMPION_ALIAS,
     PROTOCOL_FIELDS,
@@ -83,6 +84,7 @@ def test_log_training_run_logs_a_parent_and_one_child_per_model(
     tracking_uri: str, client: MlflowClient, artifact: Path
 ) -> None:
     metrics = training_metrics()
+    (artifact / MEMBER_REPORT_FILE).write_text("<!DOCTYPE html><title>members</title>")
     result = log_training_run(
         metrics, artifact, tracking_uri=tracking_uri, registered_model="runs", experiment="runs"
     )
@@ -96,7 +98,7 @@ def test_log_training_run_logs_a_parent_and_one_child_per_model(
     assert parent.data.params["primary_metric"] == "ndcg@10"
     assert parent.data.params["protocol.split"] == "temporal:2011-09-01"
     artifacts = {entry.path for entry in client.list_artifacts(result.run_id)}
-    assert {"metrics.json", "report.html", "figures", "artifact"} <= artifacts
+    assert {"metrics.json", "report.html", MEMBER_REPORT_FILE, "figures", "artifact"} <= artifacts
     assert len(client.list_artifacts(result.run_id, "figures")) == 4
 
     children = client.search_runs(

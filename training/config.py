@@ -38,6 +38,11 @@ DEFAULT_LIST_DEPTH = 50
 #: must beat popularity to be promoted (``recsys train --promotion-margin``).
 DEFAULT_PROMOTION_MARGIN = 0.05
 
+#: H of the member scores (``--horizon-days``): churn risk is the probability of no purchase in
+#: the next H days, expected value the purchases and spend in them. 90 days is a quarter, the
+#: rhythm most programs plan campaigns to.
+DEFAULT_HORIZON_DAYS = 90
+
 
 class TuningBudget(BaseModel):
     """How much search each model gets: whichever of the two limits is reached first."""

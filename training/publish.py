@@ -22,7 +22,7 @@ from training.artifact import (
 )
 from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT
 from training.dataset import TrainingData, history_matrix
-from training.member_kpis import write_member_files
+from training.member_files import write_member_files
 from training.models import MODEL_CLASSES
 from training.models.popular import PopularityRecommender, fallback_popularity
 from training.recommend import ArtifactRecommender
@@ -88,20 +88,29 @@ def _write_artifact(
     )
     segment_popularity = popular.segment_scores if data.segment_names else None
     with tempfile.TemporaryDirectory(prefix="recsys-report-") as scratch:
-        metrics_path = Path(scratch) / METRICS_FILE
-        metrics_path.write_text(json.dumps(outcome.metrics, indent=2, default=float))
-        report_path = write_report(outcome.metrics, Path(scratch) / REPORT_FILE)
-        extra_files = {METRICS_FILE: metrics_path, REPORT_FILE: report_path}
+        extra_files: dict[str, Path] = {}
         if outcome.rules is not None:
             extra_files[RULES_FILE] = Path(scratch) / RULES_FILE
             outcome.rules.write_parquet(extra_files[RULES_FILE])
         if data.reference_time is not None:
             extra_files.update(
-                write_member_files(data.interactions, data.reference_time, members, Path(scratch))
+                write_member_files(
+                    data.interactions,
+                    data.reference_time,
+                    Path(scratch),
+                    members=members,
+                    items=items,
+                    config=outcome.member_files,
+                    record_failure=lambda *failure: _record_failure(outcome, *failure),
+                )
             )
         if members is not None:
             extra_files[ROSTER_FILE] = Path(scratch) / ROSTER_FILE
             members_without_events(members, data).write_parquet(extra_files[ROSTER_FILE])
+        # Last, so that they hold every failure, the member files' too.
+        extra_files[METRICS_FILE] = Path(scratch) / METRICS_FILE
+        extra_files[METRICS_FILE].write_text(json.dumps(outcome.metrics, indent=2, default=float))
+        extra_files[REPORT_FILE] = write_report(outcome.metrics, Path(scratch) / REPORT_FILE)
         return write_artifact(
             out_dir,
             models=outcome.models,
@@ -126,6 +135,10 @@ def _write_artifact(
             },
             params=outcome.metrics["params"],
         )
+
+
+def _record_failure(outcome: TrainOutcome, model: str, stage: str, reason: str) -> None:
+    outcome.metrics["failed"].append({"model": model, "stage": stage, "reason": reason})
 
 
 def train_generated_store(

@@ -210,7 +210,8 @@ def _ordered_union(mappings: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 #: File stem -> (caption, drawing function); the order is the report's.
-FIGURES: dict[str, tuple[str, Callable[[Metrics], Figure | None]]] = {
+FigureTable = Mapping[str, tuple[str, Callable[[Metrics], Figure | None]]]
+FIGURES: FigureTable = {
     "metrics_at_k": ("Test precision, recall and NDCG at k = 5, 10, 20", _plot_metric_curves),
     "segments": (
         f"Test {SEGMENT_METRIC} per member segment (segments as of the training split's end)",
@@ -225,10 +226,11 @@ FIGURES: dict[str, tuple[str, Callable[[Metrics], Figure | None]]] = {
 }
 
 
-def render_figures(metrics: Metrics) -> dict[str, bytes]:
-    """PNG bytes of every plot the metrics have data for, keyed by ``FIGURES`` stem."""
+def render_figures(metrics: Metrics, figures: FigureTable = FIGURES) -> dict[str, bytes]:
+    """PNG bytes of every plot of ``figures`` the metrics have data for, keyed by stem (the
+    member report draws its own table, :mod:`training.member_report`)."""
     rendered = {}
-    for stem, (_, draw) in FIGURES.items():
+    for stem, (_, draw) in figures.items():
         figure = draw(metrics)
         if figure is not None:
             buffer = io.BytesIO()
@@ -383,11 +385,11 @@ def _rules_section(metrics: Metrics) -> str:
     return _facts_table(facts) + _table(["list", f"hit rate@{n}", f"recall@{n}"], rows)
 
 
-def _figures_html(metrics: Metrics) -> str:
-    """Every plot as an inline base64 PNG with its caption."""
+def _figures_html(metrics: Metrics, figures: FigureTable = FIGURES) -> str:
+    """Every plot of ``figures`` as an inline base64 PNG with its caption."""
     parts = []
-    for stem, png in render_figures(metrics).items():
-        caption = _esc(FIGURES[stem][0])
+    for stem, png in render_figures(metrics, figures).items():
+        caption = _esc(figures[stem][0])
         data = base64.b64encode(png).decode("ascii")
         parts.append(
             f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
@@ -422,7 +424,12 @@ def write_report(
     metrics: Metrics, path: Path, title: str = "member-recsys training report"
 ) -> Path:
     """Write the self-contained HTML report of a training run to ``path`` and return it."""
-    body = "".join(f"<h2>{_esc(heading)}</h2>{html_}" for heading, html_ in _sections(metrics))
+    return _write_document(path, title, _sections(metrics))
+
+
+def _write_document(path: Path, title: str, sections: Iterable[tuple[str, str]]) -> Path:
+    """A self-contained page of (heading, body HTML) sections, in this report's style."""
+    body = "".join(f"<h2>{_esc(heading)}</h2>{html_}" for heading, html_ in sections)
     document = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head>"

@@ -49,6 +49,7 @@ from training.dataset import TrainingData, build_training_data
 from training.evaluate import EvaluationTask, item_category_codes
 from training.index import IndexConfig, ItemIndex
 from training.lineup import Failures, Progress, build_indexes, evaluate_on_test, refit
+from training.member_files import MemberFilesConfig
 from training.metrics import DEFAULT_KS
 from training.models import Recommender, model_class
 from training.models.base import failure_reason, popularity_tie_breaker
@@ -88,6 +89,8 @@ class TrainConfig(BaseModel):
     refit: bool = True
     #: A split spec (``--split`` syntax) for the validation split instead of the test's shape.
     validation: str | None = None
+    #: Member scores (horizon, models) and tier rules of the artifact's member files.
+    members: MemberFilesConfig = MemberFilesConfig()
 
     @field_validator("models")
     @classmethod
@@ -132,6 +135,8 @@ class TrainOutcome:
     indexes: dict[str, ItemIndex] = field(default_factory=dict)
     #: Association rules of the served data's purchases (``training.rules.RULE_COLUMNS``).
     rules: pl.DataFrame | None = None
+    #: How the artifact's member files are made (scores' horizon, tier rules).
+    member_files: MemberFilesConfig = field(default_factory=MemberFilesConfig)
 
 
 def _segments_of(interactions: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataFrame:
@@ -339,4 +344,4 @@ def run_training(
         "timings": timings(tuned, report.timings, refit_seconds),
         "config": config.model_dump(mode="json"),
     }
-    return TrainOutcome(metrics, models, data, indexes, served_rules)
+    return TrainOutcome(metrics, models, data, indexes, served_rules, config.members)

@@ -10,6 +10,7 @@ from serving.routes import (
     health,
     items,
     models,
+    profiles,
     recommendations,
     reports,
 )
@@ -24,6 +25,7 @@ ROUTERS = (
     reports.router,
     models.router,
     dashboard.router,
+    profiles.router,
     admin.router,
     health.router,
 )

@@ -1,6 +1,6 @@
-"""The dashboard's read routes: the overview's figures, member search, a member's profile and
-history, and the registry's versions (the pages themselves are static files,
-:mod:`serving.dashboard`).
+"""The dashboard's read routes: the overview's figures, member search, a member's history, and
+the registry's versions (a member's profile is :mod:`serving.routes.profiles`; the pages
+themselves are static files, :mod:`serving.dashboard`).
 
 Every figure is read from the model artifact (written at training time by
 ``training.member_kpis``) or the event store; nothing here computes a business figure anew.
@@ -33,7 +33,6 @@ from serving.schemas.dashboard import (
     LiveEvent,
     MemberHistory,
     MemberMatch,
-    MemberProfile,
     MemberSearch,
     Overview,
     RegistryResponse,
@@ -118,43 +117,6 @@ def _member_table(snapshot: ModelSnapshot) -> pl.DataFrame:
         "segment": [snapshot.segment_of(index) for index in range(len(ids))],
         col.TIER: pl.Series([None] * len(ids), dtype=pl.Utf8),
     })  # fmt: skip
-
-
-@router.get("/members/{member_id}/profile", summary="A member's profile", responses=errors(404))
-async def member_profile(
-    member_id: Annotated[ExternalId, _MEMBER_PATH], models: ModelStoreDep
-) -> MemberProfile:
-    """Segment, declared tier, computed value tier, orders, spend and recency as of the data's
-    end, and the variant that serves the member. A member neither the models nor the members
-    file know is a 404."""
-    snapshot = models.for_member(member_id)
-    index = snapshot.artifact.member_ids.get(member_id)
-    row = _profile_row(snapshot, member_id)
-    if row is None and index is None and member_id not in snapshot.carried_segments:
-        raise NotFoundError(
-            f"unknown member {member_id!r}: neither the models nor the members file know them"
-        )
-    row = row or {}
-    return MemberProfile(
-        member_id=member_id,
-        variant=snapshot.variant,
-        known=index is not None,
-        segment=row.get("segment", snapshot.segment_of_member(member_id, index)),
-        tier=row.get(col.TIER),
-        value_tier=row.get("value_tier"),
-        orders=row.get("frequency"),
-        spend=row.get("monetary"),
-        last_purchase=row.get("last_purchase"),
-        first_seen=row.get("first_seen"),
-        recency_days=row.get("recency_days"),
-    )
-
-
-def _profile_row(snapshot: ModelSnapshot, member_id: str) -> dict[str, Any] | None:
-    if snapshot.profiles is None:
-        return None
-    found = snapshot.profiles.filter(pl.col(col.MEMBER_ID) == member_id)
-    return found.row(0, named=True) if found.height else None
 
 
 @router.get("/members/{member_id}/history", summary="A member's recent history")

@@ -1,5 +1,5 @@
-"""Bodies of the dashboard's read routes: the overview's figures, a member's profile and
-history, member search, and the registry's versions.
+"""Bodies of the dashboard's read routes: the overview's figures, a member's history, member
+search, and the registry's versions (a member's profile: :mod:`serving.schemas.profiles`).
 
 The figures are the artifact's (``kpis.json`` and ``member_profiles.parquet``, written at
 training time by ``training.member_kpis``); serving only reads them.
@@ -12,18 +12,28 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "BandCount",
+    "ChurnDistribution",
+    "CohortCurve",
+    "CohortRetention",
+    "FrequencyBin",
     "HistoryItem",
     "KeyFigures",
     "LiveEvent",
     "MemberHistory",
     "MemberMatch",
-    "MemberProfile",
     "MemberSearch",
     "MonthFigures",
     "Overview",
     "RegistryResponse",
     "RegistryVersion",
+    "RfmCell",
+    "RfmGrid",
+    "RiskBin",
+    "SegmentSize",
     "SegmentTierCount",
+    "SegmentValue",
+    "ValueBySegment",
 ]
 
 
@@ -44,6 +54,9 @@ class MonthFigures(BaseModel):
     orders: int
     active_members: int = Field(description="Members with a purchase in the month.")
     average_order_value: float | None
+    repurchase_rate: float | None = Field(
+        None, description="Share of the month's buyers with two or more orders in it."
+    )
     complete: bool = Field(description="False for a month the data covers only in part.")
 
 
@@ -53,8 +66,97 @@ class SegmentTierCount(BaseModel):
     members: int
 
 
+class SegmentSize(BaseModel):
+    segment: str
+    members: int
+    member_share: float | None
+    revenue: float = Field(description="Spend of the segment's members up to the data's end.")
+    revenue_share: float | None = Field(description="Of all revenue up to the data's end.")
+
+
+class RfmCell(BaseModel):
+    r_score: int
+    f_score: int
+    members: int
+    mean_monetary: float | None = Field(description="Mean spend of the cell (null: empty).")
+
+
+class RfmGrid(BaseModel):
+    r_scores: list[int]
+    f_scores: list[int]
+    cells: list[RfmCell] = Field(description="Every R x F cell, empty ones included.")
+
+
+class FrequencyBin(BaseModel):
+    label: str = Field(examples=["5-9"])
+    min_orders: int
+    max_orders: int | None = Field(description="Null: no upper bound.")
+    members: int
+
+
+class CohortCurve(BaseModel):
+    cohort: str = Field(description="Join month, YYYY-MM.", examples=["2026-01"])
+    members: int
+    retention: list[float | None] = Field(
+        description="Share with a purchase k = 1, 2, ... months after joining (null: a month "
+        "the data does not hold whole)."
+    )
+
+
+class CohortRetention(BaseModel):
+    months_after: list[int]
+    cohorts: list[CohortCurve] = Field(description="The latest cohorts, oldest first.")
+    cohorts_with_data: int = Field(description="Cohorts with an observed month (shown or not).")
+    members_by_joined_at: int
+    members_by_first_purchase: int
+    members_without_cohort: int
+
+
+class RiskBin(BaseModel):
+    lower: float
+    upper: float
+    members: int
+
+
+class BandCount(BaseModel):
+    band: str
+    members: int
+
+
+class ChurnDistribution(BaseModel):
+    available: bool = Field(description="False: the members were not scored.")
+    informative: bool | None = Field(
+        description="False: the churn model beat neither a constant nor recency; every "
+        "scored member has the base rate and no histogram is given."
+    )
+    note: str | None = Field(description="Why there is no histogram, when there is none.")
+    horizon_days: float | None
+    scored_members: int
+    mean_risk: float | None
+    histogram: list[RiskBin] = Field(description="Members per tenth of churn risk.")
+    bands: list[BandCount]
+
+
+class SegmentValue(BaseModel):
+    segment: str
+    members: int
+    expected_purchases_sum: float | None
+    expected_purchases_mean: float | None
+    expected_spend_sum: float | None = Field(description="Null: the data has no prices.")
+    expected_spend_mean: float | None
+
+
+class ValueBySegment(BaseModel):
+    available: bool = Field(description="False: the members were not scored.")
+    spend_available: bool
+    note: str | None
+    horizon_days: float | None
+    rows: list[SegmentValue]
+
+
 class Overview(BaseModel):
-    """The overview page: key figures as of the data's end, months, members by segment and tier."""
+    """The overview page: key figures as of the data's end, months, members by segment and
+    tier, and the member report's distributions (null in an artifact older than them)."""
 
     variant: str
     version: str
@@ -67,23 +169,14 @@ class Overview(BaseModel):
     members_by_segment_tier: list[SegmentTierCount]
     segments: list[str] = Field(description="Lifecycle segments, most engaged first.")
     tiers: list[str] = Field(description="Tiers, lowest first.")
-
-
-class MemberProfile(BaseModel):
-    """A member as of the artifact's data end; ``known`` says whether the models index them
-    (members of the members file without events are answered by their segment)."""
-
-    member_id: str
-    variant: str = Field(description="The A/B variant that serves this member.")
-    known: bool = Field(description="The models learned from this member's events.")
-    segment: str | None
-    tier: str | None = Field(description="Declared in the members file (null: none).")
-    value_tier: str | None = Field(description="Computed from spend quantiles at training.")
-    orders: int | None = Field(description="Purchase orders up to the data's end.")
-    spend: float | None = Field(description="Quantity x price of purchases up to the data's end.")
-    last_purchase: datetime | None
-    first_seen: datetime | None
-    recency_days: float | None = Field(description="Days from the last activity to the data end.")
+    segment_sizes: list[SegmentSize] | None = None
+    rfm_grid: RfmGrid | None = None
+    purchase_frequency: list[FrequencyBin] | None = Field(
+        None, description="Members by orders up to the data's end."
+    )
+    cohorts: CohortRetention | None = None
+    churn: ChurnDistribution | None = None
+    value_by_segment: ValueBySegment | None = None
 
 
 class HistoryItem(BaseModel):

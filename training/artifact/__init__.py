@@ -21,6 +21,7 @@ from training.artifact.fingerprint import data_fingerprint
 from training.artifact.layout import (
     FORMAT_VERSION,
     MANIFEST,
+    MEMBERS_METRICS_FILE,
     METRICS_FILE,
     REPORT_FILE,
     RULES_FILE,
@@ -33,6 +34,7 @@ from training.artifact.write import write_artifact
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
+    "MEMBERS_METRICS_FILE",
     "METRICS_FILE",
     "REPORT_FILE",
     "RULES_FILE",

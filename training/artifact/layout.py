@@ -55,6 +55,9 @@ LIST_PARTS = ("items", "scores", "from_model")
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 RULES_FILE = "rules.parquet"
+#: The member scores' validation and test figures (``recsys members score`` writes the same
+#: file beside its output).
+MEMBERS_METRICS_FILE = "members_metrics.json"
 
 #: Catalog fields that serving filters or displays by; other catalog columns (descriptions,
 #: tags) only matter to training and stay out of the artifact.

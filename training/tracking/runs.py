@@ -1,8 +1,9 @@
 """Logging a training run to MLflow and registering its model artifact as a new version.
 
 One training run becomes one MLflow parent run (protocol as params, the chosen model's test
-metrics, metrics.json, report.html and the plots as artifacts) with one nested child run per
-model (its tuned params, its test metrics, its validation metrics as ``val_*``, its timings).
+metrics, metrics.json, report.html, the artifact's members_report.html and the plots as
+artifacts) with one nested child run per model (its tuned params, its test metrics, its
+validation metrics as ``val_*``, its timings).
 The parent run starts when training starts (:func:`training_run`, which ``recsys train``
 opens before its first step) and logs each step as it begins, so that it lasts as long as the
 training and a running one shows where it is; the outcome is logged into it at the end.
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from features.errors import ConfigError
 from training.config import DEFAULT_PROMOTION_MARGIN
+from training.member_report import MEMBER_REPORT_FILE
 from training.report import save_figures, write_report
 from training.tracking.promotion import PromotionDecision, current_champion, decide, record
 from training.tracking.store import (
@@ -161,6 +163,9 @@ def _log_outcome(
         with _run(client, experiment_id, model, parent_id=run_id) as child_id:
             _log(client, child_id, _child_metrics(metrics, model), model_params)
     _log_report_artifacts(client, run_id, metrics, figures_dir)
+    member_report = artifact_dir / MEMBER_REPORT_FILE
+    if member_report.is_file():  # beside report.html; an older artifact has none
+        client.log_artifact(run_id, str(member_report))
     version = _register_artifact(client, run_id, artifact_dir, registered_model, tags)
     champion = current_champion(client, registered_model)
     promotion = decide(metrics, tags, champion, promotion_margin)

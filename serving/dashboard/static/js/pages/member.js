@@ -1,7 +1,8 @@
 // Members: find one, then their profile, history, each model's recommendations side by side,
 // their bundles, and the items similar to whichever item is clicked.
-import { getJSON } from "../api.js";
-import { badge, card, dateTime, day, el, money, notice, number, table } from "../ui.js";
+import { getJSON, getOptional } from "../api.js";
+import { churnFigure, rfmHeatmap } from "../figures.js";
+import { badge, card, dateTime, day, el, money, notice, number, percent, table } from "../ui.js";
 
 const RECOMMENDATIONS = 10;
 const SIMILAR = 8;
@@ -49,10 +50,11 @@ async function memberList(query) {
 
 async function memberView(memberId) {
   const id = encodeURIComponent(memberId);
-  const [profile, history, loaded] = await Promise.all([
+  const [profile, history, loaded, overview] = await Promise.all([
     getJSON(`/v1/members/${id}/profile`),
     getJSON(`/v1/members/${id}/history`, { n: 15 }),
     getJSON("/v1/models"),
+    getOptional("/v1/dashboard/overview"),
   ]);
   const variant = loaded.variants.find((v) => v.variant === profile.variant);
   const modelNames = variant?.models ?? [];
@@ -67,6 +69,7 @@ async function memberView(memberId) {
   const chooser = itemChooser(similar);
   return el("div", { class: "grid" },
     el("div", { class: "grid cols-2" }, profileCard(profile), historyCard(history, chooser)),
+    el("div", { class: "grid cols-2" }, scoresCard(profile, overview), standingCard(profile, overview)),
     card(`Recommended for ${memberId}, by model`,
       el("p", { class: "muted" }, `Top ${RECOMMENDATIONS} of each model of variant ` +
         `${profile.variant}; purchased items are left out. ` +
@@ -89,15 +92,85 @@ function profileCard(p) {
     ["Days since last activity", number(p.recency_days)],
     ["A/B variant", p.variant],
   ];
-  // Figures later versions of the API add; shown only when the API has them.
-  if (p.churn_risk !== undefined && p.churn_risk !== null) facts.push(["Churn risk", p.churn_risk]);
-  if (p.expected_value !== undefined && p.expected_value !== null) {
-    facts.push(["Expected value", money(p.expected_value)]);
-  }
   return card(`Member ${p.member_id}`,
     p.known ? null : notice("The models have no events of this member: their lists come " +
       "from their segment's popularity (flagged fallback)."),
-    el("dl", { class: "facts", id: "profile" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+    factList("profile", facts));
+}
+
+function factList(id, facts) {
+  return el("dl", { class: "facts", id }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+const present = (value) => value !== undefined && value !== null;
+
+// Churn risk, expected value, RFM scores, tags, purchase cycle, tier progress and attribute
+// segments: each shown only when the API gives it (an older artifact has none of them).
+function scoresCard(p, overview) {
+  const horizon = overview?.churn?.horizon_days;
+  const over = horizon ? ` (next ${number(horizon)} days)` : "";
+  const facts = [];
+  if (present(p.churn_risk)) {
+    facts.push([`Churn risk${over}`, el("span", {}, percent(p.churn_risk),
+      present(p.churn_band) ? badge(p.churn_band, BAND_KIND[p.churn_band] ?? "") : null)]);
+  }
+  if (present(p.expected_purchases)) {
+    facts.push([`Expected purchases${over}`, number(p.expected_purchases, 2)]);
+  }
+  if (present(p.expected_spend)) facts.push([`Expected spend${over}`, money(p.expected_spend)]);
+  if (present(p.r_score)) {
+    facts.push(["RFM scores", `R ${p.r_score} · F ${p.f_score ?? "–"} · M ${p.m_score ?? "–"}`]);
+  }
+  if (present(p.purchase_cycle_days)) {
+    facts.push(["Purchase cycle", `every ${number(p.purchase_cycle_days, 1)} days (median)`]);
+  }
+  if (present(p.earned_tier)) facts.push(["Tier earned by spend", p.earned_tier]);
+  if (present(p.next_tier) && present(p.spend_to_next_tier)) {
+    facts.push(["Next tier", `spend ${money(p.spend_to_next_tier)} more to reach ${p.next_tier}`]);
+  } else if (present(p.tier_spend)) {
+    facts.push(["Next tier", "at the top tier"]);
+  }
+  const attributes = p.attributes ?? p;
+  for (const [key, label] of [["region", "Region"], ["age_band", "Age band"],
+    ["join_cohort", "Join cohort"]]) {
+    if (present(attributes[key])) facts.push([label, attributes[key]]);
+  }
+  if (present(p.scores_as_of)) facts.push(["Scored as of", day(p.scores_as_of)]);
+  const tags = [
+    ...(p.preference_tags ?? []).map((t) =>
+      badge(`${t.kind}: ${t.name} ×${number(t.affinity, 1)}`, "accent")),
+    ...(p.behaviour_tags ?? []).map((t) => badge(t, "good")),
+  ];
+  const uninformative = p.churn_band === "uninformative"
+    ? el("p", { class: "muted" }, "The churn model was not informative on this data: every " +
+      "member carries the base rate, which is no ranking.") : null;
+  const unscored = present(p.churn_risk) || present(p.expected_purchases) ? null
+    : el("p", { class: "muted" }, "No churn risk or expected value: this model artifact's " +
+      "members were not scored.");
+  return card("Scores and tags", factList("scores", facts), uninformative, unscored,
+    tags.length ? el("div", { class: "tags", id: "tags", style: "margin-top:10px" }, tags) : null);
+}
+
+const BAND_KIND = { low: "good", medium: "warn", high: "warn" };
+
+// The member among all members: their bin of the churn-risk distribution, their RFM cell, and
+// their expected spend beside their segment's mean (the overview's figures).
+function standingCard(p, overview) {
+  if (!overview) return card("Among all members", notice("This model artifact has no kpis.json."));
+  const mark = present(p.r_score) && present(p.f_score) ? { r: p.r_score, f: p.f_score } : null;
+  const segment = overview.value_by_segment?.rows.find((row) => row.segment === p.segment);
+  const compare = segment && present(p.expected_spend) && present(segment.expected_spend_mean)
+    ? el("p", {}, `Expected spend ${money(p.expected_spend)} against ` +
+      `${money(segment.expected_spend_mean)} for the average ${p.segment} member.`) : null;
+  const standing = card("Among all members",
+    compare,
+    el("h2", { class: "muted" }, "Churn risk of all members"),
+    churnFigure(overview.churn, present(p.churn_risk) ? p.churn_risk : null),
+    el("h2", { class: "muted", style: "margin-top:12px" },
+      mark ? "RFM cell (outlined: this member's)" : "RFM cells"),
+    rfmHeatmap(overview.rfm_grid, mark));
+  standing.id = "standing";
+  return standing;
 }
 
 function itemLine(item, chooser, extra = []) {

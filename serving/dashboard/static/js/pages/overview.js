@@ -1,6 +1,9 @@
 // Overview: the member program at a glance, as of the data's end (the artifact's kpis.json).
 import { getJSON } from "../api.js";
 import { PALETTE, chart } from "../charts.js";
+import {
+  churnFigure, cohortChart, frequencyChart, repeatChart, rfmHeatmap, segmentSizesChart, valueFigure,
+} from "../figures.js";
 import { card, day, el, money, notice, number, percent, table } from "../ui.js";
 
 export async function render() {
@@ -26,10 +29,32 @@ export async function render() {
       card("Members by segment and tier", segmentChart(data)),
     ),
     el("div", { class: "grid cols-2", style: "margin-top:16px" },
+      figureCard("segment-sizes", "Segment sizes and share of revenue",
+        segmentSizesChart(data.segment_sizes)),
+      figureCard("repeat", "Repurchase rate and average order value by month",
+        repeatChart(data.months)),
+    ),
+    el("div", { class: "grid cols-2", style: "margin-top:16px" },
+      figureCard("rfm", "RFM heat map", rfmHeatmap(data.rfm_grid)),
+      figureCard("frequency", "Orders per member", frequencyChart(data.purchase_frequency)),
+    ),
+    el("div", { class: "grid", style: "margin-top:16px" },
+      figureCard("cohorts", "Cohort retention by join month", cohortChart(data.cohorts))),
+    el("div", { class: "grid cols-2", style: "margin-top:16px" },
+      figureCard("churn", "Churn-risk distribution", churnFigure(data.churn)),
+      figureCard("value", "Expected value by segment", valueFigure(data.value_by_segment)),
+    ),
+    el("div", { class: "grid cols-2", style: "margin-top:16px" },
       card("Members by segment and tier (table)", segmentTable(data)),
       card("What the figures mean", definitions(data.definitions)),
     ),
   );
+}
+
+function figureCard(id, title, body) {
+  const section = card(title, body);
+  section.id = `figure-${id}`;
+  return section;
 }
 
 function kpi(label, value, note) {
