@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"Online Retail not found at {args.data} (pass --data)")
         return 2
+    load = os.getloadavg()  # other work on the machine slows the timings
     interactions = load_interactions(args.data, preset=get_preset("online-retail")).frame
     inputs = btyd_inputs(interactions, AS_OF)
     pymc = run_pymc(inputs, args.pymc_python)
@@ -286,6 +287,7 @@ in its own uv environment (benchmarks/btyd_pymc_worker.py).
 | date | {datetime.now(UTC).date().isoformat()} |
 | command | `uv run python benchmarks/btyd_reference.py` |
 | machine | {machine_description()} |
+| load average (1, 5 min) at the start | {load[0]:.1f}, {load[1]:.1f} |
 
 | BG/NBD | r | alpha (days) | a | b | log-likelihood | fit s | orders MAE |
 |---|---:|---:|---:|---:|---:|---:|---:|

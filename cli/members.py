@@ -62,7 +62,9 @@ def score(
     ] = None,
     members: Annotated[
         Path | None,
-        typer.Option(help="Member table (joined_at, tier): its members are scored too."),
+        typer.Option(
+            help="Member table (joined_at, tier, region, birth_date): its members are scored too."
+        ),
     ] = None,
     items: Annotated[Path | None, typer.Option(help="Item catalog (categories).")] = None,
     preset: PresetOption = None,

@@ -27,11 +27,17 @@ AVAILABLE: Final = "available"
 #: Bought again and again (groceries, refills): bundles may propose it to a member who
 #: bought it before.
 REPEATABLE: Final = "repeatable"
+#: When the item went on sale (optional): the new-arrival buyer tag counts a purchase within
+#: so many days of it; without it an item's first event in the data stands in.
+RELEASED_AT: Final = "released_at"
 
 #: Member table columns (``members.parquet`` / ``--members``).
 JOINED_AT: Final = "joined_at"
 TIER: Final = "tier"
 REGION: Final = "region"
+#: The member's date of birth (optional): the only source of a profile's age band, so that an
+#: age is always as of the profile's reference time, never a figure that went stale in the file.
+BIRTH_DATE: Final = "birth_date"
 
 #: Bookkeeping columns added by validation; they never come from user files.
 ROW_NUMBER: Final = "_row"

@@ -3,9 +3,10 @@
 Null where the members file lacks what a segment needs:
 
 * ``region``, as given;
-* ``age_band`` from ``age`` (years, as given), else ``birth_date`` or ``birth_year`` (age at the
-  reference time), in bands under-18, 18-24, 25-34, 35-44, 45-54, 55-64, 65+ (an age outside
-  0-120 is unknown);
+* ``age_band`` from ``birth_date`` (a date or datetime, as the members loader parses it): the
+  age in whole years at the reference time, in bands under-18, 18-24, 25-34, 35-44, 45-54,
+  55-64, 65+ (an age outside 0-120 is unknown). Only a birth date: an age or a birth year
+  written in a file is stale or vague by the time a profile is built, and no loader keeps one;
 * ``join_cohort``, the calendar quarter of ``joined_at`` ("2024-Q3").
 """
 
@@ -16,19 +17,16 @@ from typing import Final
 
 import polars as pl
 
-from features.columns import JOINED_AT, MEMBER_ID, REGION
+from features.columns import BIRTH_DATE, JOINED_AT, MEMBER_ID, REGION
+from features.errors import DataError
 from features.frames import require_columns
 from features.times import as_naive_utc
 
-__all__ = ["AGE", "AGE_BAND", "BIRTH_DATE", "BIRTH_YEAR", "JOIN_COHORT", "attribute_segments"]
+__all__ = ["AGE_BAND", "JOIN_COHORT", "attribute_segments"]
 
 #: Output columns (besides ``region``).
 AGE_BAND: Final = "age_band"
 JOIN_COHORT: Final = "join_cohort"
-#: Optional input columns of the members file.
-AGE: Final = "age"
-BIRTH_DATE: Final = "birth_date"
-BIRTH_YEAR: Final = "birth_year"
 
 _AGE_BANDS: Final = ((18, "under-18"), (25, "18-24"), (35, "25-34"), (45, "35-44"),
                      (55, "45-54"), (65, "55-64"), (121, "65+"))  # fmt: skip
@@ -66,20 +64,20 @@ def attribute_segments(members: pl.DataFrame | None, reference_time: datetime) -
 
 
 def _age(schema: pl.Schema, reference: datetime) -> pl.Expr:
-    """Age in whole years: as given, else from the birth date, else from the birth year."""
-    if AGE in schema:
-        return pl.col(AGE).cast(pl.Float64, strict=False).floor()
-    if BIRTH_DATE in schema:
-        text = schema[BIRTH_DATE] == pl.Utf8
-        born = pl.col(BIRTH_DATE)
-        born = born.str.to_date(strict=False) if text else born.cast(pl.Date, strict=False)
-        before_birthday = (born.dt.month() > reference.month) | (
-            (born.dt.month() == reference.month) & (born.dt.day() > reference.day)
+    """Age in whole years at ``reference`` from the birth date (null without one)."""
+    if BIRTH_DATE not in schema:
+        return pl.lit(None, dtype=pl.Float64)
+    dtype = schema[BIRTH_DATE]
+    if not (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
+        raise DataError(
+            f"members column {BIRTH_DATE!r} is {dtype}, not a date; load the "
+            "members file with features.validate.load_members, which parses it"
         )
-        return (reference.year - born.dt.year() - before_birthday.cast(pl.Int32)).cast(pl.Float64)
-    if BIRTH_YEAR in schema:
-        return reference.year - pl.col(BIRTH_YEAR).cast(pl.Float64, strict=False)
-    return pl.lit(None, dtype=pl.Float64)
+    born = pl.col(BIRTH_DATE).cast(pl.Date)
+    before_birthday = (born.dt.month() > reference.month) | (
+        (born.dt.month() == reference.month) & (born.dt.day() > reference.day)
+    )
+    return (reference.year - born.dt.year() - before_birthday.cast(pl.Int32)).cast(pl.Float64)
 
 
 def _age_band(age: pl.Expr) -> pl.Expr:

@@ -197,10 +197,11 @@ def member_features(
     """
     moment = as_naive_utc(as_of)
     history = _checked(interactions).filter(pl.col(TIMESTAMP) < moment)
-    categories = _categories(history, items)
+    # The pass over every event runs on the streaming engine: a fraction of the memory of the
+    # in-memory one on tens of millions of events, and faster. Purchases are a small share.
+    activity = _activity(history, moment).collect(engine="streaming").lazy()
     purchases = history.filter(pl.col(EVENT) == PURCHASE)
-    bought = _purchase_features(purchases, moment, categories)
-    activity = _activity(history, moment)
+    bought = _purchase_features(purchases, moment, _categories(history, items))
     roster = _roster(members, moment)
     known = pl.concat(
         [activity.select(MEMBER_ID), roster.select(MEMBER_ID)], how="vertical"
@@ -257,29 +258,41 @@ def _purchase_features(
     purchases: pl.LazyFrame, moment: datetime, categories: pl.LazyFrame | None
 ) -> pl.LazyFrame:
     """Per buyer, the order-level figures that :func:`_finish` turns into rates and ratios."""
-    # Ties of placement time are broken by the order key, so that "the first order" (left out of
-    # Gamma-Gamma's m) is always the same one.
-    orders = purchases.group_by(MEMBER_ID, order_key(_INTERACTION_COLUMNS).alias("_order")).agg(
-        pl.col(TIMESTAMP).min().alias("_placed"),
-        line_value().sum().cast(pl.Float64).alias("_value"),
-        pl.col(ITEM_ID).n_unique().alias("_items"),
+    # Orders sorted by member and time (ties broken by the order key, so that "the first
+    # order", left out of Gamma-Gamma's m, is always the same one): gaps are then differences
+    # with the previous row of the same member, and the group-by keeps that order, which is
+    # several times faster than sorting inside each group.
+    orders = (
+        purchases.group_by(MEMBER_ID, order_key(_INTERACTION_COLUMNS).alias("_order"))
+        .agg(
+            pl.col(TIMESTAMP).min().alias("_placed"),
+            line_value().sum().cast(pl.Float64).alias("_value"),
+            pl.col(ITEM_ID).n_unique().alias("_items"),
+        )
+        .sort(MEMBER_ID, "_placed", "_order")
+    )
+    same_member = pl.col(MEMBER_ID) == pl.col(MEMBER_ID).shift()
+    gap = pl.when(same_member).then(
+        pl.col("_placed").diff().dt.total_microseconds() / _MICROSECONDS_PER_DAY
     )
     age = days_before(moment, "_placed")
-    placed = pl.col("_placed").sort()
-    gaps = (placed.diff().dt.total_microseconds() / _MICROSECONDS_PER_DAY).drop_nulls()
-    per_member = orders.group_by(MEMBER_ID).agg(
-        pl.len().alias(_ORDERS),
-        age.min().alias(DAYS_SINCE_PURCHASE),
-        age.max().alias(DAYS_SINCE_FIRST_PURCHASE),
-        pl.col("_value").sum().alias(_SPEND),
-        pl.col("_value").sort_by("_placed", "_order").first().alias(_FIRST_VALUE),
-        pl.col("_items").mean().cast(pl.Float64).alias(ITEMS_PER_ORDER),
-        gaps.mean().alias(MEAN_GAP_DAYS),
-        gaps.std().alias(STD_GAP_DAYS),
-        gaps.last().alias(_LAST_GAP),
-        (age < _SHORT_DAYS).sum().alias(ORDERS_30D),
-        (age < _LONG_DAYS).sum().alias(ORDERS_90D),
-        pl.col("_value").filter(age < _LONG_DAYS).sum().alias(SPEND_90D),
+    per_member = (
+        orders.with_columns(gap.alias("_gap"), age.alias("_age"))
+        .group_by(MEMBER_ID)
+        .agg(
+            pl.len().alias(_ORDERS),
+            pl.col("_age").min().alias(DAYS_SINCE_PURCHASE),
+            pl.col("_age").max().alias(DAYS_SINCE_FIRST_PURCHASE),
+            pl.col("_value").sum().alias(_SPEND),
+            pl.col("_value").first().alias(_FIRST_VALUE),
+            pl.col("_items").mean().cast(pl.Float64).alias(ITEMS_PER_ORDER),
+            pl.col("_gap").mean().alias(MEAN_GAP_DAYS),
+            pl.col("_gap").std().alias(STD_GAP_DAYS),
+            pl.col("_gap").last().alias(_LAST_GAP),
+            (pl.col("_age") < _SHORT_DAYS).sum().alias(ORDERS_30D),
+            (pl.col("_age") < _LONG_DAYS).sum().alias(ORDERS_90D),
+            pl.col("_value").filter(pl.col("_age") < _LONG_DAYS).sum().alias(SPEND_90D),
+        )
     )
     breadth = _category_breadth(purchases, moment, categories)
     if breadth is None:

@@ -62,6 +62,7 @@ from features.columns import (
     PRICE,
     PURCHASE,
     QUANTITY,
+    RELEASED_AT,
     TIMESTAMP,
 )
 from features.frames import require_columns
@@ -79,7 +80,6 @@ __all__ = [
     "PREFERENCE_TAGS",
     "PREFERENCE_TAG_DTYPE",
     "PURCHASE_CYCLE_DAYS",
-    "RELEASED_AT",
     "WEEKEND_SHOPPER",
     "TagRules",
     "behaviour_tags",
@@ -106,9 +106,6 @@ BEHAVIOURS: Final = (
     NEW_ARRIVAL_BUYER,
     DEAL_SEEKER,
 )
-
-#: The catalog's launch date (optional).
-RELEASED_AT: Final = "released_at"
 
 #: Columns of :func:`purchase_lines` besides member, item, timestamp, category and brand.
 ORDER: Final = "_order"

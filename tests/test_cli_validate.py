@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from tests.cli import run_recsys
 
@@ -60,3 +61,29 @@ def test_unknown_preset_lists_the_known_ones(tmp_path: Path) -> None:
     result = run_recsys("validate", "-i", path, "--preset", "nope")
     assert result.returncode == 2
     assert "known presets: online-retail" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "header", "field"),
+    [
+        ("--members", "member_id,birth_date", "birth_date"),
+        ("--items", "item_id,released_at", "released_at"),
+    ],
+)
+def test_a_bad_optional_date_in_a_side_table_names_its_row_and_column(
+    tmp_path: Path, option: str, header: str, field: str
+) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text("member_id,item_id,timestamp\nm1,i1,2024-01-01\n")
+    table = tmp_path / "side.csv"
+    table.write_text(f"{header}\nm1,1990-07-15\nm2,soon\n")
+    result = run_recsys(
+        "members", "score", "-i", events, option, table, "--out", tmp_path / "s.csv"
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    message = " ".join(result.stderr.split())  # rich wraps long lines
+    assert f"column '{field}', unparseable {field}" in message
+    assert "row 2:" in message and f"{field}='soon'" in message
+    rejected = pl.read_csv(tmp_path / "data" / "quarantine" / "side.quarantine.csv")
+    assert rejected["_reason"].to_list() == [f"unparseable {field}"]

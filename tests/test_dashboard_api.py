@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 
 from tests.serving_helpers import READ, Server, an_event, post_events, serve_tiny
-from training.member_kpis import KPIS_FILE, member_kpis, member_profiles
+from training.member_kpis import KPIS_FILE, member_kpis
+from training.member_profiles import build_member_profiles
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_key_figures_by_hand() -> None:
         _purchase("C", "2025-01-10T10:00", "o4", 99.0),  # outside the 90 days
     ])  # fmt: skip
     reference = datetime(2025, 6, 30)
-    profiles = member_profiles(interactions, reference, None)
+    profiles = build_member_profiles(interactions, reference)
     kpis = member_kpis(interactions, profiles, reference)
     assert kpis["figures"] == {
         "members": 3, "active_members": 2, "orders": 3, "revenue": 100.0,

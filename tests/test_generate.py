@@ -16,6 +16,7 @@ import pytest
 
 from features.columns import (
     AVAILABLE,
+    BIRTH_DATE,
     BRAND,
     CATEGORY,
     DESCRIPTION,
@@ -49,6 +50,8 @@ from features.synthetic import (
     StoreSummary,
     generate_store,
 )
+from features.synthetic import members as synthetic_members
+from features.validate import load_members
 
 VIEW, CLICK, CART, PURCHASE = EVENTS
 START: datetime = PERIOD_START.astype(datetime)
@@ -129,7 +132,13 @@ def test_files_follow_the_data_contract(store: Store) -> None:
         }
     )
     assert store.members.schema == pl.Schema(
-        {MEMBER_ID: pl.String, JOINED_AT: pl.Datetime("us"), TIER: pl.String, REGION: pl.String}
+        {
+            MEMBER_ID: pl.String,
+            JOINED_AT: pl.Datetime("us"),
+            TIER: pl.String,
+            REGION: pl.String,
+            BIRTH_DATE: pl.Date,
+        }
     )
     assert store.bundles.columns == [BUNDLE_ID, BUNDLE_ITEM_IDS, BUNDLE_SIZE]
     assert set(store.interactions.get_column(EVENT).unique()) == set(EVENTS)
@@ -272,6 +281,34 @@ def test_members_have_a_lifecycle(store: Store) -> None:
     joins = store.members.get_column(JOINED_AT)
     assert joins.min() < START + timedelta(days=60)
     assert joins.is_sorted()  # ids are issued in join order
+
+
+def test_members_are_adults_of_a_loyalty_programs_ages(store: Store) -> None:
+    joined = store.members.get_column(JOINED_AT).cast(pl.Date)
+    age = (joined - store.members.get_column(BIRTH_DATE)).dt.total_days() / 365.2425
+    assert age.null_count() == 0
+    assert age.min() >= 18 and age.max() <= 85  # type: ignore[operator]
+    assert 0.6 <= age.is_between(25, 55, closed="left").mean() <= 0.85  # type: ignore[operator]
+    assert 38 <= age.median() <= 48  # type: ignore[operator]
+    # The members loader keeps the birth date, so profiles get an age band.
+    loaded = load_members(store.summary.members_path)
+    assert loaded.report.quarantined == 0
+    assert loaded.frame.get_column(BIRTH_DATE).null_count() == 0
+
+
+def test_birth_dates_have_a_stream_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another birth-date stream changes the birth dates and nothing else: no other draw
+    depends on them, so adding them left every store of an earlier version as it was."""
+    first = generate_store(TINY, tmp_path / "a")
+    monkeypatch.setattr(synthetic_members, "STREAM_BIRTH_DATES", 99)
+    second = generate_store(TINY, tmp_path / "b")
+    for name in ("interactions.parquet", "items.parquet", "planted_bundles.csv", "store.json"):
+        assert (first.out_dir / name).read_bytes() == (second.out_dir / name).read_bytes(), name
+    a, b = pl.read_parquet(first.members_path), pl.read_parquet(second.members_path)
+    assert a.drop(BIRTH_DATE).equals(b.drop(BIRTH_DATE))
+    assert not a.get_column(BIRTH_DATE).equals(b.get_column(BIRTH_DATE))
 
 
 def test_cold_start_items_and_members_have_no_interactions(store: Store) -> None:

@@ -10,11 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from features.errors import ConfigError
+from features.errors import ConfigError, DataError
 from features.ids import IdMap
 from features.member_tags import TagRules, preference_tags, purchase_lines
 from features.members import compute_member_profiles
 from features.tier_rules import TIER_RULES_FILE, TierRules, load_tier_rules, write_tier_rules
+from features.validate import load_members
 from serving.profiles import LiveActivity, ProfileRows, fold_live, summarise_live
 from training.member_profiles import PROFILE_FRAME_COLUMNS, build_member_profiles
 
@@ -61,7 +62,7 @@ MEMBERS = pl.DataFrame({
     "member_id": ["A", "B", "H"],
     "joined_at": [datetime(2024, 8, 15), datetime(2025, 1, 1), datetime(2025, 6, 1)],
     "region": ["North", None, "South"],
-    "birth_year": [1990, 2010, None],
+    "birth_date": [datetime(1990, 3, 10), datetime(2010, 5, 1), None],
 })  # fmt: skip
 
 
@@ -182,13 +183,21 @@ def test_attribute_segments_from_the_members_file(profiles: pl.DataFrame) -> Non
     assert (cohort["A"], cohort["B"], cohort["C"]) == ("2024-Q3", "2025-Q1", None)
 
 
-def test_age_from_a_birth_date_or_a_given_age() -> None:
-    born = pl.DataFrame({"member_id": ["x", "y"], "birth_date": ["1990-07-15", "1990-06-30"]})
-    bands = _by_member(build_member_profiles(_store(), REFERENCE, members=born), "age_band")
-    assert (bands["x"], bands["y"]) == ("25-34", "35-44")  # 34 the day before the birthday
-    aged = pl.DataFrame({"member_id": ["x", "y", "z"], "age": [70, 130, 24]})
-    bands = _by_member(build_member_profiles(_store(), REFERENCE, members=aged), "age_band")
-    assert (bands["x"], bands["y"], bands["z"]) == ("65+", None, "18-24")
+def test_age_is_from_the_birth_date_as_of_the_reference(tmp_path: Path) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text(
+        "member_id,birth_date\nx,1990-07-15\ny,1990-06-30\nz,2030-01-01\nw,1900-01-01\n"
+    )
+    loaded = load_members(path).frame  # the loader parses the text into datetimes
+    bands = _by_member(build_member_profiles(_store(), REFERENCE, members=loaded), "age_band")
+    # 34 the day before the birthday, 35 on it; not born yet and 125 are unknown ages
+    assert bands == {**dict.fromkeys("ABCDEFG"), "x": "25-34", "y": "35-44", "z": None, "w": None}
+    dates = loaded.with_columns(pl.col("birth_date").cast(pl.Date))
+    by_date = _by_member(build_member_profiles(_store(), REFERENCE, members=dates), "age_band")
+    assert by_date == bands
+    text = pl.DataFrame({"member_id": ["x"], "birth_date": ["1990-07-15"]})
+    with pytest.raises(DataError, match=r"'birth_date' is String, not a date.*load_members"):
+        build_member_profiles(_store(), REFERENCE, members=text)
 
 
 def test_tier_rules_load_from_json_and_toml(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from training.member_distributions import (
     rfm_grid,
     value_by_segment,
 )
-from training.member_kpis import member_kpis, member_profiles
+from training.member_kpis import member_kpis
+from training.member_profiles import build_member_profiles
 from training.member_report import MEMBER_FIGURES, MEMBER_REPORT_FILE, write_member_report
 
 REFERENCE = datetime(2025, 6, 30, 12)
@@ -66,7 +67,7 @@ def _scored(profiles: pl.DataFrame, risks: list[float], bands: list[str]) -> pl.
 
 
 def test_cohort_retention_by_hand(interactions: pl.DataFrame, members: pl.DataFrame) -> None:
-    profiles = member_profiles(interactions, REFERENCE, members)
+    profiles = build_member_profiles(interactions, REFERENCE, members=members)
     cohorts = member_kpis(interactions, profiles, REFERENCE, members=members)["cohorts"]
     assert cohorts["months_after"] == list(range(1, 13))
     by_month = {row["cohort"]: row for row in cohorts["cohorts"]}
@@ -84,7 +85,7 @@ def test_cohort_retention_by_hand(interactions: pl.DataFrame, members: pl.DataFr
 
 def test_a_month_the_data_ends_in_is_not_observed(interactions: pl.DataFrame) -> None:
     early = datetime(2025, 6, 20)
-    profiles = member_profiles(interactions, early, None)
+    profiles = build_member_profiles(interactions, early)
     kpis = member_kpis(interactions, profiles, early)
     january, february = kpis["cohorts"]["cohorts"]
     assert january["retention"][3] == 0.0 and january["retention"][4] is None  # May; June
@@ -93,7 +94,7 @@ def test_a_month_the_data_ends_in_is_not_observed(interactions: pl.DataFrame) ->
 
 
 def test_monthly_repurchase_rate_and_segment_sizes_by_hand(interactions: pl.DataFrame) -> None:
-    profiles = member_profiles(interactions, REFERENCE, None)
+    profiles = build_member_profiles(interactions, REFERENCE)
     kpis = member_kpis(interactions, profiles, REFERENCE)
     months = {m["month"]: m for m in kpis["months"]}
     assert months["2025-04"]["repurchase_rate"] == 1.0  # A, 2 orders
@@ -177,7 +178,7 @@ def _images(html: str) -> list[str]:
 def test_the_report_draws_every_figure_from_the_kpis(
     interactions: pl.DataFrame, members: pl.DataFrame, tmp_path: Path
 ) -> None:
-    profiles = member_profiles(interactions, REFERENCE, members)
+    profiles = build_member_profiles(interactions, REFERENCE, members=members)
     scored = _scored(profiles, [0.1, 0.5, 0.9, 0.7], ["low", "medium", "high", "high"])
     kpis = json.loads(json.dumps(member_kpis(interactions, scored, REFERENCE, members=members)))
     path = write_member_report(kpis, tmp_path / MEMBER_REPORT_FILE)
@@ -193,7 +194,7 @@ def test_the_report_draws_every_figure_from_the_kpis(
 def test_the_report_says_why_a_figure_is_missing(
     interactions: pl.DataFrame, tmp_path: Path
 ) -> None:
-    profiles = member_profiles(interactions, REFERENCE, None)
+    profiles = build_member_profiles(interactions, REFERENCE)
     flat = _scored(profiles, [0.4] * 3, ["uninformative"] * 3)
     kpis = member_kpis(interactions, flat, REFERENCE)
     kpis["definitions"] = {**kpis["definitions"], "hostile": "<script>alert(1)</script>"}
@@ -214,7 +215,7 @@ def test_cohorts_on_online_retail_agree_with_a_direct_count(online_retail_path: 
     """On the real file: the first cohort's retention, counted here with plain sets."""
     frame = load_interactions(online_retail_path, preset=get_preset("online-retail")).frame
     reference = frame.get_column("timestamp").max()
-    profiles = member_profiles(frame, reference, None)
+    profiles = build_member_profiles(frame, reference)
     kpis = member_kpis(frame, profiles, reference)
     buys = frame.filter(pl.col("event") == "purchase").select(
         "member_id", pl.col("timestamp").dt.strftime("%Y-%m").alias("month")

@@ -120,8 +120,9 @@ def test_every_field_comes_from_the_artifact(server: Server, profiles: pl.DataFr
     assert body["spend_to_next_tier"] == pytest.approx(
         {"plus": 40, "top": 150}[body["next_tier"]] - body["tier_spend"]
     )
-    assert body["attributes"] == {"region": row["region"], "age_band": None,
+    assert body["attributes"] == {"region": row["region"], "age_band": row["age_band"],
                                   "join_cohort": row["join_cohort"]}  # fmt: skip
+    assert body["attributes"]["age_band"] is not None  # the generated members have birth dates
     assert body["attributes"]["join_cohort"][:4] in ("2024", "2025", "2026")
     assert body["scores_as_of"] == _utc(SCORED_AT)
     assert (body["live_events"], body["as_of"]) == (0, body["live_since"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from features import columns as col
 from features.errors import ConfigError, DataError, MissingColumnError, TooManyBadRowsError
 from features.ingest import parse_column_mapping
-from features.validate import load_interactions, load_items, load_members
+from features.validate import ValidatedTable, load_interactions, load_items, load_members
 
 HEADER = ["member_id", "item_id", "event", "timestamp", "quantity", "price"]
 
@@ -189,6 +190,38 @@ def test_members_parse_joined_at(tmp_path: Path) -> None:
     )
     frame = load_members(path).frame
     assert frame[col.JOINED_AT][0] == datetime(2024, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("loader", "key", "field"),
+    [(load_items, col.ITEM_ID, col.RELEASED_AT), (load_members, col.MEMBER_ID, col.BIRTH_DATE)],
+)
+def test_optional_dates_are_parsed_and_a_bad_one_is_quarantined(
+    tmp_path: Path, loader: Callable[..., ValidatedTable], key: str, field: str
+) -> None:
+    path = write_csv(
+        tmp_path / "table.csv",
+        [["a", "1990-07-15"], ["b", ""], ["c", "someday"], ["d", "2024-03-01T10:30:00Z"]],
+        header=[key, field],
+    )
+    quarantine = tmp_path / "q.csv"
+    loaded = loader(path, max_bad_share=1.0, quarantine_path=quarantine)
+    assert loaded.frame.schema[field] == pl.Datetime("us")
+    assert loaded.frame[field].to_list() == [
+        datetime(1990, 7, 15),
+        None,
+        datetime(2024, 3, 1, 10, 30),
+    ]  # a blank optional date is unknown, not an error
+    assert loaded.report.reasons == {f"unparseable {field}": 1}
+    rejected = pl.read_csv(quarantine, infer_schema=False)
+    assert rejected.row(0, named=True) == {
+        col.ROW_NUMBER: "3",
+        col.REASON: f"unparseable {field}",
+        key: "c",
+        field: "someday",
+    }
+    with pytest.raises(TooManyBadRowsError, match=rf"column '{field}'.*row 3: {key}='c'"):
+        loader(path, quarantine_path=quarantine)
 
 
 cell = st.one_of(

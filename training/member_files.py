@@ -8,8 +8,8 @@ the dashboard read one set of numbers and never recompute them:
   (:mod:`training.member_models`);
 * ``member_profiles.parquet``: one row per member with RFM scores, segment, tiers, churn risk,
   expected value, tags and tier progress (:mod:`training.member_profiles`);
-* ``tier_rules.json``: the tier ladder the profiles were computed with, which serving applies to
-  live purchases (:mod:`features.tier_rules`);
+* ``tier_rules.json``: the tier ladder the profiles were computed with, which the profile route
+  shows beside each member's progress (:mod:`features.tier_rules`);
 * ``kpis.json``: the program's key figures and the distributions the dashboard draws
   (:mod:`training.member_kpis`);
 * ``members_report.html``: the member report, drawn from that same ``kpis.json``

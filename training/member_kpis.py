@@ -34,9 +34,7 @@ and never recomputes.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
@@ -45,20 +43,12 @@ from features import columns as col
 from features.baskets import line_value, order_key
 from features.frames import require_columns
 from features.members import (
-    F_SCORE,
-    FIRST_SEEN,
     FREQUENCY,
-    LAST_PURCHASE,
-    M_SCORE,
     MONETARY,
-    R_SCORE,
-    RECENCY_DAYS,
     SEGMENT,
     SEGMENTS,
-    VALUE_TIER,
     VALUE_TIERS,
     SegmentConfig,
-    compute_member_profiles,
 )
 from training.member_cohorts import cohort_retention, last_complete_month, month_number
 from training.member_distributions import (
@@ -71,19 +61,12 @@ from training.member_distributions import (
 __all__ = [
     "KPIS_FILE",
     "PROFILES_FILE",
-    "PROFILE_COLUMNS",
     "member_kpis",
-    "write_member_files",
 ]
 
 #: The artifact's extra file of key figures (JSON) and of one profile row per member.
 KPIS_FILE: Final = "kpis.json"
 PROFILES_FILE: Final = "member_profiles.parquet"
-#: Columns of :data:`PROFILES_FILE`; ``tier`` is null where the members file declares none.
-PROFILE_COLUMNS: Final = (
-    col.MEMBER_ID, SEGMENT, col.TIER, VALUE_TIER, FREQUENCY, MONETARY, LAST_PURCHASE,
-    FIRST_SEEN, RECENCY_DAYS, R_SCORE, F_SCORE, M_SCORE,
-)  # fmt: skip
 _REVENUE: Final = "_revenue"
 _ORDER: Final = "_order"
 _MONTH: Final = "_month"
@@ -116,16 +99,6 @@ DEFINITIONS: Final = {
     "value_by_segment": "sum and mean of expected purchases and expected spend over the next "
     "horizon_days per lifecycle segment",
 }
-
-
-def member_profiles(
-    interactions: pl.DataFrame, reference_time: datetime, members: pl.DataFrame | None
-) -> pl.DataFrame:
-    """One row per member (:data:`PROFILE_COLUMNS`), as the artifact's segments see them."""
-    profiles = compute_member_profiles(interactions, reference_time=reference_time, members=members)
-    if col.TIER not in profiles.columns:
-        profiles = profiles.with_columns(pl.lit(None, dtype=pl.Utf8).alias(col.TIER))
-    return profiles.select(PROFILE_COLUMNS)
 
 
 def member_kpis(
@@ -257,25 +230,3 @@ def _segment_tiers(profiles: pl.DataFrame) -> list[dict[str, Any]]:
         {"segment": row[SEGMENT], "tier": row[col.TIER], "members": int(row["members"])}
         for row in counts.iter_rows(named=True)
     ]
-
-
-def write_member_files(
-    interactions: pl.DataFrame,
-    reference_time: datetime,
-    members: pl.DataFrame | None,
-    directory: Path,
-    profiles: pl.DataFrame | None = None,
-    horizon_days: float | None = None,
-) -> dict[str, Path]:
-    """Write :data:`KPIS_FILE` and :data:`PROFILES_FILE` into ``directory``; their paths by name
-    (what ``write_artifact`` takes as extra files). ``profiles`` defaults to
-    :func:`member_profiles`; scored profiles (with ``churn_risk`` ...) add the score figures."""
-    if profiles is None:
-        profiles = member_profiles(interactions, reference_time, members)
-    kpis = member_kpis(
-        interactions, profiles, reference_time, members=members, horizon_days=horizon_days
-    )
-    kpis_path, profiles_path = directory / KPIS_FILE, directory / PROFILES_FILE
-    kpis_path.write_text(json.dumps(kpis, indent=2))
-    profiles.write_parquet(profiles_path)
-    return {KPIS_FILE: kpis_path, PROFILES_FILE: profiles_path}

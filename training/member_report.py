@@ -2,9 +2,9 @@
 
 It is drawn from the key figures dict of :func:`training.member_kpis.member_kpis` (as written
 to ``kpis.json``) and from nothing else, so that the report and the dashboard's overview, which
-reads the same file, show the same numbers. Like the training report (:mod:`training.report`,
-whose style, figure canvas and table helpers it uses) it opens offline: CSS inline, plots as
-base64 PNGs, every text from the data escaped.
+reads the same file, show the same numbers. Like the training report (:mod:`training.report`)
+it is a page of :mod:`training.html_pages`: it opens offline (CSS inline, plots as base64 PNGs)
+and every text from the data is escaped.
 
 A figure whose data is missing (a ``kpis.json`` written before the figure existed) or
 meaningless (unscored members, an uninformative churn model) is not drawn; the section says
@@ -21,15 +21,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from training.report import (
-    FigureTable,
-    _esc,
-    _facts_table,
-    _figures_html,
-    _new_figure,
-    _table,
-    _write_document,
-)
+from training import html_pages as pages
 
 __all__ = ["MEMBER_FIGURES", "MEMBER_REPORT_FILE", "write_member_report"]
 
@@ -53,7 +45,7 @@ def _plot_segment_sizes(kpis: Kpis) -> Figure | None:
     if not sizes:
         return None
     names = [row["segment"] for row in sizes]
-    figure = _new_figure(11)
+    figure = pages.new_figure(11)
     members_axes, revenue_axes = figure.subplots(1, 2)
     bars = members_axes.bar(names, [row["members"] for row in sizes], color=_BAR)
     members_axes.bar_label(bars, labels=[f"{row['members']:,}" for row in sizes])
@@ -76,7 +68,7 @@ def _plot_rfm_grid(kpis: Kpis) -> Figure | None:
     counts = np.zeros((len(r_scores), len(f_scores)))
     for cell in grid["cells"]:
         counts[r_scores.index(cell["r_score"]), f_scores.index(cell["f_score"])] = cell["members"]
-    figure = _new_figure(7, 5)
+    figure = pages.new_figure(7, 5)
     axes = figure.subplots()
     image = axes.imshow(counts, cmap="Blues", origin="lower", aspect="auto")
     figure.colorbar(image, ax=axes, label="members")
@@ -102,7 +94,7 @@ def _plot_purchase_frequency(kpis: Kpis) -> Figure | None:
     bins = kpis.get("purchase_frequency")
     if not bins:
         return None
-    figure = _new_figure(7)
+    figure = pages.new_figure(7)
     axes = figure.subplots()
     bars = axes.bar([row["label"] for row in bins], [row["members"] for row in bins], color=_BAR)
     axes.bar_label(bars, labels=[f"{row['members']:,}" for row in bins])
@@ -117,7 +109,7 @@ def _plot_months(kpis: Kpis) -> Figure | None:
     if not months:
         return None
     labels = [month["month"] for month in months]
-    figure = _new_figure(11)
+    figure = pages.new_figure(11)
     revenue_axes = figure.subplots()
     colours = [_BAR if month["complete"] else _PARTIAL for month in months]
     revenue_axes.bar(labels, [month["revenue"] for month in months], color=colours)
@@ -139,7 +131,7 @@ def _plot_repurchase_and_order_value(kpis: Kpis) -> Figure | None:
     if not months:
         return None
     labels = [month["month"] for month in months]
-    figure = _new_figure(11)
+    figure = pages.new_figure(11)
     rate_axes, value_axes = figure.subplots(1, 2)
     rates = [100 * (month["repurchase_rate"] or 0.0) for month in months]
     rate_axes.plot(labels, rates, marker="o", color=_BAR)
@@ -165,7 +157,7 @@ def _plot_cohorts(kpis: Kpis) -> Figure | None:
     if not cohorts.get("cohorts"):
         return None
     months_after = cohorts["months_after"]
-    figure = _new_figure(10, 4.2)
+    figure = pages.new_figure(10, 4.2)
     axes = figure.subplots()
     shown = cohorts["cohorts"]
     for index, row in enumerate(shown):
@@ -190,7 +182,7 @@ def _plot_churn(kpis: Kpis) -> Figure | None:
     churn = kpis.get("churn") or {}
     if not churn.get("histogram"):
         return None
-    figure = _new_figure(11)
+    figure = pages.new_figure(11)
     risk_axes, band_axes = figure.subplots(1, 2, width_ratios=(2, 1))
     histogram = churn["histogram"]
     labels = [f"{row['lower']:.1f}–{row['upper']:.1f}" for row in histogram]
@@ -224,7 +216,7 @@ def _plot_value(kpis: Kpis) -> Figure | None:
     names = [row["segment"] for row in rows]
     horizon = value.get("horizon_days")
     within = f" (next {horizon:g} days)" if horizon else ""
-    figure = _new_figure(11)
+    figure = pages.new_figure(11)
     panels = (("sum", "total", _BAR, "{:,.0f}"), ("mean", "per member", _LINE, "{:,.2f}"))
     for axes, (suffix, what, colour, label) in zip(figure.subplots(1, 2), panels, strict=True):
         values = [row[f"{measure}_{suffix}"] or 0.0 for row in rows]
@@ -241,7 +233,7 @@ def _rotate(axes: Any) -> None:
 
 
 #: File stem -> (caption, drawing function); each section below shows its own.
-MEMBER_FIGURES: FigureTable = {
+MEMBER_FIGURES: pages.FigureTable = {
     "segment_sizes": ("Members and share of revenue per lifecycle segment", _plot_segment_sizes),
     "rfm_grid": (
         "RFM heat map: members per R score x F score cell (mean spend below the count)",
@@ -265,30 +257,22 @@ MEMBER_FIGURES: FigureTable = {
 # -- HTML --------------------------------------------------------------------------------------
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
-
-
 def _money(value: float | None) -> str:
-    return _number(value, 2)
+    return pages.format_number(value, 2)
 
 
 def _plots(kpis: Kpis, *stems: str) -> str:
-    return _figures_html(kpis, {stem: MEMBER_FIGURES[stem] for stem in stems})
+    return pages.figures_html(kpis, {stem: MEMBER_FIGURES[stem] for stem in stems})
 
 
 def _note(text: str | None) -> str:
-    return f"<p><em>{_esc(text)}</em></p>" if text else ""
+    return f"<p><em>{pages.escape(text)}</em></p>" if text else ""
 
 
 def _key_figures(kpis: Kpis) -> str:
     figures = kpis.get("figures") or {}
     window = f"last {kpis.get('window_days', 0):g} days"
-    return _facts_table({
+    return pages.facts_table({
         "reference time (the data's end)": kpis.get("reference_time"),
         "data from": kpis.get("data_start"),
         "members": figures.get("members"),
@@ -296,7 +280,7 @@ def _key_figures(kpis: Kpis) -> str:
         f"orders ({window})": figures.get("orders"),
         f"revenue ({window})": _money(figures.get("revenue")),
         f"average order value ({window})": _money(figures.get("average_order_value")),
-        f"repurchase rate ({window})": _percent(figures.get("repurchase_rate")),
+        f"repurchase rate ({window})": pages.format_percent(figures.get("repurchase_rate")),
     })  # fmt: skip
 
 
@@ -305,12 +289,12 @@ def _segments(kpis: Kpis) -> str:
     if not sizes:
         return ""
     rows = (
-        ("", row["segment"], [row["members"], _percent(row["member_share"]),
-                              _money(row["revenue"]), _percent(row["revenue_share"])])
+        ("", row["segment"], [row["members"], pages.format_percent(row["member_share"]),
+                              _money(row["revenue"]), pages.format_percent(row["revenue_share"])])
         for row in sizes
     )  # fmt: skip
-    table = _table(["segment", "members", "share of members", "revenue", "share of revenue"], rows)
-    return _plots(kpis, "segment_sizes") + table
+    header = ["segment", "members", "share of members", "revenue", "share of revenue"]
+    return _plots(kpis, "segment_sizes") + pages.table(header, rows)
 
 
 def _months(kpis: Kpis) -> str:
@@ -320,7 +304,8 @@ def _months(kpis: Kpis) -> str:
     rows = (
         ("" if month["complete"] else "baseline", month["month"], [
             _money(month["revenue"]), month["orders"], month["active_members"],
-            _money(month["average_order_value"]), _percent(month.get("repurchase_rate")),
+            _money(month["average_order_value"]),
+            pages.format_percent(month.get("repurchase_rate")),
         ])
         for month in months
     )  # fmt: skip
@@ -328,7 +313,7 @@ def _months(kpis: Kpis) -> str:
               "repurchase rate"]  # fmt: skip
     return (
         _plots(kpis, "months", "repurchase_and_order_value")
-        + _table(header, rows)
+        + pages.table(header, rows)
         + _note("Months in italics are covered by the data only in part.")
     )
 
@@ -338,29 +323,29 @@ def _cohorts(kpis: Kpis) -> str:
     if not cohorts:
         return ""
     rows = (
-        ("", row["cohort"], [row["members"], *(_percent(v) for v in row["retention"])])
+        ("", row["cohort"], [row["members"], *(pages.format_percent(v) for v in row["retention"])])
         for row in cohorts["cohorts"]
     )
     header = ["cohort", "members", *(f"k={k}" for k in cohorts["months_after"])]
-    counted = _facts_table({
+    counted = pages.facts_table({
         "members placed by joined_at (members file)": cohorts["members_by_joined_at"],
         "members placed by their first purchase": cohorts["members_by_first_purchase"],
         "members with neither (in no cohort)": cohorts["members_without_cohort"],
         "cohorts with an observed month (the latest shown)": cohorts["cohorts_with_data"],
     })  # fmt: skip
-    return _plots(kpis, "cohorts") + _table(header, rows) + counted
+    return _plots(kpis, "cohorts") + pages.table(header, rows) + counted
 
 
 def _churn(kpis: Kpis) -> str:
     churn = kpis.get("churn")
     if not churn:
         return ""
-    bands = _table(
+    bands = pages.table(
         ["churn band", "members"], (("", row["band"], [row["members"]]) for row in churn["bands"])
     )
-    facts = _facts_table({
+    facts = pages.facts_table({
         "scored members": churn["scored_members"],
-        "mean churn risk": _percent(churn["mean_risk"]),
+        "mean churn risk": pages.format_percent(churn["mean_risk"]),
         "horizon (days)": churn["horizon_days"],
     })  # fmt: skip
     return (
@@ -376,20 +361,20 @@ def _value(kpis: Kpis) -> str:
         return ""
     rows = (
         ("", row["segment"], [
-            row["members"], _number(row["expected_purchases_sum"], 1),
-            _number(row["expected_purchases_mean"], 2),
+            row["members"], pages.format_number(row["expected_purchases_sum"], 1),
+            pages.format_number(row["expected_purchases_mean"], 2),
             _money(row["expected_spend_sum"]), _money(row["expected_spend_mean"]),
         ])
         for row in value["rows"]
     )  # fmt: skip
     header = ["segment", "members", "expected purchases", "per member", "expected spend",
               "per member"]  # fmt: skip
-    table = _table(header, rows) if value["rows"] else ""
+    table = pages.table(header, rows) if value["rows"] else ""
     return _note(value.get("note")) + _plots(kpis, "value_by_segment") + table
 
 
 def _definitions(kpis: Kpis) -> str:
-    return _facts_table(dict(kpis.get("definitions") or {}))
+    return pages.facts_table(dict(kpis.get("definitions") or {}))
 
 
 _SECTIONS: Final[Sequence[tuple[str, Callable[[Kpis], str]]]] = (
@@ -407,4 +392,4 @@ _SECTIONS: Final[Sequence[tuple[str, Callable[[Kpis], str]]]] = (
 def write_member_report(kpis: Kpis, path: Path) -> Path:
     """Write the member report of ``kpis`` (a ``kpis.json`` dict) to ``path`` and return it."""
     sections = ((heading, render(kpis)) for heading, render in _SECTIONS)
-    return _write_document(path, TITLE, [(heading, body) for heading, body in sections if body])
+    return pages.write_document(path, TITLE, [section for section in sections if section[1]])

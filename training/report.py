@@ -1,14 +1,11 @@
 """The training report: one self-contained HTML file, and the same plots as PNG files.
 
-The report travels inside the model artifact and is logged to MLflow, so it must open anywhere,
-offline and years later: CSS is inline, plots are base64 PNGs, nothing is fetched. Every text
-taken from the metrics (model names, parameters, protocol values) is HTML-escaped, since model
-and segment names come from configuration and data.
-
-Plots are drawn on bare :class:`~matplotlib.figure.Figure` objects with the Agg canvas, never
-through ``pyplot``: no global figure registry to leak, no GUI backend to pick, and reports can
-be written from worker threads. ``write_report`` and ``save_figures`` draw from the same
-``FIGURES`` table, so the MLflow artifacts are exactly the plots in the report.
+The report travels inside the model artifact and is logged to MLflow, so it is a page of
+:mod:`training.html_pages`: it opens offline, its plots are drawn without ``pyplot``, and every
+text taken from the metrics (model names, parameters, protocol values) is HTML-escaped, since
+model and segment names come from configuration and data. ``write_report`` and
+``save_figures`` draw from the same ``FIGURES`` table, so the MLflow artifacts are exactly the
+plots in the report.
 
 Optional parts of the metrics dict (segments, long tail, validation, params, timings) may be
 missing: their sections and plots are left out.
@@ -16,18 +13,15 @@ missing: their sections and plots are left out.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from features.members import SEGMENTS
+from training import html_pages as pages
 
 __all__ = ["FIGURES", "render_figures", "save_figures", "write_report"]
 
@@ -56,30 +50,6 @@ SEGMENT_METRIC = "ndcg@10"
 #: Training reports the long tail in popularity deciles.
 DECILE_TICKS = range(1, 11)
 
-_DPI = 100
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 72rem; padding: 0 1rem; color: #1f2933; }
-h1 { margin-bottom: 0.25rem; }
-h2 { margin-top: 2.5rem; border-bottom: 1px solid #d9e2ec; padding-bottom: 0.25rem; }
-.table-wrap { max-width: 100%; overflow-x: auto; margin: 0.5rem 0 1rem; }
-table { border-collapse: collapse; font-size: 0.9rem; }
-thead th { vertical-align: bottom; }
-th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #e4e7eb; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { background: #f0f4f8; }
-tr.chosen td { background: #fff3c4; font-weight: 600; }
-tr.baseline td { color: #616e7c; font-style: italic; }
-.tag { font-size: 0.75rem; padding: 0 0.35rem; border-radius: 0.25rem; margin-left: 0.4rem;
-       font-style: normal; font-weight: 400; }
-.tag.chosen { background: #f0b429; color: #1f2933; }
-.tag.baseline { background: #cbd2d9; color: #1f2933; }
-.summary td, .summary th { text-align: left; }
-figure { margin: 1rem 0; }
-figure img { max-width: 100%; }
-figcaption { color: #616e7c; font-size: 0.85rem; }
-"""
-
 Metrics = Mapping[str, Any]
 PerModel = Mapping[str, Mapping[str, Any]]
 TableRenderer = Callable[[PerModel, "str | None"], str]
@@ -88,19 +58,12 @@ TableRenderer = Callable[[PerModel, "str | None"], str]
 # -- plots -------------------------------------------------------------------------------------
 
 
-def _new_figure(width: float, height: float = 3.6) -> Figure:
-    """A figure on the Agg canvas (see the module docstring for why not ``pyplot``)."""
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _plot_metric_curves(metrics: Metrics) -> Figure | None:
     """Precision, recall and NDCG against k: shows whether a model's lead holds down the list."""
     models = metrics.get("models") or {}
     if not models:
         return None
-    figure = _new_figure(12)
+    figure = pages.new_figure(12)
     for axes, base in zip(figure.subplots(1, len(CURVE_METRICS)), CURVE_METRICS, strict=True):
         for name, values in models.items():
             points = [(k, values[f"{base}@{k}"]) for k in CURVE_KS if f"{base}@{k}" in values]
@@ -120,7 +83,7 @@ def _plot_segments(metrics: Metrics) -> Figure | None:
     if not by_model:
         return None
     segments = _lifecycle_order(_ordered_union(by_model.values()))
-    figure = _new_figure(10)
+    figure = pages.new_figure(10)
     axes = figure.subplots()
     width = 0.8 / len(by_model)
     for offset, (name, per_segment) in enumerate(by_model.items()):
@@ -141,7 +104,7 @@ def _plot_long_tail(metrics: Metrics) -> Figure | None:
     catalog, models = long_tail.get("catalog"), long_tail.get("models") or {}
     if not catalog and not models:
         return None
-    figure = _new_figure(10)
+    figure = pages.new_figure(10)
     axes = figure.subplots()
     if catalog:
         axes.bar(_deciles(catalog), catalog, color="#cbd2d9", label="catalog (training events)")
@@ -165,7 +128,7 @@ def _plot_segment_sizes(metrics: Metrics) -> Figure | None:
         return None
     segments = _lifecycle_order(sizes)
     counts = [sizes[segment] for segment in segments]
-    figure = _new_figure(8)
+    figure = pages.new_figure(8)
     axes = figure.subplots()
     bars = axes.bar(segments, counts, color="#486581")
     axes.bar_label(bars, labels=[f"{count:,}" for count in counts])
@@ -210,8 +173,7 @@ def _ordered_union(mappings: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 #: File stem -> (caption, drawing function); the order is the report's.
-FigureTable = Mapping[str, tuple[str, Callable[[Metrics], Figure | None]]]
-FIGURES: FigureTable = {
+FIGURES: pages.FigureTable = {
     "metrics_at_k": ("Test precision, recall and NDCG at k = 5, 10, 20", _plot_metric_curves),
     "segments": (
         f"Test {SEGMENT_METRIC} per member segment (segments as of the training split's end)",
@@ -226,17 +188,10 @@ FIGURES: FigureTable = {
 }
 
 
-def render_figures(metrics: Metrics, figures: FigureTable = FIGURES) -> dict[str, bytes]:
-    """PNG bytes of every plot of ``figures`` the metrics have data for, keyed by stem (the
-    member report draws its own table, :mod:`training.member_report`)."""
-    rendered = {}
-    for stem, (_, draw) in figures.items():
-        figure = draw(metrics)
-        if figure is not None:
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png")
-            rendered[stem] = buffer.getvalue()
-    return rendered
+def render_figures(metrics: Metrics, figures: pages.FigureTable = FIGURES) -> dict[str, bytes]:
+    """PNG bytes of every plot of ``figures`` (the report's own by default) the metrics have
+    data for, keyed by stem."""
+    return pages.render_pngs(metrics, figures)
 
 
 def save_figures(metrics: Metrics, directory: Path) -> list[Path]:
@@ -253,61 +208,14 @@ def save_figures(metrics: Metrics, directory: Path) -> list[Path]:
 # -- HTML --------------------------------------------------------------------------------------
 
 
-def _esc(value: object) -> str:
-    return html.escape(str(value))
-
-
-def _format(value: object) -> str:
-    """Floats to 4 decimals, counts with thousands separators, lists comma-separated, the rest
-    as text; always escaped."""
-    if isinstance(value, bool):
-        return _esc(value)
-    if isinstance(value, list | tuple):
-        return ", ".join(_format(item) for item in value)
-    if isinstance(value, Mapping):  # a protocol's shape: "kind = global-time; share = 0.1421"
-        return "; ".join(f"{_esc(key)} = {_format(item)}" for key, item in value.items()) or "–"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if value is None:
-        return "–"
-    return _esc(value)
-
-
-def _row(css: str, label: str, cells: Sequence[object]) -> str:
-    """A table row: ``label`` is HTML already, ``cells`` are formatted (and escaped) here."""
-    values = "".join(f"<td>{_format(value)}</td>" for value in cells)
-    return f'<tr class="{css}"><td>{label}</td>{values}</tr>'
-
-
-def _table(header: Sequence[str], rows: Iterable[tuple[str, str, Sequence[object]]]) -> str:
-    """An HTML table of (css class, label HTML, cell values) rows under an escaped header."""
-    head = "".join(f"<th>{_breakable(name)}</th>" for name in header)
-    body = "".join(_row(*row) for row in rows)
-    return _wrapped(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-
-
-def _breakable(name: str) -> str:
-    """A header, escaped, that may wrap after ``_`` and before ``@``: ``conversion_proxy@10``
-    takes the width of ``conversion_``, not of the whole name."""
-    return _esc(name).replace("_", "_<wbr>").replace("@", "<wbr>@")
-
-
-def _wrapped(table: str) -> str:
-    """A table in a box as wide as the page: a table that does not fit scrolls inside its box
-    instead of widening the page (eleven metric columns were 1,424 px wide before their
-    headers could wrap)."""
-    return f'<div class="table-wrap">{table}</div>'
-
-
 def _model_label(name: str, chosen: str | None) -> tuple[str, str]:
     """CSS class and label HTML marking the chosen model and the popularity baseline."""
+    label = pages.escape(name)
     if name == chosen:
-        return "chosen", f'{_esc(name)}<span class="tag chosen">chosen</span>'
+        return "chosen", f'{label}<span class="tag chosen">chosen</span>'
     if name == BASELINE_MODEL:
-        return "baseline", f'{_esc(name)}<span class="tag baseline">popularity baseline</span>'
-    return "", _esc(name)
+        return "baseline", f'{label}<span class="tag baseline">popularity baseline</span>'
+    return "", label
 
 
 def _per_model_table(per_model: PerModel, chosen: str | None, columns: Sequence[str]) -> str:
@@ -316,7 +224,7 @@ def _per_model_table(per_model: PerModel, chosen: str | None, columns: Sequence[
         (*_model_label(name, chosen), [values.get(column) for column in columns])
         for name, values in per_model.items()
     )
-    return _table(["model", *columns], rows)
+    return pages.table(["model", *columns], rows)
 
 
 def _metrics_table(per_model: PerModel, chosen: str | None) -> str:
@@ -336,7 +244,7 @@ def _params_table(params: PerModel, chosen: str | None) -> str:
         (*_model_label(name, chosen), ["; ".join(f"{k} = {v}" for k, v in values.items()) or "–"])
         for name, values in params.items()
     )
-    return _table(["model", "parameters"], rows)
+    return pages.table(["model", "parameters"], rows)
 
 
 def _summary(metrics: Metrics) -> str:
@@ -351,13 +259,7 @@ def _summary(metrics: Metrics) -> str:
         f"{primary} of the chosen model (validation)": validation_value,
         **{f"protocol: {key}": value for key, value in (metrics.get("protocol") or {}).items()},
     }
-    return _facts_table(facts)
-
-
-def _facts_table(facts: Mapping[str, object]) -> str:
-    """A two-column table of named values."""
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_format(v)}</td></tr>" for k, v in facts.items())
-    return _wrapped(f'<table class="summary"><tbody>{rows}</tbody></table>')
+    return pages.facts_table(facts)
 
 
 def _rules_section(metrics: Metrics) -> str:
@@ -375,27 +277,14 @@ def _rules_section(metrics: Metrics) -> str:
         "share of queries with a rule": test.get("coverage"),
     }
     if "hit_rate" not in test:
-        return _facts_table(facts)
+        return pages.facts_table(facts)
     n = test["n"]
     labels = {"popular": "popular (baseline)", "rules_then_popular": "rules, then popular"}
     rows = (
-        ("", _esc(labels.get(name, name)), [test["hit_rate"][name], test["recall"][name]])
+        ("", pages.escape(labels.get(name, name)), [test["hit_rate"][name], test["recall"][name]])
         for name in test["hit_rate"]
     )
-    return _facts_table(facts) + _table(["list", f"hit rate@{n}", f"recall@{n}"], rows)
-
-
-def _figures_html(metrics: Metrics, figures: FigureTable = FIGURES) -> str:
-    """Every plot of ``figures`` as an inline base64 PNG with its caption."""
-    parts = []
-    for stem, png in render_figures(metrics, figures).items():
-        caption = _esc(figures[stem][0])
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{caption}</figcaption></figure>"
-        )
-    return "".join(parts)
+    return pages.facts_table(facts) + pages.table(["list", f"hit rate@{n}", f"recall@{n}"], rows)
 
 
 def _optional_table(metrics: Metrics, key: str, render: TableRenderer) -> str:
@@ -412,7 +301,7 @@ def _sections(metrics: Metrics) -> list[tuple[str, str]]:
             "Validation metrics (used for tuning and choosing the model)",
             _optional_table(metrics, "validation", _metrics_table),
         ),
-        ("Plots", _figures_html(metrics)),
+        ("Plots", pages.figures_html(metrics, FIGURES)),
         ("Bundles: frequently bought together", _rules_section(metrics)),
         ("Tuned parameters", _optional_table(metrics, "params", _params_table)),
         ("Timings", _optional_table(metrics, "timings", _keyed_table)),
@@ -424,17 +313,4 @@ def write_report(
     metrics: Metrics, path: Path, title: str = "member-recsys training report"
 ) -> Path:
     """Write the self-contained HTML report of a training run to ``path`` and return it."""
-    return _write_document(path, title, _sections(metrics))
-
-
-def _write_document(path: Path, title: str, sections: Iterable[tuple[str, str]]) -> Path:
-    """A self-contained page of (heading, body HTML) sections, in this report's style."""
-    body = "".join(f"<h2>{_esc(heading)}</h2>{html_}" for heading, html_ in sections)
-    document = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>"
-        f"<body><h1>{_esc(title)}</h1>{body}</body></html>\n"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document, encoding="utf-8")
-    return path
+    return pages.write_document(path, title, _sections(metrics))

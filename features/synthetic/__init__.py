@@ -7,8 +7,8 @@ test. So the generator plants the structure those modules look for and writes do
 * a catalog of categories, brands, lognormal prices, and Zipf-like popularity within a category
   (:mod:`~features.synthetic.catalog`, words from :mod:`~features.synthetic.departments`);
 * members with tastes concentrated on a few categories, heavy-tailed activity, a tier that
-  follows activity, and a lifecycle: spread-out joins, lapsed members, new members
-  (:mod:`~features.synthetic.members`);
+  follows activity, a lifecycle (spread-out joins, lapsed members, new members) and a birth date
+  for the profiles' age band, which nothing else depends on (:mod:`~features.synthetic.members`);
 * sessions that run down the funnel view -> click -> cart -> purchase, purchases of a session
   forming one order (:mod:`~features.synthetic.sessions`);
 * co-purchase bundles (written to ``planted_bundles.csv`` by :mod:`~features.synthetic.writer`
@@ -17,13 +17,14 @@ test. So the generator plants the structure those modules look for and writes do
 
 Two properties shape the code. Output is a pure function of :class:`StoreConfig`: the period is
 fixed (:mod:`~features.synthetic.period`), nothing reads the clock, and every random draw comes
-from a stream keyed by (seed, purpose, chunk) (:mod:`~features.synthetic.sampling`). Memory is
-bounded by one chunk of members: event budgets are drawn for all members up front (one
-multinomial, so the total is exact), then each chunk's events are simulated with vectorised numpy
-and appended to the parquet file as one row group (:func:`generate_store`).
+from a stream keyed by (seed, purpose, chunk) (:mod:`~features.synthetic.sampling`), so that a
+new kind of draw on a stream of its own (birth dates) leaves every earlier file as it was.
+Memory is bounded by one chunk of members: event budgets are drawn for all members up front
+(one multinomial, so the total is exact), then each chunk's events are simulated with
+vectorised numpy and appended to the parquet file as one row group (:func:`generate_store`).
 """
 
-from features.synthetic.catalog import RELEASED_AT
+from features.columns import RELEASED_AT
 from features.synthetic.config import FUNNEL_SHARES, StoreConfig
 from features.synthetic.generate import StoreSummary, generate_store
 from features.synthetic.members import REGIONS, TIER_SHARES, TIERS

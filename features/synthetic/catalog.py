@@ -21,6 +21,7 @@ from features.columns import (
     DESCRIPTION,
     ITEM_ID,
     PRICE,
+    RELEASED_AT,
     REPEATABLE,
     TAGS,
     TITLE,
@@ -42,10 +43,7 @@ from features.synthetic.sampling import (
     zipf_weights,
 )
 
-__all__ = ["RELEASED_AT", "Catalog", "build_catalog", "catalog_table"]
-
-#: Catalog column with the item's launch date (cold-start items launch at the end of the period).
-RELEASED_AT: Final = "released_at"
+__all__ = ["Catalog", "build_catalog", "catalog_table"]
 
 #: Cold-start items launch in the last week.
 _COLD_ITEM_WINDOW_US: Final = 7 * US_PER_DAY
@@ -187,6 +185,7 @@ def catalog_table(
     )  # fmt: skip
     unavailable = (rng.random(n) < config.unavailable_share) & ~catalog.cold
     unavailable &= catalog.bundle_of < 0  # planted bundles stay buyable
+    # Launch dates (RELEASED_AT): cold-start items in the period's last week, the rest before it.
     released = np.where(
         catalog.cold,
         uniform_times(rng, END_US - _COLD_ITEM_WINDOW_US, END_US, n),

@@ -1,4 +1,5 @@
-"""The members: lifecycle (when each joined and stopped), activity budget, tier and region."""
+"""The members: lifecycle (when each joined and stopped), activity budget, tier, region and
+birth date."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
-from features.columns import JOINED_AT, MEMBER_ID, REGION, TIER
+from features.columns import BIRTH_DATE, JOINED_AT, MEMBER_ID, REGION, TIER
 from features.synthetic.config import StoreConfig
 from features.synthetic.period import END_US, START_US, US_PER_DAY, US_PER_HOUR
-from features.synthetic.sampling import cold_count, uniform_times
+from features.synthetic.sampling import (
+    STREAM_BIRTH_DATES,
+    cold_count,
+    random_stream,
+    uniform_times,
+)
 
 __all__ = [
     "COLD",
@@ -49,6 +55,13 @@ _LAPSE_MIN_GAP_US: Final = 180 * US_PER_DAY
 #: Cold-start members joined in the last two weeks (and have not shopped yet).
 _COLD_MEMBER_WINDOW_US: Final = 14 * US_PER_DAY
 
+#: Age on joining: 18 + 67 x Beta(2.0, 3.2) years, so 18 to 85 with a median near 43 and about
+#: 73% between 25 and 55 (6% under 25, 7% over 65), the adult membership of a retail program.
+_JOIN_AGE_MIN_YEARS: Final = 18.0
+_JOIN_AGE_SPAN_YEARS: Final = 67.0
+_JOIN_AGE_BETA: Final = (2.0, 3.2)
+_US_PER_YEAR: Final = 365.2425 * US_PER_DAY
+
 #: Lifecycle segments of :attr:`Members.segment`.
 REGULAR, LAPSED, NEW, COLD = 0, 1, 2, 3
 
@@ -65,10 +78,16 @@ class Members:
     segment: np.ndarray
     tier: np.ndarray
     region: np.ndarray
+    #: Birth dates in days since 1970-01-01.
+    born: np.ndarray
 
 
 def build_members(config: StoreConfig, rng: np.random.Generator) -> Members:
-    """Lifecycle, activity budget, tier and region of every member."""
+    """Lifecycle, activity budget, tier, region and birth date of every member.
+
+    Birth dates come from their own stream (:data:`STREAM_BIRTH_DATES`), not from ``rng``, so
+    that a store generated before they existed keeps every other draw, byte for byte.
+    """
     segment = _lifecycle_segments(config)
     joined, active_until = _lifecycle_dates(rng, segment)
     order = np.argsort(joined, kind="stable")
@@ -81,6 +100,7 @@ def build_members(config: StoreConfig, rng: np.random.Generator) -> Members:
         segment=segment,
         tier=_tiers_by_activity(rng, budget),
         region=rng.choice(len(REGIONS), size=config.members, p=_REGION_WEIGHTS),
+        born=_birth_dates(random_stream(config.seed, STREAM_BIRTH_DATES), joined),
     )
 
 
@@ -152,6 +172,13 @@ def _tiers_by_activity(rng: np.random.Generator, budget: np.ndarray) -> np.ndarr
     return np.searchsorted(np.cumsum(TIER_SHARES)[:-1], quantile, side="right")
 
 
+def _birth_dates(rng: np.random.Generator, joined: np.ndarray) -> np.ndarray:
+    """Days since the epoch of each member's birth, from an age on joining; independent of
+    everything else (no behaviour depends on age), so an age band describes and predicts nothing."""
+    years = _JOIN_AGE_MIN_YEARS + _JOIN_AGE_SPAN_YEARS * rng.beta(*_JOIN_AGE_BETA, len(joined))
+    return (joined - (years * _US_PER_YEAR).astype(np.int64)) // US_PER_DAY
+
+
 def members_table(members: Members, member_ids: pa.Array) -> pa.Table:
     return pa.table(
         {
@@ -159,5 +186,6 @@ def members_table(members: Members, member_ids: pa.Array) -> pa.Table:
             JOINED_AT: pa.array(members.joined, type=pa.timestamp("us")),
             TIER: pa.array(TIERS).take(members.tier),
             REGION: pa.array(REGIONS).take(members.region),
+            BIRTH_DATE: pa.array(members.born.astype(np.int32), type=pa.date32()),
         }
     )

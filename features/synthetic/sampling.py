@@ -10,6 +10,7 @@ import numpy as np
 from features.synthetic.period import US_PER_SECOND
 
 __all__ = [
+    "STREAM_BIRTH_DATES",
     "STREAM_CATALOG",
     "STREAM_EVENTS",
     "STREAM_MEMBERS",
@@ -24,6 +25,8 @@ __all__ = [
 STREAM_CATALOG: Final = 0
 STREAM_MEMBERS: Final = 1
 STREAM_EVENTS: Final = 2
+#: Its own stream, added after the others, so that birth dates changed none of their draws.
+STREAM_BIRTH_DATES: Final = 3
 
 
 def random_stream(seed: int, stream: int, chunk: int = 0) -> np.random.Generator:

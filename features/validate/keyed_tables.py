@@ -61,12 +61,14 @@ _ITEM_FIELDS: tuple[tuple[str, FieldKind], ...] = (
     (col.BRAND, "text"),
     (col.TAGS, "text"),
     (col.DESCRIPTION, "text"),
+    (col.RELEASED_AT, "time"),
 )
 _MEMBER_FIELDS: tuple[tuple[str, FieldKind], ...] = (
     (col.MEMBER_ID, "text"),
     (col.JOINED_AT, "time"),
     (col.TIER, "text"),
     (col.REGION, "text"),
+    (col.BIRTH_DATE, "time"),
 )
 
 

@@ -224,23 +224,20 @@ CHURN_MODELS: Final[tuple[str, ...]] = (*BASELINES, "lightgbm", "logistic")
 
 
 def churn_variants(config: MemberModelConfig) -> dict[str, list[Callable[[], ChurnModel]]]:
-    """Each model's variants (a factory each), tried on validation; baselines have one."""
-    stacking = (True, False)
+    """Each model's variants (a factory each), tried on validation; baselines have one.
+
+    The learners always stack the BTYD predictions (they are left out of a fit where BG/NBD
+    failed): on Online Retail's validation they lowered both learners' Brier scores."""
     return {
         "constant": [ConstantChurn],
         "recency": [RecencyChurn],
         "rfm_rule": [RfmRuleChurn],
         "bgnbd": [BgnbdChurn],
         "lightgbm": [
-            _factory(LightGBMChurn, config, params, stacking=stack)
-            for stack in stacking
+            _factory(LightGBMChurn, config, params, stacking=True)
             for params in config.classifier_grid
         ],
-        "logistic": [
-            _factory(LogisticChurn, config, c, stacking=stack)
-            for stack in stacking
-            for c in config.logistic_c
-        ],
+        "logistic": [_factory(LogisticChurn, config, c, stacking=True) for c in config.logistic_c],
     }
 
 

@@ -18,13 +18,16 @@ import numpy as np
 import polars as pl
 
 from features.member_features import OUTCOME_PURCHASES, OUTCOME_SPEND
-from training.member_models.churn import ChurnModel
+from training.member_models.churn import BgnbdChurn, ChurnModel
 from training.member_models.config import MemberModelConfig
 from training.member_models.failures import failure
 from training.member_models.metrics import churn_metrics, value_metrics
 from training.member_models.selection import value_score
-from training.member_models.snapshots import CHURNED
-from training.member_models.value import ValueModel, ValuePrediction
+from training.member_models.snapshots import BTYD_FEATURES, CHURNED
+from training.member_models.value import BgnbdValue, ValueModel, ValuePrediction
+
+#: Models whose scores *are* the BTYD columns: they fail, rather than learn around, a gap.
+_BTYD_MODELS = (BgnbdChurn, BgnbdValue)
 
 __all__ = ["Kept", "evaluate_churn", "evaluate_value", "validate_churn", "validate_value"]
 
@@ -33,7 +36,8 @@ Model = TypeVar("Model", ChurnModel, ValueModel)
 
 @dataclass
 class Kept(Generic[Model]):
-    """Per model: the variant kept on validation (a factory), what it is, and its figures."""
+    """Per model: the variant kept on validation (a factory; the first variant of a model that
+    failed there, so that the test still tries it), what it is, and its figures."""
 
     factories: dict[str, Callable[[], Model]] = field(default_factory=dict)
     described: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -53,16 +57,16 @@ def validate_churn(
     for name, factories in variants.items():
         best: tuple[float, int, np.ndarray, ChurnModel] | None = None
         for position, factory in enumerate(factories):
-            fitted = _fitted(name, factory, train, held_out, "validation", failures)
+            fitted = _fitted("churn", name, factory, train, held_out, "validation", failures)
             if fitted is None:
                 continue
             model, risk = fitted
             brier = float(np.mean((risk - labels) ** 2))
             if best is None or brier < best[0]:
                 best = (brier, position, risk, model)
+        kept.factories[name] = factories[0 if best is None else best[1]]
         if best is not None:
-            _, position, risk, model = best
-            kept.factories[name] = factories[position]
+            _, _, risk, model = best
             kept.described[name] = model.describe()
             kept.figures[name] = _churn_figures(train, held_out, risk, config)
     return kept
@@ -78,7 +82,7 @@ def evaluate_churn(
     """The kept churn variants refit on ``train``, figures on ``held_out``."""
     figures = {}
     for name, factory in kept.factories.items():
-        fitted = _fitted(name, factory, train, held_out, "test", failures)
+        fitted = _fitted("churn", name, factory, train, held_out, "test", failures)
         if fitted is not None:
             figures[name] = _churn_figures(train, held_out, fitted[1], config)
     return figures
@@ -96,7 +100,7 @@ def validate_value(
     for name, factories in variants.items():
         best: tuple[float, int, dict[str, Any], ValueModel] | None = None
         for position, factory in enumerate(factories):
-            fitted = _fitted(name, factory, train, held_out, "validation", failures)
+            fitted = _fitted("value", name, factory, train, held_out, "validation", failures)
             if fitted is None:
                 continue
             model, prediction = fitted
@@ -104,9 +108,9 @@ def validate_value(
             score = value_score(figures, kept.figures.get("naive_rate"))
             if best is None or score < best[0]:
                 best = (score, position, figures, model)
+        kept.factories[name] = factories[0 if best is None else best[1]]
         if best is not None:
-            _, position, figures, model = best
-            kept.factories[name] = factories[position]
+            _, _, figures, model = best
             kept.described[name] = model.describe()
             kept.figures[name] = figures
     return kept
@@ -121,7 +125,7 @@ def evaluate_value(
     """The kept value variants refit on ``train``, figures on ``held_out``."""
     figures = {}
     for name, factory in kept.factories.items():
-        fitted = _fitted(name, factory, train, held_out, "test", failures)
+        fitted = _fitted("value", name, factory, train, held_out, "test", failures)
         if fitted is not None:
             figures[name] = _value_figures(held_out, fitted[1])
     return figures
@@ -130,13 +134,26 @@ def evaluate_value(
 def fit_and_predict(
     factory: Callable[[], Model], train: pl.DataFrame, frame: pl.DataFrame
 ) -> tuple[Model, Any]:
-    """A fresh model from ``factory``, fit on ``train``, and its predictions for ``frame``."""
+    """A fresh model from ``factory``, fit on ``train``, and its predictions for ``frame``.
+
+    A BTYD column missing (all null: its fit failed) on one side is blanked on the other, so
+    that a learner never reads at one date a column it cannot read at the other.
+    """
+    missing = [
+        name
+        for name in BTYD_FEATURES
+        if train.get_column(name).is_null().all() or frame.get_column(name).is_null().all()
+    ]
     model = factory()
+    if missing and not isinstance(model, _BTYD_MODELS):
+        blank = [pl.lit(None, dtype=pl.Float64).alias(name) for name in missing]
+        train, frame = train.with_columns(blank), frame.with_columns(blank)
     model.fit(train)
     return model, model.predict(frame)
 
 
 def _fitted(
+    task: str,
     name: str,
     factory: Callable[[], Model],
     train: pl.DataFrame,
@@ -147,7 +164,7 @@ def _fitted(
     try:
         return fit_and_predict(factory, train, frame)
     except Exception as error:  # recorded, and the other models go on
-        failures.append(failure(name, error, step))
+        failures.append(failure(f"{name} ({task})", error, step))
         return None
 
 

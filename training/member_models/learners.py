@@ -68,6 +68,8 @@ def lightgbm_params(params: LightGBMParams, seed: int, rows: int) -> dict[str, o
         "n_estimators": params.n_estimators,
         "learning_rate": params.learning_rate,
         "min_child_samples": params.min_child_samples,
+        # 63 bins instead of 255: histograms 4x cheaper, no loss on counts and rates.
+        "max_bin": 63,
         "subsample": 0.8,
         "subsample_freq": 1,
         "colsample_bytree": 0.8,

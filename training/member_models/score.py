@@ -303,7 +303,7 @@ class _Run:
             try:
                 return fit_and_predict(self.churn.factories[name], train, now.buyers)[1], name, True
             except Exception as error:  # recorded; the next model in the ranking ships
-                self.failures.append(failure(name, error, "shipping"))
+                self.failures.append(failure(f"{name} (churn)", error, "shipping"))
         return np.full(now.buyers.height, base_rate), "constant", False
 
     def _ship_value(
@@ -314,7 +314,7 @@ class _Run:
                 purchases, spend = fit_and_predict(self.value.factories[name], train, now.buyers)[1]
                 return purchases, spend, name
             except Exception as error:  # recorded; the next model in the ranking ships
-                self.failures.append(failure(name, error, "shipping"))
+                self.failures.append(failure(f"{name} (value)", error, "shipping"))
         raise DataError("no value model could be refit on the latest window (see the failures)")
 
     def metrics(self) -> dict[str, Any]:

@@ -119,22 +119,16 @@ def take_snapshot(
     )
 
 
-def _check_finite(
-    model: str, fit: object, predictions: tuple[np.ndarray, ...], failures: list[dict[str, Any]]
-) -> None:
-    """Predictions that are not finite become NaN (null) and are recorded: a silent NaN would
-    turn every figure of the model that reads them into nothing."""
+def _check_finite(model: str, fit: object, predictions: tuple[np.ndarray, ...]) -> None:
+    """Refuse predictions that are not finite for some members: half a model would score
+    those members by imputation, and the learners would read the gap as a signal."""
     bad = np.zeros(predictions[0].shape, dtype=bool)
     for values in predictions:
         bad |= ~np.isfinite(values)
-        values[~np.isfinite(values)] = np.nan
     if bad.any():
-        failures.append(
-            {
-                "model": model,
-                "reason": f"{int(bad.sum())} of {bad.size} predictions are not finite at the "
-                f"fitted parameters {fit}",
-            }
+        raise ArithmeticError(
+            f"{model}: {int(bad.sum())} of {bad.size} predictions are not finite at the fitted "
+            f"parameters {fit}"
         )
 
 
@@ -153,23 +147,26 @@ def _btyd_columns(
     m = buyers.get_column(BTYD_M).fill_null(np.nan).to_numpy()
     sample = fit_rows(buyers.height, max_fit_members, seed)
     empty = np.full(buyers.height, np.nan)
-    alive = no_purchase = expected = empty
+    alive = no_purchase = expected = order_value = empty
     try:
         fit = fit_beta_geo(x[sample], t_x[sample], t_obs[sample])
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            alive = fit.p_alive(x, t_x, t_obs)
-            no_purchase = fit.p_no_purchase(x, t_x, t_obs, horizon_days)
-            expected = fit.expected_purchases(x, t_x, t_obs, horizon_days)
-        _check_finite("bgnbd", fit, (alive, no_purchase, expected), failures)
+            predicted = (
+                fit.p_alive(x, t_x, t_obs),
+                fit.p_no_purchase(x, t_x, t_obs, horizon_days),
+                fit.expected_purchases(x, t_x, t_obs, horizon_days),
+            )
+        _check_finite("bgnbd", fit, predicted)
+        alive, no_purchase, expected = predicted
     except Exception as error:  # a failed fit is recorded and the learners go on without it
         failures.append(failure("bgnbd", error))
-    order_value = empty
     if has_prices:
         try:
             spend_fit = fit_gamma_gamma(x[sample], m[sample])
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-                order_value = spend_fit.expected_order_value(x, m)
-            _check_finite("gamma_gamma", spend_fit, (order_value,), failures)
+                values = spend_fit.expected_order_value(x, m)
+            _check_finite("gamma_gamma", spend_fit, (values,))
+            order_value = values
         except Exception as error:
             failures.append(failure("gamma_gamma", error))
     columns = {
