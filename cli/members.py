@@ -9,10 +9,12 @@ once whether the ranking means anything before a campaign is built on it.
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import polars as pl
 import typer
 from rich.table import Table
 
@@ -26,7 +28,7 @@ from cli.options import (
 )
 from cli.render import console, err_console, print_validation_report, timed_status
 from features.errors import ConfigError
-from features.validate import DEFAULT_MAX_BAD_SHARE, load_items, load_members
+from features.validate import DEFAULT_MAX_BAD_SHARE, ValidatedTable, load_items, load_members
 from training.config import DEFAULT_HORIZON_DAYS
 
 if TYPE_CHECKING:
@@ -79,15 +81,17 @@ def score(
 
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {out}: use a .parquet or .csv file")
-    loaded = load_with_options(interactions, preset, columns, max_bad_share)
-    print_validation_report(loaded.report)
     member_table = _loaded(load_members, members)
     item_table = _loaded(load_items, items)
-    with timed_status(f"scoring members (H = {horizon_days} days)"):
-        scores = score_members(
-            loaded.frame, as_of=as_of, horizon_days=horizon_days, members=member_table,
-            items=item_table, config=MemberModelConfig(seed=seed),
-        )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="recsys-members-") as scratch:
+        events = _validated_scan(
+            load_with_options(interactions, preset, columns, max_bad_share), Path(scratch)
+        )
+        with timed_status(f"scoring members (H = {horizon_days} days)"):
+            scores = score_members(
+                events, as_of=as_of, horizon_days=horizon_days, members=member_table,
+                items=item_table, config=MemberModelConfig(seed=seed),
+            )  # fmt: skip
     write_table(scores.frame, out)
     metrics_path = out.with_name(MEMBERS_METRICS_FILE)
     metrics_path.write_text(json.dumps(scores.metrics, indent=2, default=str))
@@ -95,6 +99,19 @@ def score(
     console.print(
         f"Scores of {scores.frame.height:,} members written to {out}; figures in {metrics_path}"
     )
+
+
+def _validated_scan(loaded: ValidatedTable, scratch: Path) -> pl.LazyFrame:
+    """The validated events as a scan of a scratch Parquet file, the loaded frame released.
+
+    Scoring reads the events once per window date and never needs them whole, so holding the
+    validated frame through it would add its size to the peak (2 GB at 20M events); spilled,
+    the peak is the larger of loading and scoring, not their sum.
+    """
+    print_validation_report(loaded.report)
+    path = scratch / "interactions.parquet"
+    loaded.frame.write_parquet(path)
+    return pl.scan_parquet(path)
 
 
 def _loaded(loader: Any, path: Path | None) -> Any:

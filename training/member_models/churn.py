@@ -48,8 +48,6 @@ from training.member_models.sampling import fit_rows
 from training.member_models.snapshots import CHURNED, P_NO_PURCHASE
 
 __all__ = [
-    "BASELINES",
-    "CHURN_MODELS",
     "RFM_RULE_DAYS",
     "ChurnModel",
     "churn_variants",
@@ -153,7 +151,6 @@ class _LearnerChurn(ChurnModel):
         self.stacking = stacking
         self.columns: list[str] = []
         self.estimator: Any = None
-        self.rows = 0
 
     @abstractmethod
     def _estimator(self) -> Any: ...
@@ -161,10 +158,9 @@ class _LearnerChurn(ChurnModel):
     def fit(self, train: pl.DataFrame) -> None:
         rows = fit_rows(train.height, self.config.max_fit_members, self.config.seed)
         sample = train[rows]
-        self.rows = sample.height
         self.columns = feature_columns(sample, stacking=self.stacking)
         self.estimator = self._estimator()
-        with threadpool_limits(1), warnings.catch_warnings():
+        with threadpool_limits(1, user_api="blas"), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.estimator.fit(matrix(sample, self.columns), _labels(sample))
 
@@ -172,7 +168,7 @@ class _LearnerChurn(ChurnModel):
         def churn_probability(rows: np.ndarray) -> np.ndarray:
             return self.estimator.predict_proba(rows)[:, 1]
 
-        with threadpool_limits(1):
+        with threadpool_limits(1, user_api="blas"):
             return predict_in_batches(
                 churn_probability, frame, self.columns, self.config.predict_batch
             )
@@ -188,7 +184,7 @@ class LightGBMChurn(_LearnerChurn):
         self.params = params
 
     def _estimator(self) -> LGBMClassifier:
-        return LGBMClassifier(**lightgbm_params(self.params, self.config.seed, self.rows))
+        return LGBMClassifier(**lightgbm_params(self.params, self.config.seed))
 
     def describe(self) -> dict[str, Any]:
         return {**self.params.model_dump(), "stacking": self.stacking}
@@ -217,17 +213,13 @@ class LogisticChurn(_LearnerChurn):
         return {"C": self.c, "stacking": self.stacking}
 
 
-#: Models without tuning: the bars every learner is held against.
-BASELINES: Final[tuple[str, ...]] = ("constant", "recency", "rfm_rule", "bgnbd")
-#: Every churn model, in the order they are reported.
-CHURN_MODELS: Final[tuple[str, ...]] = (*BASELINES, "lightgbm", "logistic")
-
-
 def churn_variants(config: MemberModelConfig) -> dict[str, list[Callable[[], ChurnModel]]]:
-    """Each model's variants (a factory each), tried on validation; baselines have one.
+    """Each model's variants (a factory each), tried on validation, in the order they are
+    reported; the baselines (constant, recency, rfm_rule, bgnbd) have one.
 
-    The learners always stack the BTYD predictions (they are left out of a fit where BG/NBD
-    failed): on Online Retail's validation they lowered both learners' Brier scores."""
+    The learners always stack the BTYD predictions (left out of a fit where BG/NBD failed): on
+    Online Retail, fit on window 3 and judged on window 2, stacking lowered both learners'
+    Brier scores (logistic 0.2052 to 0.2046, LightGBM 0.2093 to 0.2076)."""
     return {
         "constant": [ConstantChurn],
         "recency": [RecencyChurn],

@@ -3,17 +3,23 @@
 Defaults are the ones measured in docs/benchmarks.md ("Member models on Online Retail" and
 "Member scoring"): fits on at most 100,000 members keep 1M members within two minutes (a
 churn rate from 100,000 members is within 0.003 of the population's, finer than any model here
-can use), and 200 bootstrap resamples give intervals stable to about 0.005 of AUC.
+can use), and with 200 bootstrap resamples an interval's ends move by about 0.001 of AUC from
+one seed to another (standard deviation over 20 seeds, 3,362 members).
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.errors import ConfigError
 from features.members import SegmentConfig
 
-__all__ = ["LightGBMParams", "MemberModelConfig"]
+__all__ = ["MEAN_OBJECTIVES", "LightGBMParams", "MemberModelConfig"]
+
+#: LightGBM regression objectives whose optimum is the mean (l1's is the median).
+MEAN_OBJECTIVES: Final[tuple[str, ...]] = ("l2", "poisson", "tweedie")
 
 
 class LightGBMParams(BaseModel):
@@ -63,18 +69,17 @@ class MemberModelConfig(BaseModel):
     predict_batch: int = Field(default=250_000, ge=1_000)
     classifier_grid: tuple[LightGBMParams, ...] = Field(default=_CLASSIFIER_GRID, min_length=1)
     regressor_params: LightGBMParams = LightGBMParams()
-    regressor_objectives: tuple[str, ...] = ("l2", "poisson", "tweedie")
+    regressor_objectives: tuple[str, ...] = MEAN_OBJECTIVES
     logistic_c: tuple[float, ...] = Field(default=(0.1, 1.0), min_length=1)
     segments: SegmentConfig = SegmentConfig()
 
     @field_validator("regressor_objectives")
     @classmethod
     def _mean_objectives(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
-        allowed = ("l2", "poisson", "tweedie")
-        wrong = [name for name in objectives if name not in allowed]
+        wrong = [name for name in objectives if name not in MEAN_OBJECTIVES]
         if wrong or not objectives:
             raise ConfigError(
-                f"regressor_objectives must be some of {allowed} (objectives that estimate the "
-                f"mean: the output is an expected value), got {objectives}"
+                f"regressor_objectives must be some of {MEAN_OBJECTIVES} (objectives that "
+                f"estimate the mean: the output is an expected value), got {objectives}"
             )
         return objectives

@@ -9,9 +9,7 @@ and predictions run in batches, so that memory stays flat whatever the number of
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from typing import Final
 
 import numpy as np
 import polars as pl
@@ -37,7 +35,9 @@ def feature_columns(train: pl.DataFrame, *, stacking: bool) -> list[str]:
 
 def matrix(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """float64 rows x columns, NaN where null (LightGBM's missing value; imputed for LR)."""
-    return frame.select(pl.col(name).cast(pl.Float64).fill_null(np.nan) for name in columns).to_numpy()
+    return frame.select(
+        pl.col(name).cast(pl.Float64).fill_null(np.nan) for name in columns
+    ).to_numpy()
 
 
 def predict_in_batches(
@@ -54,26 +54,25 @@ def predict_in_batches(
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-#: Below this many rows a fit runs on one thread: OpenMP's start-up and, on a busy machine,
-#: its spinning threads cost more than they save (measured: 8 ms a tree on 2,000 rows with two
-#: threads on two busy cores, under 1 ms with one).
-_ROWS_PER_EXTRA_THREAD: Final = 50_000
+def lightgbm_params(params: LightGBMParams, seed: int) -> dict[str, object]:
+    """Keyword arguments of LightGBM's scikit-learn estimators for one grid point.
 
-
-def lightgbm_params(params: LightGBMParams, seed: int, rows: int) -> dict[str, object]:
-    """Keyword arguments of LightGBM's scikit-learn estimators for one grid point."""
-    threads = max(1, min(os.cpu_count() or 1, rows // _ROWS_PER_EXTRA_THREAD))
+    One thread: on a shared machine OpenMP's spinning threads cost far more than they save
+    (measured on two busy cores, 100,000 rows x 27 features, 150 trees: 1.9-2.1 s with one
+    thread, 6.5-8.8 s with two), and one thread gives the same trees on every machine.
+    """
     return {
         "num_leaves": params.num_leaves,
         "n_estimators": params.n_estimators,
         "learning_rate": params.learning_rate,
         "min_child_samples": params.min_child_samples,
-        # 63 bins instead of 255: histograms 4x cheaper, no loss on counts and rates.
+        # 63 bins instead of 255: about 10% faster on 100,000 rows, and on Online Retail's
+        # validation window a Brier score of 0.2073 against 0.2093 (no finer cut is needed).
         "max_bin": 63,
         "subsample": 0.8,
         "subsample_freq": 1,
         "colsample_bytree": 0.8,
         "random_state": seed,
-        "n_jobs": threads,
+        "n_jobs": 1,
         "verbosity": -1,
     }

@@ -37,8 +37,6 @@ from features.members import (
 
 __all__ = ["member_profiles"]
 
-_COLUMNS = (MEMBER_ID, ITEM_ID, EVENT, TIMESTAMP, QUANTITY, PRICE, ORDER_ID)
-
 
 def member_profiles(
     lazy: pl.LazyFrame,
@@ -48,19 +46,25 @@ def member_profiles(
 ) -> pl.DataFrame:
     """member_id, segment, tier (declared, null without one), recency_days, frequency and
     monetary of every member with an event before ``as_of`` or joined before it."""
-    history = lazy.filter(pl.col(TIMESTAMP) < as_of).select(
-        pl.col(MEMBER_ID),
-        pl.col(ITEM_ID),
-        pl.col(EVENT),
-        pl.col(TIMESTAMP),
-        pl.col(QUANTITY).cast(pl.Float64),
-        pl.col(PRICE).cast(pl.Float64),
-        pl.col(ORDER_ID).cast(pl.Utf8),
+    history = lazy.filter(pl.col(TIMESTAMP) < as_of)
+    purchases = (
+        history.filter(pl.col(EVENT) == PURCHASE)
+        .select(
+            pl.col(MEMBER_ID),
+            pl.col(ITEM_ID),
+            pl.col(EVENT),
+            pl.col(TIMESTAMP),
+            pl.col(QUANTITY).cast(pl.Float64),
+            pl.col(PRICE).cast(pl.Float64),
+            pl.col(ORDER_ID).cast(pl.Utf8),
+        )
+        .collect()
     )
-    purchases = history.filter(pl.col(EVENT) == PURCHASE)
+    # The pass over every event streams: it only keeps two timestamps per member.
     bounds = (
         history.group_by(MEMBER_ID)
         .agg(pl.col(TIMESTAMP).min().alias("first"), pl.col(TIMESTAMP).max().alias("last"))
+        .collect(engine="streaming")
         .unpivot(index=MEMBER_ID, on=["first", "last"], value_name=TIMESTAMP)
         .select(
             pl.col(MEMBER_ID),
@@ -72,7 +76,7 @@ def member_profiles(
             pl.lit(None, dtype=pl.Utf8).alias(ORDER_ID),
         )
     )
-    reduced = pl.concat([purchases, bounds], how="vertical").collect()
+    reduced = pl.concat([purchases, bounds], how="vertical")
     roster = _joined_before(members, as_of)
     profiles = compute_member_profiles(reduced, as_of, roster, segments)
     tier = pl.col(TIER) if TIER in profiles.columns else pl.lit(None, dtype=pl.Utf8)

@@ -30,9 +30,10 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
-from features.columns import EVENT, JOINED_AT, MEMBER_ID, PRICE, PURCHASE, TIER, TIMESTAMP
+from features.columns import EVENT, MEMBER_ID, PRICE, PURCHASE, TIER, TIMESTAMP
 from features.errors import ConfigError, DataError
-from features.member_features import OUTCOME_PURCHASES, OUTCOME_SPEND
+from features.frames import require_columns
+from features.member_features import INTERACTION_COLUMNS, OUTCOME_PURCHASES, OUTCOME_SPEND
 from features.members import FREQUENCY, MONETARY, RECENCY_DAYS, SEGMENT
 from features.times import as_naive_utc
 from training.member_models.churn import ChurnModel, churn_variants
@@ -125,6 +126,7 @@ def score_members(
     if horizon_days < 1:
         raise ConfigError(f"horizon_days must be at least 1, got {horizon_days}")
     lazy = interactions.lazy()
+    require_columns(pl.DataFrame(schema=lazy.collect_schema()), INTERACTION_COLUMNS, "interactions")
     data_start, moment, first_purchases, has_prices = _summary(lazy, as_of)
     plan = plan_windows(
         first_purchases,
@@ -271,9 +273,9 @@ class _Run:
         self.shipped = {
             "churn": churn_name,
             "informative": informative,
-            "reason": choice.reason if churn_name == choice.chosen else (
-                f"{choice.chosen} failed to refit for shipping; {churn_name} ships instead"
-            ),
+            "reason": choice.reason
+            if churn_name == choice.chosen
+            else (f"{choice.chosen} failed to refit for shipping; {churn_name} ships instead"),
             "base_rate": base_rate,
             "value": value_name,
             "non_buyers": {**rule, "members_scored": now.non_buyers.height},
@@ -283,7 +285,11 @@ class _Run:
                 now.buyers.select(MEMBER_ID).with_columns(
                     pl.Series(CHURN_RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64),
                     pl.Series(EXPECTED_PURCHASES, purchases, dtype=pl.Float64),
-                    pl.Series(EXPECTED_SPEND, spend, dtype=pl.Float64),
+                    (
+                        pl.Series(EXPECTED_SPEND, spend, dtype=pl.Float64)
+                        if spend is not None
+                        else pl.lit(None, dtype=pl.Float64).alias(EXPECTED_SPEND)
+                    ),
                 ),
                 now.non_buyers.select(MEMBER_ID).with_columns(
                     pl.lit(rule["churn_risk"], dtype=pl.Float64).alias(CHURN_RISK),

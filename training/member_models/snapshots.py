@@ -73,8 +73,6 @@ class Snapshot:
     at: datetime
     buyers: pl.DataFrame
     non_buyers: pl.DataFrame
-    has_outcomes: bool
-    has_prices: bool
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -113,8 +111,6 @@ def take_snapshot(
         at=at,
         buyers=buyers,
         non_buyers=non_buyers,
-        has_outcomes=with_outcomes,
-        has_prices=has_prices,
         failures=failures,
     )
 
@@ -176,4 +172,3 @@ def _btyd_columns(
         EXPECTED_ORDER_VALUE: order_value,
     }
     return [pl.Series(name, values, dtype=pl.Float64) for name, values in columns.items()]
-

@@ -6,8 +6,9 @@
   the history before the scoring date;
 * ``lightgbm``: two gradient-boosted regressors (purchases, spend) on the features and the
   BTYD predictions, one variant per objective. Only objectives whose optimum is the *mean*
-  are offered (l2, poisson, tweedie): the output is an expected value, which campaign budgets
-  add up, so a median model (l1) is never shipped even where its MAE would be lower.
+  are offered (:data:`training.member_models.config.MEAN_OBJECTIVES`): the output is an
+  expected value, which campaign budgets add up, so a median model (l1) is never shipped even
+  where its MAE would be lower.
 
 Spend predictions are None when the data has no prices.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -42,11 +43,7 @@ from training.member_models.snapshots import (
     EXPECTED_PURCHASES,
 )
 
-__all__ = ["MEAN_OBJECTIVES", "VALUE_MODELS", "ValueModel", "ValuePrediction", "value_variants"]
-
-#: LightGBM objectives that estimate the mean.
-MEAN_OBJECTIVES: Final[tuple[str, ...]] = ("l2", "poisson", "tweedie")
-VALUE_MODELS: Final[tuple[str, ...]] = ("naive_rate", "bgnbd", "lightgbm")
+__all__ = ["ValueModel", "ValuePrediction", "value_variants"]
 
 ValuePrediction = tuple[np.ndarray, np.ndarray | None]
 
@@ -121,7 +118,7 @@ class LightGBMValue(ValueModel):
         self.columns = feature_columns(sample, stacking=True)
         features = matrix(sample, self.columns)
         targets = (OUTCOME_PURCHASES, OUTCOME_SPEND) if self.has_prices else (OUTCOME_PURCHASES,)
-        params = lightgbm_params(self.config.regressor_params, self.config.seed, sample.height)
+        params = lightgbm_params(self.config.regressor_params, self.config.seed)
         for target in targets:
             regressor = LGBMRegressor(objective=self.objective, **params)
             regressor.fit(features, sample.get_column(target).to_numpy().astype(np.float64))

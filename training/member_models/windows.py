@@ -120,6 +120,7 @@ def plan_windows(
             f"{(as_of - data_start).total_seconds() / 86_400:.0f} days. Use a longer history "
             "or a shorter --horizon-days."
         )
+
     def fit_windows(first: int) -> tuple[int, ...]:
         return tuple(range(first, min(first + pooled, usable + 1)))
 
