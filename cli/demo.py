@@ -41,6 +41,7 @@ def demo(
     ),
 ) -> None:
     """Generate the demo store, validate it, segment its members, train on it and serve it."""
+    from training.member_report import MEMBER_REPORT_FILE
     from training.tracking import default_tracking_uri
     from training.train import TrainConfig
 
@@ -63,6 +64,7 @@ def demo(
     member = loaded.frame[col.MEMBER_ID][0]
     console.print(
         f"\nReport: {(artifact / 'report.html').resolve()}\n"
+        f"Member report: {(artifact / MEMBER_REPORT_FILE).resolve()}\n"
         f"Try:    uv run recsys recommend --artifact {artifact} --member {member}\n"
         f"MLflow: uv run mlflow ui --backend-store-uri {default_tracking_uri()} "
         "-> http://127.0.0.1:5000"
@@ -79,7 +81,8 @@ def _serve_demo(artifact: Path, member: str, item: str, port: int) -> None:
     base = f"http://{_DEMO_HOST}:{port}"
     console.print(
         f"\nServing the demo model: API docs at {base}/docs (Ctrl-C to stop)\n"
-        f"Try:    curl '{base}/v1/members/{member}/recommendations?n=5'"
+        f"Try:    curl '{base}/v1/members/{member}/recommendations?n=5'\n"
+        f"        curl '{base}/v1/members/{member}/profile'"
     )
     if "RECSYS_API_KEYS" in os.environ:
         console.print("API keys: those of RECSYS_API_KEYS")

@@ -68,6 +68,8 @@ def test_demo_generates_trains_registers_and_prints_where_to_look(tmp_path: Path
     text = " ".join(result.stdout.split())
     assert "version 1 is now champion" in text
     assert "recsys recommend --artifact" in text
+    assert "Member report:" in text  # the path itself wraps at the console's width
+    assert (artifact / "members_report.html").exists()
 
 
 def test_demo_serves_and_prints_an_api_key_that_posts_events(tmp_path: Path) -> None:
