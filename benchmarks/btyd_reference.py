@@ -1,7 +1,7 @@
 """Our maximum-likelihood BG/NBD and Gamma-Gamma against pymc-marketing's MAP fits, same data.
 
 The data: UCI Online Retail (validated like the ``online-retail`` preset), history before
-2011-09-09, times in days, the inputs of :func:`training.member_models.btyd_inputs.btyd_inputs`
+2011-09-09, times in days, the BTYD columns of :func:`features.member_features.member_features`
 (x = orders - 1, m = mean value of the repeat orders). pymc-marketing 1.3.0 fits
 ``BetaGeoModel`` and ``GammaGammaModel`` with ``fit(method="map")``, once with its default
 priors and once with flat (``HalfFlat``) ones, in benchmarks/btyd_pymc_worker.py: the library
@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +38,18 @@ from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_
 
 sys.path.insert(0, str(REPO_ROOT))  # the simulator the tests use: tests/btyd_simulation.py
 
-from features.baskets import line_value, order_key
-from features.columns import EVENT, MEMBER_ID, PURCHASE, TIMESTAMP
+from features.columns import MEMBER_ID
+from features.member_features import (
+    BTYD_M,
+    BTYD_T,
+    BTYD_TX,
+    BTYD_X,
+    IS_BUYER,
+    OUTCOME_PURCHASES,
+    OUTCOME_SPEND,
+    future_outcomes,
+    member_features,
+)
 from features.presets import get_preset
 from features.validate import load_interactions
 from tests.btyd_simulation import simulate_members
@@ -51,7 +61,6 @@ from training.member_models.btyd import (
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
 )
-from training.member_models.btyd_inputs import T_OBS, T_X, M, X, btyd_inputs
 
 SECTION_TITLE = "## BG/NBD and Gamma-Gamma against pymc-marketing"
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "online-retail" / "online_retail.csv.gz"
@@ -106,16 +115,11 @@ def timed(action: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, value
 
 
-def holdout(interactions: pl.DataFrame) -> pl.DataFrame:
-    """Orders and spend per member in [AS_OF, AS_OF + horizon): what the fits predict."""
-    end = AS_OF + timedelta(days=HORIZON_DAYS)
-    window = interactions.filter(
-        (pl.col(EVENT) == PURCHASE) & pl.col(TIMESTAMP).is_between(AS_OF, end, closed="left")
-    )
-    return window.group_by(MEMBER_ID).agg(
-        order_key(interactions.columns).n_unique().alias("orders"),
-        line_value().sum().alias("spend"),
-    )
+def buyer_inputs(interactions: pl.DataFrame) -> pl.DataFrame:
+    """member_id and the BTYD inputs of every buyer before AS_OF, sorted by member_id: the
+    product's own definition (the members' scores are fit on these)."""
+    features = member_features(interactions, AS_OF)
+    return features.filter(pl.col(IS_BUYER)).select(MEMBER_ID, BTYD_X, BTYD_TX, BTYD_T, BTYD_M)
 
 
 def run_pymc(inputs: pl.DataFrame, python: str) -> dict:
@@ -127,10 +131,10 @@ def run_pymc(inputs: pl.DataFrame, python: str) -> dict:
         source, target = Path(folder) / "inputs.npz", Path(folder) / "pymc.json"
         np.savez(
             source,
-            x=inputs.get_column(X).to_numpy().astype(np.float64),
-            t_x=inputs.get_column(T_X).to_numpy(),
-            t_obs=inputs.get_column(T_OBS).to_numpy(),
-            m=inputs.get_column(M).fill_null(0.0).to_numpy(),
+            x=inputs.get_column(BTYD_X).to_numpy().astype(np.float64),
+            t_x=inputs.get_column(BTYD_TX).to_numpy(),
+            t_obs=inputs.get_column(BTYD_T).to_numpy(),
+            m=inputs.get_column(BTYD_M).fill_null(0.0).to_numpy(),
         )
         command = [uv, "run", "--no-project", "--python", python, "--with", PYMC_MARKETING]
         command += ["python", str(WORKER), str(source), str(target), str(HORIZON_DAYS)]
@@ -141,8 +145,10 @@ def run_pymc(inputs: pl.DataFrame, python: str) -> dict:
 
 
 def candidates(inputs: pl.DataFrame, pymc: dict, repeat: int) -> list[Candidate]:
-    x, t_x, t_obs = (inputs.get_column(c).to_numpy().astype(np.float64) for c in (X, T_X, T_OBS))
-    m = inputs.get_column(M).fill_null(np.nan).to_numpy()
+    x, t_x, t_obs = (
+        inputs.get_column(c).to_numpy().astype(np.float64) for c in (BTYD_X, BTYD_TX, BTYD_T)
+    )
+    m = inputs.get_column(BTYD_M).fill_null(np.nan).to_numpy()
     beta_geo_runs = [timed(lambda: fit_beta_geo(x, t_x, t_obs)) for _ in range(repeat)]
     gamma_gamma_runs = [timed(lambda: fit_gamma_gamma(x, m)) for _ in range(repeat)]
     found = [
@@ -179,13 +185,16 @@ def holdout_errors(
 ) -> tuple[float, float]:
     """Mean absolute error of expected orders and spend over the horizon, per member."""
     joined = inputs.join(actual, on=MEMBER_ID, how="left").with_columns(
-        pl.col("orders", "spend").fill_null(0)
+        pl.col(OUTCOME_PURCHASES, OUTCOME_SPEND).fill_null(0)
     )
-    x, t_x, t_obs = (joined.get_column(c).to_numpy().astype(np.float64) for c in (X, T_X, T_OBS))
-    m = joined.get_column(M).fill_null(np.nan).to_numpy()
+    x, t_x, t_obs = (
+        joined.get_column(c).to_numpy().astype(np.float64) for c in (BTYD_X, BTYD_TX, BTYD_T)
+    )
+    m = joined.get_column(BTYD_M).fill_null(np.nan).to_numpy()
     purchases = candidate.purchases.expected_purchases(x, t_x, t_obs, HORIZON_DAYS)
     spend = purchases * candidate.spend.expected_order_value(x, m)
-    orders, value = joined.get_column("orders").to_numpy(), joined.get_column("spend").to_numpy()
+    orders = joined.get_column(OUTCOME_PURCHASES).to_numpy()
+    value = joined.get_column(OUTCOME_SPEND).to_numpy()
     return float(np.abs(purchases - orders).mean()), float(np.abs(spend - value).mean())
 
 
@@ -193,7 +202,7 @@ def one_time_buyer_lines(pymc: dict, inputs: pl.DataFrame) -> str:
     """The library's P(no purchase) for x = 0 against FHL's at its own (flat) parameters."""
     theirs = pymc["flat priors"]
     once = theirs["one_time_buyers"]
-    t_obs = inputs.get_column(T_OBS).to_numpy()[np.asarray(once["customer_id"])]
+    t_obs = inputs.get_column(BTYD_T).to_numpy()[np.asarray(once["customer_id"])]
     zeros = np.zeros_like(t_obs)
     at_theirs = BetaGeoFit(
         **{k: theirs["beta_geo"][k] for k in ("r", "alpha", "a", "b")},
@@ -243,10 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load = os.getloadavg()  # other work on the machine slows the timings
     interactions = load_interactions(args.data, preset=get_preset("online-retail")).frame
-    inputs = btyd_inputs(interactions, AS_OF)
+    inputs = buyer_inputs(interactions)
     pymc = run_pymc(inputs, args.pymc_python)
     found = candidates(inputs, pymc, args.repeat)
-    actual = holdout(interactions)
+    actual = future_outcomes(interactions, AS_OF, HORIZON_DAYS)
     best_bg, best_gg = found[0].purchases.log_likelihood, found[0].spend.log_likelihood
     beta_geo_rows, gamma_gamma_rows = [], []
     for candidate in found:

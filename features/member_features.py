@@ -12,7 +12,7 @@ does not get a rate of thirty orders a month; or a count over a fixed recent win
 :data:`FEATURES` lists the model inputs, in order; each is documented at its constant below
 (the constant's value is the column name). Besides them, the frame carries the BG/NBD and
 Gamma-Gamma inputs of buyers (``btyd_x``, ``btyd_t_x``, ``btyd_T``, ``btyd_m``: Fader, Hardie
-and Lee's x, t_x, T and m, the same as :mod:`training.member_models.btyd_inputs` builds) and
+and Lee's x, t_x, T and m: the one definition of them, which the BTYD fits read) and
 the history's totals (``total_orders``, ``total_spend``): totals by definition, read by the
 BTYD models and the naive rate, never by the learners.
 

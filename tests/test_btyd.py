@@ -15,6 +15,15 @@ from scipy.special import hyp2f1
 
 from features.columns import EVENT, ITEM_ID, MEMBER_ID, ORDER_ID, PRICE, QUANTITY, TIMESTAMP
 from features.errors import DataError
+from features.member_features import (
+    BTYD_COLUMNS,
+    BTYD_M,
+    BTYD_T,
+    BTYD_TX,
+    BTYD_X,
+    IS_BUYER,
+    member_features,
+)
 from tests.btyd_simulation import SimulatedMembers, simulate_members
 from training.member_models.btyd import (
     BetaGeoFit,
@@ -24,7 +33,6 @@ from training.member_models.btyd import (
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
 )
-from training.member_models.btyd_inputs import T_OBS, T_X, M, X, btyd_inputs
 
 #: FHL's CDNOW estimates (r = 0.243, alpha = 4.414 weeks, a = 0.793, b = 2.426), alpha in days.
 DAYS = {"r": 0.243, "alpha": 4.414 * 7, "a": 0.793, "b": 2.426}
@@ -198,6 +206,53 @@ def test_euler_transformed_eq_10_equals_eq_10_as_printed() -> None:
         np.testing.assert_allclose(fit.expected_purchases(x, t_x, t_obs, horizon), printed)
 
 
+#: The BG/NBD fit of Online Retail's buyers before 2011-06-11 (a and b in the thousands: the
+#: dropout probability is all but fixed, a / (a + b) = 0.0019), with E[purchases in 90 days]
+#: for members (x, t_x, T) computed once with mpmath 1.3.0 at 30 digits, by eq. 10 with
+#: mpmath.hyp2f1 and, agreeing to 1e-24, by quadrature of E[(1 - (1 + p w)^-(r+x)) / p] over
+#: p ~ Beta(a, b + x), w = 90 / (alpha + T). Euler's form of eq. 10 alone gave 0 * inf = NaN
+#: for every one-time buyer of that date (751 of 2,811).
+NEAR_FIXED_DROPOUT = {"r": 0.620, "alpha": 43.10, "a": 1271.1, "b": 669141.4}
+MPMATH_EXPECTED = (
+    # x, t_x, T, E[purchases in 90 days]
+    (0.0, 0.0, 22.26, 0.85193187254060509),
+    (0.0, 0.0, 50.45, 0.59559260164313491),
+    (0.0, 0.0, 1.57, 1.245308211064792),
+    (2.0, 30.0, 100.0, 1.6262943031598976),
+    (40.0, 150.0, 160.0, 17.431591219672261),
+    (200.0, 180.0, 190.0, 5.3122542003269187),
+)
+
+
+def test_expected_purchases_near_a_fixed_dropout_probability_match_mpmath() -> None:
+    fit = BetaGeoFit(**NEAR_FIXED_DROPOUT, log_likelihood=np.nan, n_members=0, converged=True)
+    x, t_x, t_obs, expected = np.array(MPMATH_EXPECTED).T
+    np.testing.assert_allclose(fit.expected_purchases(x, t_x, t_obs, 90.0), expected, rtol=1e-11)
+
+
+def test_expected_purchases_tend_to_the_fixed_dropout_limit_as_a_and_b_grow() -> None:
+    # With a, b -> inf and a / (a + b) = p fixed, every member drops out with probability p
+    # after each purchase, so an alive member buys min(Poisson, Geometric(p)) times:
+    # E = (1 - (1 + p w)^-(r+x)) / p with w = H / (alpha + T) (the NBD's (r + x) w as p -> 0),
+    # times P(alive) with a / (b + x - 1) -> p / (1 - p). The gap is O(1 / (a + b)): 100
+    # times smaller at a + b = 1e7 than at 1e5, as rounding errors would not be, and below
+    # 1e-6 at 1e9 (where it nears rounding, 1e-12 for some members).
+    x = np.array([0.0, 0.0, 1.0, 5.0, 40.0, 200.0])
+    t_x = np.array([0.0, 0.0, 20.0, 80.0, 150.0, 180.0])
+    t_obs = np.array([1.5, 50.0, 60.0, 100.0, 160.0, 190.0])
+    r, alpha = 0.62, 43.1
+    w, s = HORIZON / (alpha + t_obs), r + x
+    for p in (0.002, 0.05, 0.3):
+        alive = 1 / (1 + (x > 0) * p / (1 - p) * ((alpha + t_obs) / (alpha + t_x)) ** s)
+        limit = -np.expm1(-s * np.log1p(p * w)) / p * alive
+        gaps = []
+        for size in (1e5, 1e7, 1e9):
+            fit = BetaGeoFit(r, alpha, p * size, (1 - p) * size, np.nan, 0, converged=True)
+            gaps.append(fit.expected_purchases(x, t_x, t_obs, HORIZON) / limit - 1)
+        np.testing.assert_allclose(gaps[0], 100 * gaps[1], rtol=0.01)
+        assert np.all(np.abs(gaps[2]) < 1e-6), (p, gaps)
+
+
 def test_one_time_buyers_are_alive_and_buy_at_their_posterior_rate(truth: BetaGeoFit) -> None:
     t_obs = np.array([1.0, 30.0, 365.0, 1000.0])
     zeros = np.zeros_like(t_obs)
@@ -299,10 +354,11 @@ def test_inputs_count_orders_before_the_date_and_average_the_repeat_orders() -> 
         },
         orient="row",
     )
-    inputs = btyd_inputs(frame, AS_OF)
-    assert inputs.columns == [MEMBER_ID, X, T_X, T_OBS, M]
+    features = member_features(frame, AS_OF)
+    inputs = features.filter(pl.col(IS_BUYER)).select(MEMBER_ID, *BTYD_COLUMNS)
     assert inputs.get_column(MEMBER_ID).to_list() == ["ann", "bob", "cy"]
-    assert inputs.get_column(X).to_list() == [2, 1, 0]
-    np.testing.assert_allclose(inputs.get_column(T_X).to_numpy(), [8.5, 18.0, 0.0])
-    np.testing.assert_allclose(inputs.get_column(T_OBS).to_numpy(), [10.0, 20.0, 3.0])
-    assert inputs.get_column(M).to_list() == [pytest.approx(30.0), pytest.approx(0.0), None]
+    assert inputs.get_column(BTYD_X).to_list() == [2, 1, 0]
+    np.testing.assert_allclose(inputs.get_column(BTYD_TX).to_numpy(), [8.5, 18.0, 0.0])
+    np.testing.assert_allclose(inputs.get_column(BTYD_T).to_numpy(), [10.0, 20.0, 3.0])
+    assert inputs.get_column(BTYD_M).to_list() == [pytest.approx(30.0), pytest.approx(0.0), None]
+    assert features.filter(~pl.col(IS_BUYER)).get_column(MEMBER_ID).to_list() == ["dee"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -20,8 +19,6 @@ from features.member_features import (
     future_outcomes,
     member_features,
 )
-from features.synthetic import StoreConfig, generate_store
-from training.member_models.btyd_inputs import btyd_inputs
 
 AS_OF = datetime(2024, 6, 1)
 
@@ -183,25 +180,3 @@ def test_outcomes_count_distinct_orders_and_spend_in_the_window_only() -> None:
     )
     outcomes = future_outcomes(frame, AS_OF, 10)
     assert outcomes.rows() == [("a", 2, 9.0), ("b", 1, 1.5)]
-
-
-@pytest.fixture(scope="module")
-def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("member-features-store")
-    generate_store(StoreConfig(members=800, items=200, events=40_000, seed=5), out)
-    return out
-
-
-def test_btyd_columns_agree_with_the_btyd_inputs_builder(small_store: Path) -> None:
-    """Two modules build x, t_x, T and m; they must say the same, member by member."""
-    interactions = pl.read_parquet(small_store / "interactions.parquet")
-    as_of = datetime(2026, 3, 1)
-    ours = (
-        member_features(interactions, as_of)
-        .filter(pl.col(IS_BUYER))
-        .select("member_id", BTYD_X, BTYD_TX, BTYD_T, BTYD_M)
-    )
-    theirs = btyd_inputs(interactions, as_of).rename(
-        {"x": BTYD_X, "t_x": BTYD_TX, "t_obs": BTYD_T, "m": BTYD_M}
-    )
-    assert_frame_equal(ours, theirs, check_dtypes=False, abs_tol=1e-9)

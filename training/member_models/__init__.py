@@ -5,7 +5,8 @@ it). Where each part lives:
 
 * ``windows``: which dates the models learn from, are checked on, and score at;
 * ``snapshots``: the members as of one date (features, BTYD predictions, outcomes);
-* ``btyd`` and ``btyd_inputs``: BG/NBD and Gamma-Gamma by maximum likelihood;
+* ``btyd``: BG/NBD and Gamma-Gamma by maximum likelihood (their inputs x, t_x, T and m are
+  the ``btyd_*`` columns of :func:`features.member_features.member_features`);
 * ``churn`` and ``value``: the models side by side; ``learners``: how the learners are fed;
 * ``metrics``: ROC and PR AUC with bootstrap intervals, Brier, reliability, lift; MAE, RMSE;
 * ``evaluation`` and ``selection``: validation, test, and the choice (and "informative");

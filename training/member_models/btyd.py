@@ -110,16 +110,25 @@ class BetaGeoFit:
     ) -> np.ndarray:
         """E[purchases in (t_obs, t_obs + horizon] | history], FHL eq. 10.
 
-        The hypergeometric term is taken through Euler's transformation, ``(1 - z)^(r+x)
-        2F1(r+x, b+x; a+b+x-1; z) = (1 - z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)``, so that no
-        parameter grows with ``x``: as printed, frequent buyers multiply a vanishing power by a
-        huge series. (Singular at a = 1 exactly, as eq. 10 is.)
+        Its hypergeometric term ``(1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z)`` has an equal form
+        by Euler's transformation, ``(1 - z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)``, and each
+        member's is taken in the form with the smaller power of ``(1 - z)``: a large power
+        underflows while its series overflows, and the product is NaN. As printed, that
+        happens to frequent buyers (x in the hundreds); through Euler's form, to fits near the
+        limit of a fixed dropout probability (a and b in the thousands: Online Retail before
+        2011-06-11 gives a = 1271, b = 669141). tests/test_btyd.py checks both against mpmath
+        and that limit. (Singular at a = 1 exactly, as eq. 10 is.)
         """
         x, t_x, t_obs, horizon = _as_float_arrays(x, t_x, t_obs, horizon_days)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         z = horizon / (alpha + t_obs + horizon)
-        series = np.exp((a - 1.0) * np.log1p(-z)) * hyp2f1(
-            a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z
+        euler = a - 1.0 <= r + x
+        power = np.where(euler, a - 1.0, r + x)
+        series = np.exp(power * np.log1p(-z)) * hyp2f1(
+            np.where(euler, a + b - 1.0 - r, r + x),
+            np.where(euler, a - 1.0, b + x),
+            a + b + x - 1.0,
+            z,
         )
         return (a + b + x - 1.0) / (a - 1.0) * (1.0 - series) * self.p_alive(x, t_x, t_obs)
 
@@ -261,8 +270,8 @@ def _beta_geo_inputs(x: ArrayLike, t_x: ArrayLike, t_obs: ArrayLike) -> list[np.
     for what, bad in problems.items():
         if bad.any():
             raise DataError(
-                f"BG/NBD inputs: {int(bad.sum())} of {x.size} members {what}; build them with "
-                "training.member_models.btyd_inputs.btyd_inputs."
+                f"BG/NBD inputs: {int(bad.sum())} of {x.size} members {what}; take them from "
+                "the btyd_x, btyd_t_x and btyd_T columns of features.member_features."
             )
     if x.size == 0:
         raise FitError("BG/NBD: no buyers before the scoring date; it needs purchase history.")

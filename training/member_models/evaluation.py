@@ -18,16 +18,15 @@ import numpy as np
 import polars as pl
 
 from features.member_features import OUTCOME_PURCHASES, OUTCOME_SPEND
-from training.member_models.churn import BgnbdChurn, ChurnModel
+from training.member_models.churn import ChurnModel
 from training.member_models.config import MemberModelConfig
 from training.member_models.failures import failure
 from training.member_models.metrics import churn_metrics, value_metrics
 from training.member_models.selection import value_score
-from training.member_models.snapshots import BTYD_FEATURES, CHURNED
-from training.member_models.value import BgnbdValue, ValueModel, ValuePrediction
+from training.member_models.snapshots import CHURNED
+from training.member_models.value import ValueModel, ValuePrediction
 
 #: Models whose scores *are* the BTYD columns: they fail, rather than learn around, a gap.
-_BTYD_MODELS = (BgnbdChurn, BgnbdValue)
 
 __all__ = ["Kept", "evaluate_churn", "evaluate_value", "validate_churn", "validate_value"]
 
@@ -134,20 +133,8 @@ def evaluate_value(
 def fit_and_predict(
     factory: Callable[[], Model], train: pl.DataFrame, frame: pl.DataFrame
 ) -> tuple[Model, Any]:
-    """A fresh model from ``factory``, fit on ``train``, and its predictions for ``frame``.
-
-    A BTYD column missing (all null: its fit failed) on one side is blanked on the other, so
-    that a learner never reads at one date a column it cannot read at the other.
-    """
-    missing = [
-        name
-        for name in BTYD_FEATURES
-        if train.get_column(name).is_null().all() or frame.get_column(name).is_null().all()
-    ]
+    """A fresh model from ``factory``, fit on ``train``, and its predictions for ``frame``."""
     model = factory()
-    if missing and not isinstance(model, _BTYD_MODELS):
-        blank = [pl.lit(None, dtype=pl.Float64).alias(name) for name in missing]
-        train, frame = train.with_columns(blank), frame.with_columns(blank)
     model.fit(train)
     return model, model.predict(frame)
 

@@ -1,9 +1,9 @@
 """The learners' side of the member models: which columns they read, and how they are fed.
 
 Both learners (LightGBM and logistic regression) read :data:`features.member_features.FEATURES`
-and, when stacking, the BTYD predictions of :mod:`training.member_models.snapshots`. A column
-that is null for every training member (no categories in the data, no tier, a failed BTYD
-fit) is left out of that fit. Fits use a seeded sample of at most ``max_fit_members`` rows,
+(not the BTYD predictions: see :func:`training.member_models.churn.churn_variants`). A column
+that is null for every training member (no categories in the data, no tier) is left out of
+that fit. Fits use a seeded sample of at most ``max_fit_members`` rows,
 and predictions run in batches, so that memory stays flat whatever the number of members.
 """
 
@@ -16,7 +16,6 @@ import polars as pl
 
 from features.member_features import FEATURES
 from training.member_models.config import LightGBMParams
-from training.member_models.snapshots import BTYD_FEATURES
 
 __all__ = [
     "feature_columns",
@@ -26,9 +25,9 @@ __all__ = [
 ]
 
 
-def feature_columns(train: pl.DataFrame, *, stacking: bool) -> list[str]:
-    """The inputs of a fit: the features (and BTYD predictions) with a value in ``train``."""
-    candidates = [*FEATURES, *(BTYD_FEATURES if stacking else ())]
+def feature_columns(train: pl.DataFrame) -> list[str]:
+    """The inputs of a fit: the features with a value in ``train``."""
+    candidates = list(FEATURES)
     counts = train.select(pl.col(name).is_not_null().sum() for name in candidates).row(0)
     return [name for name, count in zip(candidates, counts, strict=True) if count > 0]
 

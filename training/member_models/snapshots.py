@@ -6,8 +6,9 @@ models score buyers, and non-buyers get the rule of :mod:`training.member_models
 
 BG/NBD and Gamma-Gamma need no outcomes, so they are fit on each date's own history (what was
 known on that date) and their predictions for the next H days ride along as columns: they are
-the BTYD baselines' scores, and the learners may read them as features (stacking). A fit that
-fails leaves those columns null and is recorded, so the learners go on without them.
+the BTYD baselines' scores (never the learners' inputs: see
+:func:`training.member_models.churn.churn_variants`). A fit that fails leaves those columns
+null and is recorded; the BTYD baselines then fail for that date and the others go on.
 """
 
 from __future__ import annotations
@@ -36,28 +37,19 @@ from training.member_models.failures import failure
 from training.member_models.sampling import fit_rows
 
 __all__ = [
-    "BTYD_FEATURES",
     "CALIBRATION_DAYS",
     "CHURNED",
     "EXPECTED_ORDER_VALUE",
     "EXPECTED_PURCHASES",
-    "P_ALIVE",
     "P_NO_PURCHASE",
     "Snapshot",
     "take_snapshot",
 ]
 
-#: BG/NBD's P(alive), P(no purchase in H) and E[purchases in H]; Gamma-Gamma's E[order value].
-P_ALIVE: Final = "bgnbd_p_alive"
+#: BG/NBD's P(no purchase in H) and E[purchases in H]; Gamma-Gamma's E[order value].
 P_NO_PURCHASE: Final = "bgnbd_p_no_purchase"
 EXPECTED_PURCHASES: Final = "bgnbd_expected_purchases"
 EXPECTED_ORDER_VALUE: Final = "gg_order_value"
-BTYD_FEATURES: Final[tuple[str, ...]] = (
-    P_ALIVE,
-    P_NO_PURCHASE,
-    EXPECTED_PURCHASES,
-    EXPECTED_ORDER_VALUE,
-)
 #: True when the member made no purchase in the outcome window.
 CHURNED: Final = "churned"
 #: Days from the data's first event to the snapshot's date: the naive rate's denominator.
@@ -143,18 +135,16 @@ def _btyd_columns(
     m = buyers.get_column(BTYD_M).fill_null(np.nan).to_numpy()
     sample = fit_rows(buyers.height, max_fit_members, seed)
     empty = np.full(buyers.height, np.nan)
-    alive = no_purchase = expected = order_value = empty
+    no_purchase = expected = order_value = empty
     try:
         fit = fit_beta_geo(x[sample], t_x[sample], t_obs[sample])
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            predicted = (
-                fit.p_alive(x, t_x, t_obs),
-                fit.p_no_purchase(x, t_x, t_obs, horizon_days),
-                fit.expected_purchases(x, t_x, t_obs, horizon_days),
-            )
+        predicted = (
+            fit.p_no_purchase(x, t_x, t_obs, horizon_days),
+            fit.expected_purchases(x, t_x, t_obs, horizon_days),
+        )
         _check_finite("bgnbd", fit, predicted)
-        alive, no_purchase, expected = predicted
-    except Exception as error:  # a failed fit is recorded and the learners go on without it
+        no_purchase, expected = predicted
+    except Exception as error:  # a failed fit is recorded; the BTYD baselines fail for the date
         failures.append(failure("bgnbd", error))
     if has_prices:
         try:
@@ -166,7 +156,6 @@ def _btyd_columns(
         except Exception as error:
             failures.append(failure("gamma_gamma", error))
     columns = {
-        P_ALIVE: alive,
         P_NO_PURCHASE: no_purchase,
         EXPECTED_PURCHASES: expected,
         EXPECTED_ORDER_VALUE: order_value,

@@ -115,7 +115,7 @@ class LightGBMValue(ValueModel):
     def fit(self, train: pl.DataFrame) -> None:
         rows = fit_rows(train.height, self.config.max_fit_members, self.config.seed)
         sample = train[rows]
-        self.columns = feature_columns(sample, stacking=True)
+        self.columns = feature_columns(sample)
         features = matrix(sample, self.columns)
         targets = (OUTCOME_PURCHASES, OUTCOME_SPEND) if self.has_prices else (OUTCOME_PURCHASES,)
         params = lightgbm_params(self.config.regressor_params, self.config.seed)
