@@ -244,7 +244,7 @@ def _relevant_pairs(
     """Distinct relevant test pairs of members known in train, items known or not."""
     known_members = pl.Series(train.member_ids.external_ids, dtype=pl.Utf8)
     pairs = _distinct_pairs(test, relevant_events).filter(
-        pl.col(col.MEMBER_ID).is_in(known_members)
+        pl.col(col.MEMBER_ID).is_in(known_members.implode())
     )
     if new_items_only:
         pairs = pairs.join(already_had, on=[col.MEMBER_ID, col.ITEM_ID], how="anti")

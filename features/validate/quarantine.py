@@ -183,7 +183,7 @@ def _first_occurrences(frame: pl.DataFrame) -> pl.Series:
     hashes = frame.hash_rows()
     ordered = hashes.sort().to_numpy()  # a sort finds repeats faster than a hash table here
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    candidates = hashes.is_in(pl.Series(repeated, dtype=hashes.dtype))
+    candidates = hashes.is_in(pl.Series(repeated, dtype=hashes.dtype).implode())
     keep = (~candidates).to_numpy().copy()
     if not keep.all():
         positions = candidates.arg_true()
