@@ -17,21 +17,30 @@ the test comes as a file (a published protocol), nobody tells us its shape, so i
   test's share, stratified by item when the test's share is even per item (a stratified split
   puts ``round(share * n)`` of each group in test), else by member.
 
+A next-basket test (``recsys train --target next-basket``) is often a number of whole baskets
+per member: each member's first order after a date (a global time cut) or their last order (a
+per-member cut, ``last-baskets:K``). Asked to look for it, the inference reads that count off the
+test's orders (:attr:`SplitShape.orders_per_member`), and validation keeps the same number of
+baskets per member after its own cut: a validation test of whole weeks would reward models for
+a member's second and third baskets, which the test never asks for.
+
 A split made here from a spec (``--split``) has a known shape; :func:`shape_of_spec` gives it
 without looking at the data.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 import polars as pl
 
-from features.columns import ITEM_ID, MEMBER_ID, TIMESTAMP
+from features.baskets import order_key
+from features.columns import EVENT, ITEM_ID, MEMBER_ID, PURCHASE, TIMESTAMP
 from features.errors import DataError
 from features.splits import (
+    LastBasketsSpec,
     LastDaysSplitSpec,
     LastShareSplitSpec,
     LeaveLastOutSpec,
@@ -40,6 +49,7 @@ from features.splits import (
     SplitGroup,
     SplitSpec,
     TemporalSplitSpec,
+    order_starts,
     temporal_split,
 )
 
@@ -49,6 +59,7 @@ __all__ = [
     "ShapeKind",
     "SplitShape",
     "carve_validation",
+    "first_orders",
     "infer_split_shape",
     "shape_numbers",
     "shape_of_spec",
@@ -77,7 +88,9 @@ class SplitShape:
 
     ``share``: the test's share of all events (of its members' events for member time).
     ``window``: the test's time span (global time). ``per_member``: the number of test events
-    every member holds (member time read as leave-last-K). ``group``: what a random split is
+    every member holds (member time read as leave-last-K). ``orders_per_member``: the number of
+    whole orders every member's test holds (a next-basket test: the first orders after the cut
+    for global time, the last orders for member time). ``group``: what a random split is
     stratified by. ``evidence``: the measurements the shape was read from, for the record.
     """
 
@@ -86,6 +99,7 @@ class SplitShape:
     inferred: bool
     window: timedelta | None = None
     per_member: int | None = None
+    orders_per_member: int | None = None
     group: SplitGroup | None = None
     evidence: dict[str, float] | None = None
 
@@ -115,13 +129,38 @@ def shape_of_spec(spec: SplitSpec, split: Split) -> SplitShape:
         return SplitShape("global-time", share, inferred=False, window=_span(split.test))
     if isinstance(spec, LeaveLastOutSpec):
         return SplitShape("member-time", share, inferred=False, per_member=spec.k)
+    if isinstance(spec, LastBasketsSpec):
+        return SplitShape("member-time", share, inferred=False, orders_per_member=spec.k)
     if isinstance(spec, LastShareSplitSpec):
         return SplitShape("member-time", spec.share, inferred=False)
     return SplitShape("random", spec.test_ratio, inferred=False, group=spec.by)
 
 
-def infer_split_shape(train: pl.DataFrame, test: pl.DataFrame) -> SplitShape:
-    """Read the shape of a given train/test pair from the event times and group counts."""
+def infer_split_shape(train: pl.DataFrame, test: pl.DataFrame, baskets: bool = False) -> SplitShape:
+    """Read the shape of a given train/test pair from the event times and group counts; with
+    ``baskets``, also whether a time-cut test holds the same number of orders per member."""
+    shape = _time_or_random_shape(train, test)
+    if not baskets or shape.kind == "random":
+        return shape
+    orders, same_count = _orders_per_member(test)
+    evidence = {**(shape.evidence or {}), "test_members_with_the_modal_order_count": same_count}
+    if same_count < _SAME_COUNT_SHARE:
+        return replace(shape, evidence=evidence)
+    return replace(shape, per_member=None, orders_per_member=orders, evidence=evidence)
+
+
+def _orders_per_member(test: pl.DataFrame) -> tuple[int, float]:
+    """The most common number of orders per test member, and the share of members with it."""
+    counts = order_starts(test).group_by(MEMBER_ID).len(name="__orders")
+    if counts.height == 0:
+        return 0, 0.0
+    modal, members = (
+        counts.group_by("__orders").len().sort(["len", "__orders"], descending=[True, False]).row(0)
+    )
+    return int(modal), members / counts.height
+
+
+def _time_or_random_shape(train: pl.DataFrame, test: pl.DataFrame) -> SplitShape:
     if train.height == 0 or test.height == 0:
         raise DataError(
             f"cannot infer the shape of a split with {train.height} training and {test.height} "
@@ -213,10 +252,27 @@ def carve_validation(train: pl.DataFrame, shape: SplitShape, seed: int = 0) -> S
             train
         )
     if shape.kind == "member-time":
+        if shape.orders_per_member is not None:
+            return LastBasketsSpec(k=shape.orders_per_member).split(train)
         if shape.per_member is not None:
             return LeaveLastOutSpec(k=shape.per_member).split(train)
         return LastShareSplitSpec(share=shape.share).split(train)
-    return temporal_split(train, cutoff=_validation_cutoff(train, shape))
+    split = temporal_split(train, cutoff=_validation_cutoff(train, shape))
+    if shape.orders_per_member is None:
+        return split
+    return Split(train=split.train, test=first_orders(split.test, shape.orders_per_member))
+
+
+def first_orders(interactions: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The purchase rows of each member's first ``k`` orders: the next baskets after a cut."""
+    starts = order_starts(interactions)
+    kept = starts.group_by(MEMBER_ID).agg(pl.col(TIMESTAMP).head(k).max().alias("__last_start"))
+    purchases = interactions.filter(pl.col(EVENT) == PURCHASE)
+    keyed = purchases.with_columns(order_key(purchases.columns).alias("__order"))
+    first = starts.join(kept, on=MEMBER_ID).filter(pl.col(TIMESTAMP) <= pl.col("__last_start"))
+    return keyed.join(
+        first.select(MEMBER_ID, "__order"), on=[MEMBER_ID, "__order"], how="semi"
+    ).drop("__order")
 
 
 def _validation_cutoff(train: pl.DataFrame, shape: SplitShape) -> datetime:

@@ -17,12 +17,14 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from features.columns import EVENT, ITEM_ID, MEMBER_ID, TIMESTAMP
+from features.baskets import order_key
+from features.columns import EVENT, ITEM_ID, MEMBER_ID, PURCHASE, TIMESTAMP
 from features.errors import ConfigError, DataError
 from features.frames import require_columns
 from features.times import as_naive_utc
 
 __all__ = [
+    "LastBasketsSpec",
     "LastDaysSplitSpec",
     "LastShareSplitSpec",
     "LeaveLastOutSpec",
@@ -32,7 +34,9 @@ __all__ = [
     "TemporalSplitSpec",
     "explicit_split",
     "last_share_split",
+    "leave_last_baskets_out",
     "leave_last_k_out",
+    "order_starts",
     "parse_split_spec",
     "ratio_split",
     "temporal_split",
@@ -44,8 +48,11 @@ _GROUP_COLUMNS: Final[dict[str, str]] = {"member": MEMBER_ID, "item": ITEM_ID}
 #: The columns that identify one event; a train row equal to a test row on these is a leak.
 _EVENT_KEY: Final[tuple[str, ...]] = (MEMBER_ID, ITEM_ID, EVENT, TIMESTAMP)
 _ROW: Final = "__split_row"
+_ORDER: Final = "__order"
+_CUT: Final = "__cut"
 _ACCEPTED_FORMS: Final = (
-    "temporal:YYYY-MM-DD (or an ISO datetime), last-days:N, leave-last:K, last-share:R, "
+    "temporal:YYYY-MM-DD (or an ISO datetime), last-days:N, leave-last:K, last-baskets:K, "
+    "last-share:R, "
     "ratio:R[:member|item][:SEED] (for example ratio:0.2:item:7)"
 )
 
@@ -190,6 +197,45 @@ def last_share_split(interactions: pl.DataFrame, share: float) -> Split:
     )
 
 
+def order_starts(interactions: pl.DataFrame) -> pl.DataFrame:
+    """One row per order (:func:`~features.baskets.order_key`) of the purchases: ``member_id``,
+    the order's key and its start (its first row's time), in member and start order; ties in
+    time by key, so that "a member's last order" is always one and the same."""
+    purchases = interactions.filter(pl.col(EVENT) == PURCHASE)
+    return (
+        purchases.select(MEMBER_ID, TIMESTAMP, order_key(purchases.columns).alias(_ORDER))
+        .group_by(MEMBER_ID, _ORDER)
+        .agg(pl.col(TIMESTAMP).min())
+        .sort(MEMBER_ID, TIMESTAMP, _ORDER)
+    )
+
+
+def leave_last_baskets_out(interactions: pl.DataFrame, k: int = 1) -> Split:
+    """Per member, everything from the start of their k-th last order on goes to test.
+
+    The next-basket protocol's per-member shape: the test is each member's last k baskets
+    (orders, as :func:`~features.baskets.order_key` defines them), with whatever else the
+    member did from then on. Members with k or fewer orders stay wholly in train, as in
+    :func:`leave_last_k_out`: a member needs a basket before the test to be predictable.
+    """
+    _check_positive_int(k, "k")
+    require_columns(interactions, (MEMBER_ID, TIMESTAMP, EVENT), "interactions")
+    cuts = (
+        order_starts(interactions)
+        .group_by(MEMBER_ID)
+        .agg(pl.col(TIMESTAMP).tail(k + 1))
+        .filter(pl.col(TIMESTAMP).list.len() > k)
+        .select(MEMBER_ID, pl.col(TIMESTAMP).list.get(1).alias(_CUT))
+    )
+    in_test = (
+        interactions.select(MEMBER_ID, TIMESTAMP)
+        .join(cuts, on=MEMBER_ID, how="left", maintain_order="left")
+        .select((pl.col(TIMESTAMP) >= pl.col(_CUT)).fill_null(False))
+        .to_series()
+    )
+    return _partition(interactions, in_test)
+
+
 def _latest_per_member(interactions: pl.DataFrame, test_size: pl.Expr) -> Split:
     """Each member's latest ``test_size`` rows (an expression over the member's group, e.g. of
     ``pl.len()``) go to test; timestamp ties are broken by row order."""
@@ -306,6 +352,23 @@ class LeaveLastOutSpec(BaseModel):
         return leave_last_k_out(interactions, k=self.k)
 
 
+class LastBasketsSpec(BaseModel):
+    """``last-baskets:K``: each member's last K orders (and what follows them) are test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int
+
+    @field_validator("k")
+    @classmethod
+    def _k_positive(cls, value: int) -> int:
+        return _check_positive_int(value, "k")
+
+    def split(self, interactions: pl.DataFrame) -> Split:
+        """Apply :func:`leave_last_baskets_out`."""
+        return leave_last_baskets_out(interactions, k=self.k)
+
+
 class LastShareSplitSpec(BaseModel):
     """``last-share:R``: each member's latest share R of interactions is test."""
 
@@ -343,7 +406,12 @@ class RatioSplitSpec(BaseModel):
 
 
 SplitSpec = (
-    TemporalSplitSpec | LastDaysSplitSpec | LeaveLastOutSpec | LastShareSplitSpec | RatioSplitSpec
+    TemporalSplitSpec
+    | LastDaysSplitSpec
+    | LeaveLastOutSpec
+    | LastBasketsSpec
+    | LastShareSplitSpec
+    | RatioSplitSpec
 )
 
 
@@ -379,6 +447,7 @@ _SPEC_PARSERS: Final[dict[str, Callable[[str], SplitSpec]]] = {
     "temporal": lambda argument: TemporalSplitSpec(cutoff=datetime.fromisoformat(argument)),
     "last-days": lambda argument: LastDaysSplitSpec(days=int(argument)),
     "leave-last": lambda argument: LeaveLastOutSpec(k=int(argument)),
+    "last-baskets": lambda argument: LastBasketsSpec(k=int(argument)),
     "last-share": lambda argument: LastShareSplitSpec(share=float(argument)),
     "ratio": _parse_ratio,
 }

@@ -170,6 +170,27 @@ def test_repeat_purchases_count_when_new_items_only_is_off(train: TrainingData) 
     assert task.n_relevant.tolist() == [3, 1, 1]
 
 
+def test_the_next_basket_protocol_marks_repeats_and_excludes_nothing(train: TrainingData) -> None:
+    task = EvaluationTask.from_split(train, TEST, new_items_only=False, exclude_purchased=False)
+    assert task.repeats is not None
+    assert rows_of(task.repeats) == [[X], [X], []]  # a and c re-bought x; d's y is new to d
+    assert task.exclude.nnz == 0
+    assert EvaluationTask.from_split(train, TEST).repeats is None  # new items only: no repeats
+
+
+def test_a_next_basket_task_reports_the_repeat_and_explore_parts(train: TrainingData) -> None:
+    task = EvaluationTask.from_split(train, TEST, new_items_only=False, exclude_purchased=False)
+    lists = np.array([[X, Z, -1], [Y, X, -1], [Y, -1, -1]])  # a: a repeat, then a new item
+    metrics = evaluate_recommended(lists, task, ks=(1, 2))
+    # a: 2 of 3 (x repeat, z new); c: x at rank 2 of 1; d: y new at rank 1.
+    assert metrics["recall@2"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert metrics["repeat_recall@2"] == pytest.approx((1 / 3 + 1) / 3)
+    assert metrics["explore_recall@2"] == pytest.approx((1 / 3 + 1) / 3)
+    assert metrics["phr@1"] == pytest.approx(2 / 3)
+    assert metrics["repeat_phr@1"] == pytest.approx(1 / 3)
+    assert metrics["explore_phr@1"] == pytest.approx(1 / 3)
+
+
 def test_training_purchases_are_excluded_and_histories_are_the_training_rows(
     task: EvaluationTask, train: TrainingData
 ) -> None:

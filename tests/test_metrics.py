@@ -26,6 +26,7 @@ from training.metrics import (
     calc_metrics,
     hit_matrix,
     item_popularity,
+    next_basket_metrics,
 )
 
 N_ITEMS = 10
@@ -225,6 +226,25 @@ def test_optional_metrics_are_skipped_without_their_inputs() -> None:
         name.startswith(("novelty", "diversity", "ctr_proxy", "conversion")) for name in metrics
     )
     assert "map" not in metrics  # 10 is not among ks
+
+
+def test_next_basket_parts_add_up_to_the_total_and_share_its_ideal() -> None:
+    # One basket {1, 7, 9}; 1 and 9 are repeats. Hits: 1 (repeat) at rank 2, 7 (new) at rank 3.
+    repeats = relevance([{1, 9}])
+    metrics = next_basket_metrics(ONE_LIST, ONE_RELEVANT, repeats, ks=(3,))
+    assert metrics["recall@3"] == pytest.approx(2 / 3)
+    assert metrics["repeat_recall@3"] == pytest.approx(1 / 3)
+    assert metrics["explore_recall@3"] == pytest.approx(1 / 3)
+    ideal = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert metrics["repeat_ndcg@3"] == pytest.approx((1 / math.log2(3)) / ideal)
+    assert metrics["explore_ndcg@3"] == pytest.approx((1 / math.log2(4)) / ideal)
+    assert metrics["ndcg@3"] == pytest.approx(metrics["repeat_ndcg@3"] + metrics["explore_ndcg@3"])
+    assert metrics["phr@3"] == metrics["repeat_phr@3"] == metrics["explore_phr@3"] == 1.0
+
+
+def test_next_basket_repeats_must_be_relevant() -> None:
+    with pytest.raises(ValueError, match="subset of the relevant cells"):
+        next_basket_metrics(ONE_LIST, ONE_RELEVANT, relevance([{2}]), ks=(3,))
 
 
 # --- properties -------------------------------------------------------------------------------

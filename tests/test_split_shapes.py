@@ -10,7 +10,12 @@ import pytest
 
 from features import columns as col
 from features.errors import DataError
-from features.split_shapes import carve_validation, infer_split_shape, shape_of_spec
+from features.split_shapes import (
+    carve_validation,
+    first_orders,
+    infer_split_shape,
+    shape_of_spec,
+)
 from features.splits import (
     last_share_split,
     leave_last_k_out,
@@ -133,3 +138,76 @@ def test_a_test_of_strangers_interleaved_in_time_asks_for_a_validation_spec() ->
     train, test = LOG.filter(pl.col(col.MEMBER_ID) < "m5"), strangers.head(500)
     with pytest.raises(DataError, match="--validation SPEC"):
         infer_split_shape(train, test)
+
+
+# --- next-basket shapes: whole orders per member ----------------------------------------------
+
+
+def _baskets(members: int = 60, orders: int = 8, seed: int = 3) -> pl.DataFrame:
+    """Members with ``orders`` member-day baskets of 2-4 items each, days apart, plus views."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for member in range(members):
+        day = int(rng.integers(0, 20))
+        for _ in range(orders):
+            day += int(rng.integers(3, 15))
+            stamp = START + timedelta(days=day, hours=int(rng.integers(8, 20)))
+            for item in rng.choice(30, size=int(rng.integers(2, 5)), replace=False):
+                rows.append((f"m{member}", f"i{item}", "purchase", stamp))
+            rows.append((f"m{member}", f"i{rng.integers(30)}", "view", stamp))
+    return pl.DataFrame(
+        rows,
+        schema={col.MEMBER_ID: pl.Utf8, col.ITEM_ID: pl.Utf8, col.EVENT: pl.Utf8,
+                col.TIMESTAMP: pl.Datetime("us")},
+        orient="row",
+    )  # fmt: skip
+
+
+BASKETS = _baskets()
+
+
+def _orders(frame: pl.DataFrame) -> pl.DataFrame:
+    return (
+        frame.filter(pl.col(col.EVENT) == "purchase")
+        .group_by(col.MEMBER_ID)
+        .agg(pl.col(col.TIMESTAMP).dt.date().n_unique().alias("orders"))
+    )
+
+
+def test_last_baskets_puts_each_members_last_orders_and_what_follows_in_test() -> None:
+    split = parse_split_spec("last-baskets:2").split(BASKETS)
+    assert split.train.height + split.test.height == BASKETS.height
+    assert set(_orders(split.test)["orders"].to_list()) == {2}
+    last_train = split.train.group_by(col.MEMBER_ID).agg(pl.col(col.TIMESTAMP).max())
+    first_test = split.test.group_by(col.MEMBER_ID).agg(pl.col(col.TIMESTAMP).min())
+    joined = last_train.join(first_test, on=col.MEMBER_ID, suffix="_test")
+    assert (joined[col.TIMESTAMP] < joined[f"{col.TIMESTAMP}_test"]).all()
+
+
+def test_a_member_with_no_more_orders_than_k_stays_in_train() -> None:
+    few = BASKETS.filter(pl.col(col.MEMBER_ID) == "m0")
+    split = parse_split_spec("last-baskets:8").split(few)
+    assert split.test.height == 0
+
+
+def test_a_first_basket_test_is_read_and_validated_as_one_basket_per_member() -> None:
+    cut = START + timedelta(days=60)
+    split = temporal_split(BASKETS, cutoff=cut)
+    test = first_orders(split.test, 1)
+    assert set(_orders(test)["orders"].to_list()) == {1}
+    assert infer_split_shape(split.train, test).orders_per_member is None  # not asked for
+    shape = infer_split_shape(split.train, test, baskets=True)
+    assert (shape.kind, shape.orders_per_member) == ("global-time", 1)
+    validation = carve_validation(split.train, shape)
+    assert set(_orders(validation.test)["orders"].to_list()) == {1}
+    assert validation.test[col.TIMESTAMP].min() > validation.train[col.TIMESTAMP].max()
+
+
+def test_a_last_basket_test_is_validated_on_each_members_last_training_basket() -> None:
+    split = parse_split_spec("last-baskets:1").split(BASKETS)
+    shape = infer_split_shape(split.train, split.test, baskets=True)
+    assert (shape.kind, shape.orders_per_member) == ("member-time", 1)
+    from_spec = shape_of_spec(parse_split_spec("last-baskets:1"), split)
+    assert (from_spec.kind, from_spec.orders_per_member) == ("member-time", 1)
+    validation = carve_validation(split.train, shape)
+    assert set(_orders(validation.test)["orders"].to_list()) == {1}

@@ -25,7 +25,7 @@ from features.frames import require_columns
 from features.ids import IdMap
 from features.members import SEGMENT
 from training.dataset import TrainingData
-from training.metrics import DEFAULT_KS, calc_metrics, item_popularity
+from training.metrics import DEFAULT_KS, calc_metrics, item_popularity, next_basket_metrics
 from training.models.base import Recommender
 
 __all__ = [
@@ -73,6 +73,10 @@ class EvaluationTask:
     #: (:func:`~training.models.base.popularity_tie_breaker`), so that the lists evaluated are
     #: the lists served; None: ties fall to the lowest index.
     tie_breaker: np.ndarray | None = None
+    #: The relevant cells the member had bought in train (a subset of ``relevant``), when
+    #: repeat purchases count: the figures are then also split into repeat and explore parts
+    #: (:func:`~training.metrics.next_basket_metrics`). None when only new items are relevant.
+    repeats: sp.csr_matrix | None = None
 
     @property
     def n_members(self) -> int:
@@ -86,6 +90,7 @@ class EvaluationTask:
         relevant_events: Sequence[str] = _PURCHASE_EVENTS,
         new_items_only: bool = True,
         exclude_events: Sequence[str] = _PURCHASE_EVENTS,
+        exclude_purchased: bool = True,
         item_categories: np.ndarray | None = None,
         member_segment_of: pl.DataFrame | None = None,
         max_members: int | None = None,
@@ -97,8 +102,11 @@ class EvaluationTask:
         Relevant: per member, the distinct test items with one of ``relevant_events``; with
         ``new_items_only``, minus the items the member had an ``exclude_events`` event on in
         train (re-buying a staple is not a discovery). ``exclude``: those training items, never
-        recommended. Evaluated: test members known in train with at least one relevant item,
-        ordered by member index; ``max_members`` draws a seeded sample of them for big data.
+        recommended, unless ``exclude_purchased`` is False (the next-basket protocol, where a
+        member's own staples are the best guess); without ``new_items_only``, ``repeats`` marks
+        the relevant items the member had before. Evaluated: test members known in train with
+        at least one relevant item, ordered by member index; ``max_members`` draws a seeded
+        sample of them for big data.
         ``item_categories``: a code per training item (see :func:`item_category_codes`);
         ``tie_breaker``: a small score per training item that serving adds to every row.
         Segments come from ``member_segment_of`` (columns ``member_id``, ``segment``), else
@@ -116,11 +124,13 @@ class EvaluationTask:
         evaluated, members, n_relevant = _sampled(
             *_evaluated_members(train, relevant_pairs), max_members, seed
         )
+        had = _indicator(already_had, evaluated, train.item_ids)
+        relevant = _indicator(relevant_pairs, evaluated, train.item_ids)
         return cls(
             members=members,
             histories=train.matrix[members],
-            exclude=_indicator(already_had, evaluated, train.item_ids),
-            relevant=_indicator(relevant_pairs, evaluated, train.item_ids),
+            exclude=had if exclude_purchased else sp.csr_matrix(had.shape, dtype=np.float32),
+            relevant=relevant,
             n_relevant=n_relevant,
             engaged=_indicator(_distinct_pairs(test, ENGAGED_EVENTS), evaluated, train.item_ids),
             purchased=_indicator(
@@ -130,6 +140,7 @@ class EvaluationTask:
             item_categories=item_categories,
             member_segment_names=_segment_names(train, member_segment_of, evaluated, members),
             tie_breaker=tie_breaker,
+            repeats=None if new_items_only else relevant.multiply(had).tocsr(),
         )
 
     def subset(self, rows: np.ndarray) -> EvaluationTask:
@@ -156,8 +167,9 @@ def evaluate_model(
 def evaluate_recommended(
     recommended: np.ndarray, task: EvaluationTask, ks: Sequence[int] = DEFAULT_KS
 ) -> dict[str, float]:
-    """Every metric of lists produced elsewhere (a reranker, a blend), row i for member i."""
-    return calc_metrics(
+    """Every metric of lists produced elsewhere (a reranker, a blend), row i for member i; with
+    the task's ``repeats``, the next-basket figures split into repeat and explore parts too."""
+    metrics = calc_metrics(
         recommended,
         task.relevant,
         ks,
@@ -167,6 +179,13 @@ def evaluate_recommended(
         engaged=task.engaged,
         purchased=task.purchased,
     )
+    if task.repeats is not None:
+        metrics.update(
+            next_basket_metrics(
+                recommended, task.relevant, task.repeats, ks, n_relevant=task.n_relevant
+            )
+        )
+    return metrics
 
 
 def evaluate_by_segment(

@@ -36,6 +36,7 @@ __all__ = [
     "ACCURACY_METRICS",
     "DEFAULT_KS",
     "MAP_K",
+    "NEXT_BASKET_PARTS",
     "AccuracyMetric",
     "ConversionProxyAtK",
     "CoverageAtK",
@@ -48,11 +49,13 @@ __all__ = [
     "MAPAtK",
     "NDCGAtK",
     "NoveltyAtK",
+    "PHRAtK",
     "PrecisionAtK",
     "RecallAtK",
     "calc_metrics",
     "hit_matrix",
     "item_popularity",
+    "next_basket_metrics",
 ]
 
 DEFAULT_KS: Final[tuple[int, ...]] = (5, 10, 20)
@@ -183,6 +186,13 @@ class HitRateAtK(AccuracyMetric):
 
     def per_member(self, hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
         return hits.any(axis=1).astype(np.float64)
+
+
+class PHRAtK(HitRateAtK):
+    """The next-basket name of :class:`HitRateAtK`: the personal hit ratio (PHR), the share of
+    members whose top k hold at least one item of their next basket."""
+
+    prefix = "phr"
 
 
 #: The accuracy metrics :func:`calc_metrics` reports for every k, in report order.
@@ -330,6 +340,46 @@ def calc_metrics(
     if MAP_K in ks:
         results["map"] = results[MAPAtK(MAP_K).name]
     return results
+
+
+#: The parts a next-basket figure splits into: hits on items the member bought before (repeat)
+#: and on items new to them (explore).
+NEXT_BASKET_PARTS: Final = ("repeat", "explore")
+#: The next-basket figures, total and per part, in report order.
+_NEXT_BASKET_METRICS: Final[tuple[type[AccuracyMetric], ...]] = (RecallAtK, NDCGAtK, PHRAtK)
+
+
+def next_basket_metrics(
+    recommended: np.ndarray,
+    relevant: sp.csr_matrix,
+    repeats: sp.csr_matrix,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    n_relevant: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Recall, NDCG and PHR at every k, in total and split into repeat and explore parts.
+
+    ``repeats`` marks the relevant cells the member had bought before the test (a subset of
+    ``relevant``). A part counts only its own hits against the *whole* basket: its recall is
+    its hits over |basket| and its NDCG its hits' DCG over the basket's ideal DCG, so that
+    ``repeat_recall@k + explore_recall@k == recall@k`` (and the same for NDCG) and each part
+    reads as its share of the total. A part's PHR is the share of members with a hit of that
+    part; the two PHRs overlap and need not add up. Keys: ``recall@10``, ``repeat_recall@10``,
+    ``explore_ndcg@5``, ``phr@20``, ...
+    """
+    _check_lists(recommended, relevant, ks)
+    if repeats.shape != relevant.shape or (repeats.multiply(relevant) != repeats).nnz:
+        raise ValueError("repeats must mark a subset of the relevant cells, in the same shape")
+    counts = _relevant_counts(relevant, n_relevant)
+    top = recommended[:, : max(ks)]
+    hits = hit_matrix(top, relevant)
+    repeat_hits = hit_matrix(top, repeats)
+    parts = {"": hits, "repeat_": repeat_hits, "explore_": hits & ~repeat_hits}
+    return {
+        f"{prefix}{metric.name}": metric.calc(part_hits, counts)
+        for metric in (metric_type(k) for metric_type in _NEXT_BASKET_METRICS for k in ks)
+        for prefix, part_hits in parts.items()
+    }
 
 
 def _list_metrics(
