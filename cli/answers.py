@@ -43,7 +43,12 @@ def recommend(
     model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
     category: Annotated[str | None, typer.Option(help="Only items of this category.")] = None,
     include_purchased: Annotated[
-        bool, typer.Option("--include-purchased", help="Allow items the member already bought.")
+        bool,
+        typer.Option(
+            "--include-purchased",
+            help="Allow items the member already bought (by default they are left out; by a "
+            "next-basket artifact, only those members do not buy again).",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
@@ -52,8 +57,9 @@ def recommend(
 
     opened = open_artifact(artifact)
     answers = ArtifactRecommender(opened).recommend(
-        member, n, model=model, category=category, exclude_purchased=not include_purchased
-    )
+        member, n, model=model, category=category,
+        exclude_purchased=False if include_purchased else None,
+    )  # fmt: skip
     titles = _titles(opened)
     for answer in answers:
         if as_json:
@@ -103,15 +109,37 @@ def bundles(
         int, typer.Option(min=1, help="Baskets an itemset must be in, without --min-support.")
     ] = RuleConfig().min_count,
     min_confidence: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Least P(consequent | antecedents).")
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Least P(consequent | antecedents), the only test on a rule (default: "
+            "--min-excess-sd and --baseline-rank).",
+        ),
     ] = RuleConfig().min_confidence,
+    min_excess_sd: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Without --min-confidence: standard deviations by which a rule's count must "
+            "exceed its count under independence.",
+        ),
+    ] = RuleConfig().min_excess_sd,
+    baseline_rank: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Without --min-confidence: a rule must be right at least as often as the "
+            "best seller of this rank.",
+        ),
+    ] = RuleConfig().baseline_rank,
     max_size: Annotated[
         int, typer.Option(min=2, max=10, help="Most items in a rule (antecedents + consequent).")
     ] = RuleConfig().max_size,
 ) -> None:
     """Frequently-bought-together rules: support, confidence, lift, leverage, conviction."""
     from features.baskets import baskets_from_interactions, read_basket_file
-    from training.rules import association_rules, count_threshold
+    from training.rules import mine_rules
 
     if (interactions is None) == (baskets is None):
         raise ConfigError("give either --interactions or --baskets (one of them)")
@@ -123,17 +151,20 @@ def bundles(
         found = baskets_from_interactions(loaded.frame)
     config = RuleConfig(
         min_support=min_support, min_count=min_count, min_confidence=min_confidence,
-        max_size=max_size,
+        min_excess_sd=min_excess_sd, baseline_rank=baseline_rank, max_size=max_size,
     )  # fmt: skip
-    rules = association_rules(found, config)
-    threshold = count_threshold(found, config)
+    mined = mine_rules(found, config)
+    rules = mined.table
     if out.suffix == ".csv":  # CSV has no lists: antecedents joined by " | "
         rules = rules.with_columns(pl.col("antecedents").list.join(" | "))
     write_table(rules, out)
     console.print(
         f"{rules.height:,} rules from {found.n_baskets:,} baskets and {found.n_items:,} items "
-        f"(itemsets in at least {threshold:,} baskets) written to {out}"
+        f"(itemsets in at least {mined.funnel.min_count:,} baskets) written to {out}"
     )
+    why = mined.funnel.why()
+    if why:
+        console.print(f"Few rules: {why}")
 
 
 def segments(

@@ -1,8 +1,10 @@
-"""``recsys export``: campaign files of recommendations or bundles for every member, a list of
-members or a segment, streamed from a model artifact (and the live events since its data)."""
+"""``recsys export``: campaign files of recommendations, bundles or buy-again lists for every
+member, a list of members or a segment, streamed from a model artifact (and the live events
+since its data)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,7 +29,11 @@ def export(
     artifact: ArtifactOption,
     out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet), written whole.")],
     kind: Annotated[
-        str, typer.Option(help="recommendations (one row per item) or bundles (one per bundle).")
+        str,
+        typer.Option(
+            help="recommendations (one row per item), bundles (one per bundle) or buy-again "
+            "(one per past item due again, most due first)."
+        ),
     ] = "recommendations",
     n: Annotated[
         int, typer.Option("--n", "-n", min=1, max=1000, help="Items (or bundles) per member.")
@@ -55,6 +61,14 @@ def export(
         ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            help="buy-again: judge due dates as of this time (UTC; e.g. the send date; not "
+            "before the data's end). Default: each member's latest live event, else the "
+            "data's end, as the API judges them.",
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Members answered at once.")] = 4096,
     events_url: Annotated[
         str | None,
@@ -66,15 +80,16 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Recommendations or bundles for every member (or a list, a segment, or the members whose
-    churn risk and expected value pass thresholds: a win-back campaign), streamed to a file in
-    batches: memory holds one batch, whatever the number of members."""
-    from training.export import export_members
+    """Recommendations, bundles or buy-again lists for every member (or a list, a segment, or
+    the members whose churn risk and expected value pass thresholds: a win-back campaign),
+    streamed to a file in batches: memory holds one batch, whatever the number of members."""
+    from training.export import EXPORT_KINDS, export_members
     from training.roster import Roster
     from training.targeting import ScoreThresholds
 
-    if kind not in ("recommendations", "bundles"):
-        raise ConfigError(f"--kind: {kind!r} is not 'recommendations' or 'bundles'")
+    if kind not in EXPORT_KINDS:
+        known = ", ".join(repr(name) for name in EXPORT_KINDS)
+        raise ConfigError(f"--kind: {kind!r} is not one of {known}")
     opened = open_artifact(artifact)
     roster = Roster(opened)
     thresholds = ScoreThresholds(min_churn_risk, min_expected_value)
@@ -85,7 +100,7 @@ def export(
         with counting_bar("exporting", total) as bar:
             summary = export_members(
                 opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
-                batch=batch, events=store, progress=bar.advance,
+                batch=batch, events=store, progress=bar.advance, as_of=as_of,
             )  # fmt: skip
     except _event_store_errors() as error:
         raise ConfigError(
@@ -95,9 +110,13 @@ def export(
     finally:
         if store is not None:
             store.close()
+    answered = (
+        "nothing to buy again unless they bought since"
+        if kind == "buy-again"
+        else "popularity, flagged fallback"
+    )
     unknown = (
-        f" ({summary.unknown_members:,} without history in the model artifact: popularity, "
-        "flagged fallback)"
+        f" ({summary.unknown_members:,} without history in the model artifact: {answered})"
         if summary.unknown_members
         else ""
     )

@@ -7,7 +7,7 @@ error (``err_console``), so that a command's output can be piped or parsed while
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from features.split_shapes import shape_numbers
 from features.validate import ValidationReport
 
 __all__ = [
+    "NEXT_BASKET_SHORT_NAMES",
     "SEGMENT_GROUPS",
     "SHORT_NAMES",
     "CountingBar",
@@ -55,6 +56,15 @@ SHORT_NAMES = {
     "ndcg@10": "NDCG@10",
     "map": "MAP",
     "hit_rate@10": "HR@10",
+    "coverage@10": "cov@10",
+}
+#: The columns of a next-basket run (``--target next-basket``): its recall split into parts.
+NEXT_BASKET_SHORT_NAMES = {
+    "recall@10": "R@10",
+    "repeat_recall@10": "repeat R@10",
+    "explore_recall@10": "explore R@10",
+    "ndcg@10": "NDCG@10",
+    "phr@10": "PHR@10",
     "coverage@10": "cov@10",
 }
 
@@ -236,24 +246,31 @@ def print_protocol(metrics: dict[str, Any]) -> None:
     )
 
 
-def metric_table(title: str, *extra_columns: str) -> Table:
+def metric_table(
+    title: str, *extra_columns: str, short_names: Mapping[str, str] = SHORT_NAMES
+) -> Table:
     """A table with a model column, then the short metric columns, then ``extra_columns``."""
     table = Table(title=title)
     table.add_column("model")
-    for label in (*SHORT_NAMES.values(), *extra_columns):
+    for label in (*short_names.values(), *extra_columns):
         table.add_column(label, justify="right")
     return table
 
 
 def print_model_table(metrics: dict[str, Any]) -> None:
-    """Test figures of every model beside the popularity baseline; the chosen one marked."""
+    """Test figures of every model beside the popularity baseline; the chosen one marked. A
+    next-basket run shows its recall split into the repeat and explore parts."""
     primary = metrics["primary_metric"]
-    table = metric_table(f"Test metrics; * = chosen on validation by {primary}", f"val {primary}")
+    short_names = NEXT_BASKET_SHORT_NAMES if metrics.get("target") == "next-basket" else SHORT_NAMES
+    table = metric_table(
+        f"Test metrics; * = chosen on validation by {primary}", f"val {primary}",
+        short_names=short_names,
+    )  # fmt: skip
     for name, values in metrics["models"].items():
         label = f"{name} *" if name == metrics["chosen"] else name
         validation = metrics["validation"].get(name, {}).get(primary)
         shown = "not tuned" if validation is None else f"{validation:.4f}"
-        table.add_row(label, *(f"{values[m]:.4f}" for m in SHORT_NAMES), shown)
+        table.add_row(label, *(f"{values[m]:.4f}" for m in short_names), shown)
     console.print(table)
 
 
@@ -284,6 +301,16 @@ def print_rules_quality(rules: dict[str, Any]) -> None:
             f"{hits['popular']:.3f} (popular); rules for {test['coverage']:.0%} of items"
         )
     console.print(line)
+    funnel = rules.get("funnel")
+    if funnel:
+        console.print(
+            f"Rule funnel (training baskets): {funnel['frequent_pairs']:,} pairs in at least "
+            f"{funnel['min_count']} baskets, {funnel['candidates']:,} candidate rules, "
+            f"{funnel['not_associated']:,} not associated, {funnel['below_confidence']:,} under "
+            f"the confidence floor {funnel['confidence_floor']:.3f}: {funnel['rules']:,} rules"
+        )
+    if rules.get("why"):
+        console.print(f"Few bundle rules: {rules['why']}")
 
 
 def print_ctr_report(report: dict[str, Any]) -> None:

@@ -54,8 +54,9 @@ from training.config import (
     DEFAULT_LIST_DEPTH,
     DEFAULT_PROMOTION_MARGIN,
     DEFAULT_SPLIT,
-    MODEL_NAMES,
+    TARGETS,
     TuningBudget,
+    default_lineup,
 )
 
 if TYPE_CHECKING:
@@ -90,8 +91,8 @@ def train(
     split: Annotated[
         str | None,
         typer.Option(
-            help="temporal:YYYY-MM-DD, last-days:N, leave-last:K or ratio:R[:member|item][:SEED] "
-            f"(default {DEFAULT_SPLIT})."
+            help="temporal:YYYY-MM-DD, last-days:N, leave-last:K, last-baskets:K, last-share:R "
+            f"or ratio:R[:member|item][:SEED] (default {DEFAULT_SPLIT})."
         ),
     ] = None,
     test_file: Annotated[
@@ -113,9 +114,21 @@ def train(
             "serve the train-only fits, for research).",
         ),
     ] = True,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="new-items: recommend what the member has not bought (purchases excluded, "
+            "only new items are hits); next-basket: predict the next basket, repeats included "
+            "(nothing excluded, figures split into repeat and explore).",
+        ),
+    ] = "new-items",
     models: Annotated[
         str | None,
-        typer.Option(help=f"Comma-separated models (default all: {', '.join(MODEL_NAMES)})."),
+        typer.Option(
+            help="Comma-separated models (default: the target's lineup; new-items: "
+            f"{', '.join(default_lineup('new-items'))}; next-basket: "
+            f"{', '.join(default_lineup('next-basket'))}).",
+        ),
     ] = None,
     primary_metric: Annotated[str, typer.Option(help="Picks the model on validation.")] = "ndcg@10",
     trials: Annotated[
@@ -178,7 +191,10 @@ def train(
     from training.train import TrainConfig
 
     mapping = parse_column_mapping(columns, MAPPABLE)
+    if target not in TARGETS:
+        raise ConfigError(f"--target: {target!r} is not one of {', '.join(TARGETS)}")
     config = TrainConfig(
+        target=target,  # type: ignore[arg-type]
         **({"models": names(models)} if models else {}),
         primary_metric=primary_metric,
         budget=TuningBudget(trials=trials, seconds=tune_seconds),

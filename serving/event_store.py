@@ -128,6 +128,7 @@ class StoredEvent:
     member_id: str
     item_id: str
     event: str
+    occurred_at: float
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ class EventStore:
         self._insert_served = insert(SERVED).on_conflict_do_nothing(
             index_elements=[SERVED.c.recommendation_id]
         )
-        columns = (EVENTS.c.member_id, EVENTS.c.item_id, EVENTS.c.event)
+        columns = (EVENTS.c.member_id, EVENTS.c.item_id, EVENTS.c.event, EVENTS.c.occurred_at)
         newer = EVENTS.c.occurred_at > bindparam("since")
         # One member (every page view) is an equality on the index; a batch an IN list.
         oldest_first = (EVENTS.c.occurred_at, EVENTS.c.id)
@@ -376,7 +377,7 @@ _INSERT_SERVED_SQL = (
     "ON CONFLICT (recommendation_id) DO NOTHING"
 )
 _ONE_MEMBER_SQL = (
-    f"SELECT member_id, item_id, event FROM {EVENTS.name} "
+    f"SELECT member_id, item_id, event, occurred_at FROM {EVENTS.name} "
     "WHERE member_id = ? AND occurred_at > ? ORDER BY occurred_at, id"
 )
 

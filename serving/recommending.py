@@ -20,12 +20,14 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
 from serving import metrics
+from serving.buy_again import buy_again_answer
 from serving.errors import InvalidParameterError, NotFoundError
 from serving.event_store import EventStore, StoredEvent
 from serving.impressions import ImpressionBuffer
@@ -210,6 +212,20 @@ class RecommendationService:
             shown = bundles[position]["items"]
             shown.append({**item, **self._bundle_item_fields(found, position, shown)})
         return {"member_id": member_id, **served, "bundles": bundles}
+
+    async def buy_again(self, member_id: str, n: int, as_of: datetime | None) -> dict[str, Any]:
+        """A member's past items by how due they are (GET /v1/members/{member_id}/buy-again),
+        their live purchases folded in (:mod:`serving.buy_again`), served like every list."""
+        snapshot = self._models.for_member(member_id)
+        events = await self._live_events([member_id], snapshot.live_since)
+        answer = buy_again_answer(snapshot, member_id, events, n=n, as_of=as_of)
+        served = self._serve(
+            snapshot, answer.listed, member_id=member_id, item_id=None,
+            segment=snapshot.segment_of_member(member_id, answer.member_index),
+        )  # fmt: skip
+        for item, fields in zip(served["items"], answer.item_fields, strict=True):
+            item.update(fields)
+        return {"member_id": member_id, **answer.fields, **served}
 
     @staticmethod
     def _bundle_item_fields(

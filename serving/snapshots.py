@@ -24,6 +24,7 @@ from features import columns as col
 from features.tier_rules import TIER_RULES_FILE, TierRules, load_tier_rules
 from serving.profiles import ProfileRows
 from training.artifact import METRICS_FILE, REPORT_FILE, RULES_FILE, ModelArtifact, load_artifact
+from training.buy_again import BuyAgainTable
 from training.live import event_weights_of, live_since
 from training.member_bundles import BundleComposer
 from training.member_kpis import KPIS_FILE, PROFILES_FILE
@@ -72,6 +73,9 @@ class ModelSnapshot:
     #: rules training applied (``features.tier_rules``; None: the artifact predates them).
     profile_rows: ProfileRows | None = None
     tier_rules: TierRules | None = None
+    #: Every member's past items with their purchase cycles (``training.buy_again``; None: the
+    #: artifact predates them).
+    buy_again: BuyAgainTable | None = None
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -141,6 +145,7 @@ def load_snapshot(variant: str, version: str, path: Path, *, verify: bool = True
         profiles=profiles,
         profile_rows=rows,
         tier_rules=load_tier_rules(tier_rules_path) if tier_rules_path is not None else None,
+        buy_again=BuyAgainTable.of(recommender),
     )
 
 

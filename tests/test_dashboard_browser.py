@@ -2,7 +2,8 @@
 a real server that follows the registry's champion and requires a read key.
 
 Every page must load with no console error; a member's page must show recommendations from
-at least two models, and clicking an item its similar items. Each page's screenshot is saved
+at least two models, the items they may buy again with due dates, and clicking an item its
+similar items. Each page's screenshot is saved
 under ``$RECSYS_TEST_ARTIFACTS`` (default ``tests/artifacts/``) for a person to look at.
 """
 
@@ -220,6 +221,46 @@ def test_a_members_page_shows_two_models_and_similar_items(page: Page, server: S
     _shot(page, "member")
 
 
+def _member_with_buy_again(server: Server) -> dict[str, Any]:
+    """The buy-again answer of the first member (M001, M002, ...) with three items or more."""
+    for number in range(1, 200):
+        answer = server.client.get(
+            f"/v1/members/M{number:03d}/buy-again", params={"n": 8},
+            headers={"X-API-Key": READ_KEY},
+        ).json()  # fmt: skip
+        if len(answer["items"]) >= 3:
+            return answer
+    pytest.fail("no member of the tiny store has three items to buy again")
+
+
+def test_a_members_page_shows_buy_again_items_with_due_dates(
+    page: Page, server: Server, tiny_trained: tuple[Path, Path]
+) -> None:
+    answer = _member_with_buy_again(server)
+    _goto(page, server, f"member/{answer['member_id']}", "#buy-again .item")
+    shown = page.locator("#buy-again .item").evaluate_all("items => items.map(i => i.dataset.item)")
+    assert shown == [item["item_id"] for item in answer["items"]]
+    first = page.locator("#buy-again .item").first.inner_text()
+    item = answer["items"][0]
+    assert f"due {item['due_date'][:10]}" in first and item["reason"] in first
+    overdue = [i for i in answer["items"] if i["due_in_days"] < -0.5]
+    assert page.locator("#buy-again .badge.warn").count() == len(overdue)
+    assert f"as of {answer['as_of'][:10]}" in page.locator("#buy-again").inner_text()
+    page.locator("#buy-again .item").first.click()  # its similar items, like any item
+    page.wait_for_selector("#similar-items .item")
+    assert ERRORS == [], ERRORS
+    _shot(page, "member-buy-again")
+    # A member of the members file who never bought anything: the card says so.
+    indexed = set(pl.read_parquet(tiny_trained[0] / "interactions.parquet")["member_id"])
+    quiet = next(m for m in pl.read_parquet(tiny_trained[0] / "members.parquet")["member_id"]
+                 if m not in indexed)  # fmt: skip
+    _goto(page, server, f"member/{quiet}", "#buy-again")
+    assert "Nothing to buy again: the member bought nothing" in (
+        page.locator("#buy-again").inner_text()
+    )
+    assert page.locator("#buy-again .item").count() == 0
+
+
 def test_models_page_shows_metrics_and_the_champion(page: Page, server: Server) -> None:
     _goto(page, server, "models", "#registry")
     registry = page.locator("#registry").inner_text()
@@ -251,5 +292,8 @@ def test_reports_page_shows_ctr_by_model_and_variant(page: Page, server: Server)
 
 def test_screenshots_are_saved() -> None:
     names = {path.name for path in SCREENSHOTS.glob("dashboard-*.png")}
-    expected = {f"dashboard-{n}.png" for n in ("overview", "member", "models", "reports")}
+    expected = {
+        f"dashboard-{n}.png"
+        for n in ("overview", "member", "member-buy-again", "models", "reports")
+    }
     assert expected <= names, f"screenshots in {SCREENSHOTS}: {sorted(names)}"

@@ -13,6 +13,7 @@ import pytest
 
 from features import columns as col
 from training.artifact import RULES_FILE, ModelArtifact, load_artifact
+from training.artifact.layout import ITEM_CYCLES_FILE
 from training.member_bundles import (
     ANCHORS_PER_BUNDLE,
     STAND_INS_PER_ITEM,
@@ -54,7 +55,10 @@ def reference_bundles(
     catalog = artifact.catalog
     assert catalog is not None
     available = catalog.get_column(col.AVAILABLE).fill_null(True).to_list()
-    repeatable = catalog.get_column(col.REPEATABLE).fill_null(False).to_list()
+    # Repeatable: the catalog's flag or the data's rebuy rate (features.purchase_cycles).
+    by_data = pl.read_parquet(artifact.extra_files[ITEM_CYCLES_FILE])["repeatable_by_data"]
+    flagged = catalog.get_column(col.REPEATABLE).fill_null(False)
+    repeatable = (flagged | by_data).to_list()
     [anchors] = recommender.recommend([member_id], ANCHORS_PER_BUNDLE * n)
     index = artifact.member_ids.get(member_id)
     bought = set(recommender.purchased(-1 if index is None else index).tolist())
@@ -186,7 +190,7 @@ def test_a_purchase_is_offered_again_only_when_repeatable(
 ) -> None:
     catalog = artifact.catalog
     assert catalog is not None
-    repeatable = catalog.get_column(col.REPEATABLE).to_numpy()
+    repeatable = ArtifactRecommender(artifact).repeatable
     composer = composer_of(artifact, rules)
     found = composer.for_members(members, N)
     row, k = np.argwhere(found.from_rules & ~repeatable[np.maximum(found.complements, 0)])[0]

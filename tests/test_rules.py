@@ -1,4 +1,5 @@
-"""Association rules: the published Groceries figures and mlxtend's exact rule set."""
+"""Association rules: the published Groceries figures, mlxtend's and pyfim's exact rule sets,
+and the pair counts whatever the memory bounds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.baskets import Baskets, baskets_from_interactions, read_basket_file
+from features.presets import get_preset
 from features.synthetic import BUNDLES_FILE, StoreConfig, generate_store
 from features.validate import load_interactions
 from tests.cli import run_recsys
@@ -19,18 +21,27 @@ from tests.rules_reference import (
     basket_frame,
     mlxtend_rules,
     planted_pair_recall,
+    pyfim_arules,
+    pyfim_rule_set,
     rule_set,
     same_rules,
+    transactions,
 )
 from training.config import RuleConfig
+from training.itemsets import _frequent_pairs, _largest_baskets, _restricted
 from training.rules import RULE_COLUMNS, RuleIndex, association_rules, count_threshold
 
 
 def assert_same_rules(baskets: Baskets, config: RuleConfig) -> int:
-    """Our rules equal mlxtend's (keys and measures to 1e-9); returns how many there are."""
+    """Our rules equal mlxtend's and pyfim's (keys and measures to 1e-9); returns how many
+    there are."""
+    ours = rule_set(association_rules(baskets, config))
     reference = mlxtend_rules(basket_frame(baskets), config)
-    problems = same_rules(rule_set(association_rules(baskets, config)), reference)
+    problems = same_rules(ours, reference)
     assert not problems, problems[:5]
+    found = pyfim_arules(transactions(baskets), count_threshold(baskets, config), config)
+    problems = same_rules(ours, pyfim_rule_set(found, baskets.n_baskets))
+    assert not problems, ("pyfim", problems[:5])
     return len(reference)
 
 
@@ -61,6 +72,58 @@ def test_groceries_strongest_rules_by_lift(groceries_path: Path) -> None:
 def test_groceries_rules_equal_mlxtend_to_1e9(groceries_path: Path) -> None:
     config = RuleConfig(min_support=0.002, min_confidence=0.3, max_size=10)
     assert assert_same_rules(read_basket_file(groceries_path), config) > 1000
+
+
+def test_online_retail_rules_equal_pyfim(online_retail_path: Path) -> None:
+    """The issue's settings: the 2,036 rules of pyfim (benchmarks/bundles.py times both)."""
+    frame = load_interactions(online_retail_path, preset=get_preset("online-retail")).frame
+    baskets = baskets_from_interactions(frame)
+    config = RuleConfig(min_support=0.005, min_confidence=0.5, max_size=3)
+    found = pyfim_arules(transactions(baskets), count_threshold(baskets, config), config)
+    reference = pyfim_rule_set(found, baskets.n_baskets)
+    assert len(reference) == 2036
+    assert not same_rules(rule_set(association_rules(baskets, config)), reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    min_count=st.integers(1, 6),
+    max_bins=st.sampled_from([1, 7, 10**6]),
+    max_keys=st.sampled_from([1, 3, 10**6]),
+)
+def test_pair_counts_do_not_depend_on_the_memory_bounds(
+    seed: int, min_count: int, max_bins: int, max_keys: int
+) -> None:
+    """Blocks of first items, chunks of keys, counting by bins or by sorting: the pairs and
+    counts of the upper triangle of B^T B."""
+    rng = np.random.default_rng(seed)
+    dense = rng.random((50, 12)) < rng.uniform(0.02, 0.7, size=12)
+    baskets = Baskets(sp.csr_matrix(dense), np.array([f"i{k}" for k in range(12)], dtype=object))
+    items = np.flatnonzero(dense.sum(axis=0) >= min_count)
+    together = dense[:, items].T.astype(np.int64) @ dense[:, items].astype(np.int64)
+    first, second = np.triu_indices(len(items), k=1)
+    kept = together[first, second] >= min_count
+    rows = _restricted(baskets.matrix, items, 2)
+    pairs = _frequent_pairs(rows, items, 12, min_count, max_bins=max_bins, max_keys=max_keys)
+    assert pairs.items.tolist() == np.column_stack([items[first], items[second]])[kept].tolist()
+    assert pairs.counts.tolist() == together[first, second][kept].tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=60), most=st.integers(1, 80))
+def test_the_largest_baskets_hold_at_most_half_the_pair_keys(sizes: list[int], most: int) -> None:
+    sizes_array = np.array(sizes)
+    keys = sizes_array * (sizes_array - 1) // 2
+    large = _largest_baskets(sizes_array, most)
+    assert keys[large].sum() <= keys.sum() / 2
+    assert large.sum() <= most
+    if large.any() and (~large).any():
+        assert sizes_array[large].min() >= sizes_array[~large].max()
+    if large.sum() < most and (~large).any() and sizes_array[~large].max() >= 2:
+        # One size more would pass half.
+        next_size = sizes_array[~large].max()
+        assert keys[large | (sizes_array == next_size)].sum() > keys.sum() / 2
 
 
 def test_item_names_are_canonicalised(tmp_path: Path) -> None:
@@ -113,6 +176,9 @@ def test_cli_mines_a_basket_file_into_csv_or_parquet(tmp_path: Path) -> None:
     # milk => bread 3/3, bread => milk 3/4, eggs => bread 2/2; bread => eggs is 2/4 < 0.6
     assert rules == {(("milk",), "bread"), (("bread",), "milk"), (("eggs",), "bread")}
     assert pl.read_csv(csv_out).columns == list(RULE_COLUMNS)
+    printed = " ".join(result.stdout.split())
+    assert "Few rules: 3 rules from 4 baskets" in printed
+    assert "have a confidence under 0.6 (min_confidence)" in printed
 
 
 def test_cli_mines_purchase_orders_of_an_interactions_file(tmp_path: Path) -> None:

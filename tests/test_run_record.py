@@ -21,6 +21,7 @@ from training.run_record import describe_spec
         "last-days:30",
         "leave-last:2",
         "last-share:0.2",
+        "last-baskets:2",
         "ratio:0.123456789:item:7",
     ],
 )

@@ -1,11 +1,12 @@
-"""Campaign exports: every member's recommendations or bundles, streamed to CSV or Parquet.
+"""Campaign exports: every member's recommendations, bundles or buy-again list, streamed to CSV
+or Parquet.
 
 An email campaign needs top-N for a million members overnight. The export answers members in
 batches through the same code as the API (:meth:`ArtifactRecommender.ranked`,
-:class:`BundleComposer`), each batch as arrays, and appends each batch to the output as it is
-done: memory holds one batch, whatever the number of members. The file is written under a
-temporary name and renamed when complete, so that a failed run never leaves a half file behind
-a name a campaign tool reads.
+:class:`BundleComposer`, :class:`BuyAgainTable`), each batch as arrays, and appends each batch
+to the output as it is done: memory holds one batch, whatever the number of members. The file
+is written under a temporary name and renamed when complete, so that a failed run never leaves
+a half file behind a name a campaign tool reads.
 
 Every member of the requested set is answered exactly once: by default the members the
 models index and the members the artifact carries without events (:mod:`training.roster`,
@@ -14,12 +15,15 @@ does not know gets the same flagged popularity answer. What members did after th
 data counts as it does in the API: each batch reads its members' events after ``data_end``
 from the event store and applies them (:func:`training.live.live_context`: purchases
 excluded, a factor model folds the new history in), so the file never offers an item a
-member has just bought.
+member has just bought; a buy-again list takes the purchases in as the API does (the item's
+clock reset: :mod:`training.buy_again`).
 
-One row per recommended item (``kind="recommendations"``) or per bundle (``kind="bundles"``),
-ranked within each member; the columns are in :data:`RECOMMENDATION_COLUMNS` and
-:data:`BUNDLE_COLUMNS`. A recommendation's ``score_kind`` says what its ``score`` is
-(:data:`SCORE_KINDS`), since a model's scores and popularity counts share the column.
+One row per recommended item (``kind="recommendations"``), per bundle (``kind="bundles"``) or
+per item due again (``kind="buy-again"``; a member with nothing to buy again has no row),
+ranked within each member; the columns are in :data:`RECOMMENDATION_COLUMNS`,
+:data:`BUNDLE_COLUMNS` and :data:`BUY_AGAIN_COLUMNS`. A recommendation's ``score_kind`` says
+what its ``score`` is (:data:`SCORE_KINDS`), since a model's scores and popularity counts
+share the column.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -39,6 +44,7 @@ import pyarrow.parquet as pq
 
 from features.errors import ConfigError
 from training.artifact import RULES_FILE, ModelArtifact
+from training.buy_again import BuyAgainTable
 from training.live import LiveEvent, MemberEvents, event_weights_of, live_context, live_since
 from training.member_bundles import BundleComposer
 from training.recommend import FALLBACK_MODEL, ArtifactRecommender, MemberContext
@@ -46,13 +52,16 @@ from training.roster import Roster
 
 __all__ = [
     "BUNDLE_COLUMNS",
+    "BUY_AGAIN_COLUMNS",
     "RECOMMENDATION_COLUMNS",
     "SCORE_KINDS",
     "ExportSummary",
     "export_members",
 ]
 
-ExportKind = Literal["recommendations", "bundles"]
+ExportKind = Literal["recommendations", "bundles", "buy-again"]
+#: What ``--kind`` accepts.
+EXPORT_KINDS: tuple[ExportKind, ...] = ("recommendations", "bundles", "buy-again")
 
 RECOMMENDATION_COLUMNS = (
     "member_id", "rank", "item_id", "score", "score_kind", "model", "fallback",
@@ -65,6 +74,13 @@ BUNDLE_COLUMNS = (
     "member_id", "rank", "anchor_item_id", "complement_item_id", "score", "source", "lift",
     "confidence", "support", "third_item_id", "third_lift", "total_price", "model", "fallback",
 )  # fmt: skip
+#: A buy-again row: ``score`` is how due the item is (1 at most), times are UTC, ``as_of`` is
+#: when due-ness was judged and ``due_in_days`` runs from it to ``due_date`` (negative:
+#: overdue); definitions in docs/buy-again.md.
+BUY_AGAIN_COLUMNS = (
+    "member_id", "rank", "item_id", "score", "due_date", "due_in_days", "last_purchase",
+    "occasions", "cycle_days", "as_of", "reason",
+)  # fmt: skip
 
 #: Members answered per batch: large enough for vector operations to pay, small enough that a
 #: batch's arrays (members x 3n anchors x 16 candidates for bundles) stay in tens of MB.
@@ -73,6 +89,17 @@ DEFAULT_BATCH = 4096
 EVENTS_QUERY_MEMBERS = 900
 
 Contexts = list[MemberContext | None]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of members as the answers need it: their contexts (None: nothing to add),
+    how many took in live events, and each member's live events (oldest first)."""
+
+    member_ids: list[str]
+    contexts: Contexts | None
+    live: int
+    events: dict[str, list[LiveEvent]]
 
 
 @dataclass(frozen=True)
@@ -100,26 +127,41 @@ def export_members(
     batch: int = DEFAULT_BATCH,
     events: MemberEvents | None = None,
     progress: Callable[[int], None] | None = None,
+    as_of: datetime | None = None,
 ) -> ExportSummary:
     """Write ``kind`` for ``member_ids`` (default: every member the artifact knows, with or
     without events; each once) to ``out`` (``.csv`` or ``.parquet``), ``n`` rows per member at
     most, in batches of ``batch`` members, with their ``events`` after the artifact's data
-    (None: the artifact alone); ``progress`` gets the number of members done after each batch."""
+    (None: the artifact alone); ``progress`` gets the number of members done after each batch.
+    ``as_of`` (buy-again only; naive = UTC): when due-ness is judged, for every member (None:
+    each member's latest live event, else the data's end, as the API judges it)."""
     if out.suffix not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
-    if kind == "bundles" and model is not None:
-        raise ConfigError("--model: bundles are anchored on the chosen model's lists")
+    if kind != "recommendations" and model is not None:
+        raise ConfigError(f"--model: {kind} do not come from a model you can choose")
+    if kind != "buy-again" and as_of is not None:
+        raise ConfigError("--as-of: only buy-again lists are judged as of a time")
     started = time.perf_counter()
     roster = Roster(artifact)
     recommender = ArtifactRecommender(artifact)
     members, indexed = _members_to_export(recommender, roster, member_ids)
     contexts_of = _LiveContexts(artifact, roster, events)
-    answer: Callable[[Sequence[str], Contexts | None], pl.DataFrame]
+    answer: Callable[[_Batch], tuple[pl.DataFrame, int]]
     if kind == "bundles":
         rules_path = artifact.extra_files.get(RULES_FILE)
         rules = pl.read_parquet(rules_path) if rules_path is not None else None
         answer = partial(_bundle_rows, artifact, BundleComposer(recommender, rules), n=n)
         schema = _BUNDLE_SCHEMA
+    elif kind == "buy-again":
+        table = BuyAgainTable.of(recommender)
+        if table is None:
+            raise ConfigError(
+                f"--kind buy-again: the model artifact {artifact.path} has no purchase cycles "
+                "(trained before buy-again lists); retrain it with recsys train"
+            )
+        moment = _as_of_seconds(as_of, table.since)
+        answer = partial(_buy_again_rows, artifact, recommender, table, n=n, as_of=moment)
+        schema = _BUY_AGAIN_SCHEMA
     else:
         artifact.model(model or artifact.chosen)  # an unknown name fails before anything is written
         answer = partial(_recommendation_rows, artifact, recommender, n=n, model=model)
@@ -131,10 +173,9 @@ def export_members(
         with _TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer:
             for start in range(0, len(members), batch):
                 ids = members[start : start + batch].tolist()
-                contexts, batch_live = contexts_of(ids, indexed[start : start + batch])
-                table = answer(ids, contexts)
-                writer.write(table)
-                rows += table.height
+                frame, batch_live = answer(contexts_of(ids, indexed[start : start + batch]))
+                writer.write(frame)
+                rows += frame.height
                 live += batch_live
                 if progress is not None:
                     progress(len(ids))
@@ -174,11 +215,9 @@ class _LiveContexts:
         self._item_index = artifact.item_ids.get
         self._weights = event_weights_of(artifact)
 
-    def __call__(
-        self, member_ids: Sequence[str], indexed: np.ndarray
-    ) -> tuple[Contexts | None, int]:
-        """One context per member (None: the artifact's answer stands) and how many of them
-        took in live events; None for the whole batch when no member has anything to add."""
+    def __call__(self, member_ids: list[str], indexed: np.ndarray) -> _Batch:
+        """The batch with one context per member (None: the artifact's answer stands; None
+        for the whole batch when no member has anything to add) and their live events."""
         by_member = self._events_by_member(member_ids)
         segments = (
             self._roster.segment_codes(member_ids)
@@ -186,7 +225,7 @@ class _LiveContexts:
             else None
         )
         if not by_member and segments is None:
-            return None, 0
+            return _Batch(member_ids, None, 0, by_member)
         contexts: Contexts = []
         live = 0
         for row, member_id in enumerate(member_ids):
@@ -202,7 +241,7 @@ class _LiveContexts:
             if context is None and segment is not None:
                 context = MemberContext(segment=segment)
             contexts.append(context)
-        return contexts, live
+        return _Batch(member_ids, contexts, live, by_member)
 
     def _events_by_member(self, member_ids: Sequence[str]) -> dict[str, list[LiveEvent]]:
         """The members' events after the artifact's data, a bounded id list per query."""
@@ -219,21 +258,21 @@ class _LiveContexts:
 def _recommendation_rows(
     artifact: ModelArtifact,
     recommender: ArtifactRecommender,
-    member_ids: Sequence[str],
-    contexts: Contexts | None,
+    batch: _Batch,
     *,
     n: int,
     model: str | None,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, int]:
+    member_ids = batch.member_ids
     ranked = recommender.ranked(
-        member_ids, min(n, len(artifact.item_ids)), model=model, contexts=contexts
+        member_ids, min(n, len(artifact.item_ids)), model=model, contexts=batch.contexts
     )
     found = ranked.items >= 0
     rows, ranks = np.nonzero(found)
     models = np.asarray(ranked.models, dtype=object)[rows]
     # A row's first ``from_model`` items are its model's; popularity completed the rest.
     by_model = (ranks < ranked.from_model[rows]) & (models != FALLBACK_MODEL)
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "member_id": np.asarray(member_ids, dtype=object)[rows],
             "rank": (ranks + 1).astype(np.int32),
@@ -245,21 +284,18 @@ def _recommendation_rows(
         },
         schema=_RECOMMENDATION_SCHEMA,
     )
+    return frame, batch.live
 
 
 def _bundle_rows(
-    artifact: ModelArtifact,
-    composer: BundleComposer,
-    member_ids: Sequence[str],
-    contexts: Contexts | None,
-    *,
-    n: int,
-) -> pl.DataFrame:
-    found = composer.for_members(member_ids, n, contexts=contexts)
+    artifact: ModelArtifact, composer: BundleComposer, batch: _Batch, *, n: int
+) -> tuple[pl.DataFrame, int]:
+    member_ids = batch.member_ids
+    found = composer.for_members(member_ids, n, contexts=batch.contexts)
     taken = found.anchors >= 0
     rows, ranks = np.nonzero(taken)
     names = artifact.item_ids.external_ids
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "member_id": np.asarray(member_ids, dtype=object)[rows],
             "rank": (ranks + 1).astype(np.int32),
@@ -279,6 +315,61 @@ def _bundle_rows(
         schema=_BUNDLE_SCHEMA,
         nan_to_null=True,
     )
+    return frame, batch.live
+
+
+def _buy_again_rows(
+    artifact: ModelArtifact,
+    recommender: ArtifactRecommender,
+    table: BuyAgainTable,
+    batch: _Batch,
+    *,
+    n: int,
+    as_of: float | None,
+) -> tuple[pl.DataFrame, int]:
+    """The batch's buy-again lists, one row per item (members with none have no row); the
+    live members are those whose list took in a live purchase."""
+    member_ids = batch.member_ids
+    events = [batch.events.get(member_id, []) for member_id in member_ids]
+    found = table.answer(recommender.member_indices(member_ids), n, events, as_of)
+    taken = found.items >= 0
+    rows, ranks = np.nonzero(taken)
+    frame = pl.DataFrame(
+        {
+            "member_id": np.asarray(member_ids, dtype=object)[rows],
+            "rank": (ranks + 1).astype(np.int32),
+            "item_id": artifact.item_ids.external_ids[found.items[taken]],
+            "score": found.scores[taken],
+            "due_date": _datetimes(found.due[taken]),
+            "due_in_days": found.due_in_days()[taken],
+            "last_purchase": _datetimes(found.last[taken]),
+            "occasions": found.occasions[taken].astype(np.int32),
+            "cycle_days": found.cycle_days[taken],
+            "as_of": _datetimes(found.as_of[rows]),
+            "reason": [text for row in found.reasons() for text in row],
+        },
+        schema=_BUY_AGAIN_SCHEMA,
+    )
+    return frame, int((found.live_purchases > 0).sum())
+
+
+def _as_of_seconds(as_of: datetime | None, since: float) -> float | None:
+    """``--as-of`` as epoch seconds (naive = UTC), refused before the data's end."""
+    if as_of is None:
+        return None
+    moment = (as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)).timestamp()
+    if moment < since:
+        data_end = datetime.fromtimestamp(since, UTC).isoformat()
+        raise ConfigError(
+            f"--as-of {as_of.isoformat()}: before the data's end ({data_end}); due dates are "
+            "judged from then on"
+        )
+    return moment
+
+
+def _datetimes(epoch_seconds: np.ndarray) -> pl.Series:
+    """Epoch seconds as naive-UTC datetimes (microseconds), as the data's own timestamps."""
+    return pl.Series(np.round(epoch_seconds * 1e6).astype(np.int64)).cast(pl.Datetime("us"))
 
 
 def _names_or_null(names: np.ndarray, items: np.ndarray) -> pl.Series:
@@ -290,6 +381,11 @@ def _names_or_null(names: np.ndarray, items: np.ndarray) -> pl.Series:
 _RECOMMENDATION_SCHEMA = pl.Schema({
     "member_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float32,
     "score_kind": pl.Utf8, "model": pl.Utf8, "fallback": pl.Boolean,
+})  # fmt: skip
+_BUY_AGAIN_SCHEMA = pl.Schema({
+    "member_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float64,
+    "due_date": pl.Datetime("us"), "due_in_days": pl.Float64, "last_purchase": pl.Datetime("us"),
+    "occasions": pl.Int32, "cycle_days": pl.Float64, "as_of": pl.Datetime("us"), "reason": pl.Utf8,
 })  # fmt: skip
 _BUNDLE_SCHEMA = pl.Schema({
     "member_id": pl.Utf8, "rank": pl.Int32, "anchor_item_id": pl.Utf8,

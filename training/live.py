@@ -35,6 +35,11 @@ class LiveEvent(Protocol):
     @property
     def event(self) -> str: ...
 
+    @property
+    def occurred_at(self) -> float:
+        """When it occurred, epoch seconds (the buy-again list resets an item's clock)."""
+        ...
+
 
 class MemberEvents(Protocol):
     """Where live events are read (``serving.event_store.EventStore`` is one)."""

@@ -16,7 +16,8 @@ make that possible: the strongest complements of every item (from the rules, onc
 and its stand-ins (computed the first time an item is an anchor, then kept).
 
 "May be offered": available in the catalog, and not bought by the member (in the artifact's
-history or since), unless the catalog marks the item ``repeatable`` (groceries, refills).
+history or since), unless members buy the item again (groceries, refills: the data's rebuy rate
+or the catalog's ``repeatable`` flag: ``ArtifactRecommender.repeatable``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
 from features import columns as col
-from training.recommend import ArtifactRecommender, MemberContext, RankedLists, catalog_flag
+from training.recommend import ArtifactRecommender, MemberContext, RankedLists
+from training.recommend.context import row_cells
 from training.rules import Complements, ComplementTable
 
 __all__ = ["BundleComposer", "MemberBundles"]
@@ -92,7 +93,7 @@ class BundleComposer:
         artifact = recommender.artifact
         self._n_items = len(artifact.item_ids)
         self._available = recommender.allowed_items()
-        self._repeatable = catalog_flag(artifact.catalog, col.REPEATABLE, self._n_items, False)
+        self._repeatable = recommender.repeatable
         self._codes = recommender.category_codes
         self._prices = _prices(artifact.catalog, self._n_items)
         self._complement_table = ComplementTable.from_rules(
@@ -196,7 +197,9 @@ class BundleComposer:
     ) -> np.ndarray:
         """Sorted keys (row x items + item) of what each member may not be offered: their
         purchases, in the artifact and since, except repeatable items."""
-        rows, items = _csr_rows(self._recommender.artifact.purchases, indices)
+        purchases = self._recommender.artifact.purchases
+        rows, cells = row_cells(purchases.indptr, indices)
+        items = purchases.indices[cells].astype(np.int64)
         row_parts, item_parts = [rows], [items]
         for row, context in enumerate(contexts or ()):
             if context is not None and len(context.purchased):
@@ -321,18 +324,6 @@ def _prices(catalog: pl.DataFrame | None, n_items: int) -> np.ndarray:
     if catalog is None or col.PRICE not in catalog.columns:
         return np.full(n_items, np.nan)
     return catalog.get_column(col.PRICE).cast(pl.Float64).fill_null(np.nan).to_numpy()
-
-
-def _csr_rows(matrix: sp.csr_matrix, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(position in ``indices``, column) of every stored cell of rows ``indices`` of a CSR
-    matrix (-1: no row), read from its arrays: scipy's fancy row indexing builds a whole
-    matrix, which costs a single-member request more than the rest of its bundles."""
-    known = np.flatnonzero(indices >= 0)
-    starts = matrix.indptr[indices[known]]
-    lengths = matrix.indptr[indices[known] + 1] - starts
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    cells = np.repeat(starts, lengths) + offsets
-    return np.repeat(known, lengths), matrix.indices[cells].astype(np.int64)
 
 
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

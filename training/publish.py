@@ -20,6 +20,7 @@ from training.artifact import (
     load_artifact,
     write_artifact,
 )
+from training.buy_again import write_cycle_files
 from training.config import DEFAULT_LIST_DEPTH, DEFAULT_SPLIT
 from training.dataset import TrainingData, history_matrix
 from training.member_files import write_member_files
@@ -64,8 +65,9 @@ def write_training_artifact(
     members: pl.DataFrame | None = None,
 ) -> Path:
     """Write the model artifact, with ``metrics.json``, ``report.html``, the dashboard's
-    ``kpis.json`` and ``member_profiles.parquet`` (:mod:`training.member_kpis`) (and, with a
-    ``members`` table, ``members.parquet``: its members without events, :mod:`training.roster`),
+    ``kpis.json`` and ``member_profiles.parquet`` (:mod:`training.member_kpis`), the purchase
+    cycles (:func:`training.buy_again.write_cycle_files`) (and, with a ``members`` table,
+    ``members.parquet``: its members without events, :mod:`training.roster`),
     atomically to ``out_dir``, then add every member's top ``list_depth`` by the chosen model
     (none when 0), computed by the recommender serving runs, from the written artifact, so that
     they are what it would answer."""
@@ -87,8 +89,11 @@ def _write_artifact(
         outcome.data, outcome.metrics["params"].get(PopularityRecommender.name)
     )
     segment_popularity = popular.segment_scores if data.segment_names else None
+    catalog = catalog_for_artifact(items, data.interactions)
     with tempfile.TemporaryDirectory(prefix="recsys-report-") as scratch:
-        extra_files: dict[str, Path] = {}
+        extra_files = write_cycle_files(
+            data.interactions, data.member_ids, data.item_ids, catalog, Path(scratch)
+        )
         if outcome.rules is not None:
             extra_files[RULES_FILE] = Path(scratch) / RULES_FILE
             outcome.rules.write_parquet(extra_files[RULES_FILE])
@@ -125,10 +130,11 @@ def _write_artifact(
             segment_popularity=segment_popularity,
             segment_names=data.segment_names if segment_popularity is not None else (),
             member_segments=data.member_segments,
-            catalog=catalog_for_artifact(items, data.interactions),
+            catalog=catalog,
             indexes=outcome.indexes,
             extra_files=extra_files,
             metrics={
+                "target": outcome.metrics.get("target", "new-items"),
                 "chosen": outcome.metrics["chosen"],
                 "primary_metric": outcome.metrics["primary_metric"],
                 "models": outcome.metrics["models"],

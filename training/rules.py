@@ -1,11 +1,8 @@
 """Association rules ("frequently bought together") from baskets.
 
-Frequent itemsets are found level by level. Pairs come from one sparse product (the item x
-item co-occurrence counts ``B^T B`` of the frequent items). Larger itemsets are candidates
-whose every subset is frequent (Apriori's pruning), counted on packed bitsets: each frequent
-item keeps one bit per basket, and an itemset's count is the popcount of its items' AND. Rules
-have a single item as consequent and the rest of the itemset as antecedent, with the measures
-of Agrawal et al. and Brin et al., as mlxtend and arules define them (N baskets; counts c):
+Frequent itemsets come from :mod:`training.itemsets`. Rules have a single item as consequent
+and the rest of the itemset as antecedent, with the measures of Agrawal et al. and Brin et al.,
+as mlxtend and arules define them (N baskets; counts c):
 
 * support = c(A u {b}) / N; confidence = c(A u {b}) / c(A); lift = confidence / support(b);
 * leverage = support(A u {b}) - support(A) support(b);
@@ -13,33 +10,41 @@ of Agrawal et al. and Brin et al., as mlxtend and arules define them (N baskets;
 
 An itemset is frequent when its count is at least ``ceil(min_support * N)``, the threshold of
 mlxtend's FP-growth, so that the rule sets are identical (tests/test_rules.py); without a
-``min_support``, the count threshold scales to the data (:func:`count_threshold`).
+``min_support``, the count threshold scales to the data (:func:`count_threshold`). A rule is
+kept when its confidence reaches an absolute ``min_confidence``, or by default when it passes
+the association test and reaches popularity's confidence (``RuleConfig`` says why).
+:class:`RuleFunnel` counts what each threshold let through, and says why when few rules pass.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
 from features.baskets import Baskets
 from training.config import RuleConfig
+from training.itemsets import FrequentItemsets, frequent_itemsets, item_counts
 
 __all__ = [
     "COMPLEMENT_MEASURES",
+    "FEW_RULES",
     "RULE_COLUMNS",
     "Complement",
     "ComplementTable",
     "Complements",
+    "MinedRules",
+    "RuleFunnel",
     "RuleIndex",
     "association_rules",
     "count_threshold",
-    "frequent_itemsets",
+    "mine_rules",
+    "popularity_confidence",
 ]
 
 #: Columns of a rule table, in order.
@@ -47,17 +52,15 @@ RULE_COLUMNS = (
     "antecedents", "consequent", "support", "confidence", "lift", "leverage", "conviction",
     "antecedent_support", "consequent_support", "count",
 )  # fmt: skip
+_SCHEMA = {
+    "antecedents": pl.List(pl.Utf8), "consequent": pl.Utf8, "count": pl.Int64,
+    **{name: pl.Float64 for name in RULE_COLUMNS if name not in
+       ("antecedents", "consequent", "count")},
+}  # fmt: skip
 
-#: Candidate itemsets whose bitsets are ANDed at once (bounds the temporary memory).
-_CANDIDATE_WORDS_PER_CHUNK = 1 << 24
-
-
-@dataclass(frozen=True)
-class Itemsets:
-    """Frequent itemsets of one size: sorted item indices per row and their basket counts."""
-
-    items: np.ndarray
-    counts: np.ndarray
+#: Below this many rules, the funnel says why (:meth:`RuleFunnel.why`): most items then have
+#: no rule, and the bundle routes fall back for them.
+FEW_RULES = 20
 
 
 def count_threshold(baskets: Baskets, config: RuleConfig) -> int:
@@ -65,152 +68,250 @@ def count_threshold(baskets: Baskets, config: RuleConfig) -> int:
     sets a support; else ``config.min_count``, raised to the least count that at most
     ``config.max_pairs`` pairs reach (one sparse product over the items that reach it)."""
     if config.min_support is not None:
-        return max(1, math.ceil(config.min_support * baskets.n_baskets))
-    matrix, item_counts = _columns(baskets)
-    frequent = np.flatnonzero(item_counts >= config.min_count)
-    pair_counts = _frequent_pairs(matrix[:, frequent], frequent, config.min_count).counts
-    if len(pair_counts) <= config.max_pairs:
-        return config.min_count
-    return int(np.sort(pair_counts)[::-1][config.max_pairs]) + 1
+        return _support_count(baskets, config)
+    return frequent_itemsets(
+        baskets, config.min_count, max_size=2, max_pairs=config.max_pairs
+    ).min_count
 
 
-def _columns(baskets: Baskets) -> tuple[sp.csc_matrix, np.ndarray]:
-    """The basket x item matrix by columns, and the baskets each item is in."""
-    matrix = sp.csc_matrix(baskets.matrix, dtype=np.float32)
-    return matrix, np.asarray(matrix.sum(axis=0)).ravel().astype(np.int64)
+def _support_count(baskets: Baskets, config: RuleConfig) -> int:
+    assert config.min_support is not None
+    return max(1, math.ceil(config.min_support * baskets.n_baskets))
 
 
-def frequent_itemsets(baskets: Baskets, min_count: int, max_size: int) -> list[Itemsets]:
-    """Itemsets in at least ``min_count`` baskets, by size, from single items (index 0) up to
-    ``max_size`` items."""
-    matrix, item_counts = _columns(baskets)
-    frequent = np.flatnonzero(item_counts >= min_count)
-    levels = [Itemsets(frequent[:, None], item_counts[frequent])]
-    if max_size < 2 or len(frequent) < 2:
-        return levels
-    levels.append(_frequent_pairs(matrix[:, frequent], frequent, min_count))
-    if max_size > 2 and len(levels[-1].items):
-        # Larger itemsets are made of items of frequent pairs: only those need basket bits.
-        paired = np.unique(levels[-1].items)
-        bits = _bitsets(matrix[:, paired])
-        position = np.full(baskets.n_items, -1, dtype=np.int64)
-        position[paired] = np.arange(len(paired))
-        while len(levels) < max_size and len(levels[-1].items):
-            candidates = _candidates(levels[-1].items)
-            counts = _count(bits, position[candidates]) if len(candidates) else np.empty(0)
-            keep = counts >= min_count
-            levels.append(Itemsets(candidates[keep], counts[keep].astype(np.int64)))
-    return [level for level in levels if len(level.items)]
+def popularity_confidence(baskets: Baskets, rank: int) -> float:
+    """How often the ``rank``-th best seller s (by baskets; 1 the first) is in the basket of
+    a buyer of another item: c(i, s) summed over the other items i, over their c(i) summed,
+    the pooled confidence of the rules towards s. A list of popular items gets its ``rank``-th
+    item right about this often; a rule less sure than that pushes out a better guess."""
+    counts = item_counts(baskets)
+    others = int(counts.sum())
+    if not others:
+        return 0.0
+    seller = int(np.argsort(-counts, kind="stable")[min(rank, len(counts)) - 1])
+    others -= int(counts[seller])
+    matrix = baskets.matrix
+    holding = np.searchsorted(matrix.indptr, np.flatnonzero(matrix.indices == seller), "right")
+    together = int((np.diff(matrix.indptr)[holding - 1] - 1).sum())
+    return together / others if others else 0.0
 
 
-def _frequent_pairs(matrix: sp.csc_matrix, items: np.ndarray, min_count: int) -> Itemsets:
-    """Pairs (i < j) of frequent items bought together in at least ``min_count`` baskets."""
-    co_counts = sp.triu(matrix.T @ matrix, k=1).tocoo()
-    keep = co_counts.data >= min_count
-    pairs = np.column_stack([items[co_counts.row[keep]], items[co_counts.col[keep]]])
-    counts = np.rint(co_counts.data[keep]).astype(np.int64)
-    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    return Itemsets(pairs[order], counts[order])
+@dataclass(frozen=True)
+class RuleFunnel:
+    """What each threshold let through (``metrics.json``: ``rules.funnel``): the frequent
+    items and pairs, the candidate rules (one per item of every frequent itemset of two or
+    more), those that failed the association test or the confidence floor, and the rules."""
+
+    baskets: int
+    min_count: int
+    frequent_items: int
+    frequent_pairs: int
+    candidates: int
+    not_associated: int
+    below_confidence: int
+    rules: int
+    #: The confidence floor applied: ``min_confidence``, or popularity's.
+    confidence_floor: float
+    #: The highest confidence among the candidates (None: no candidate).
+    best_confidence: float | None
+    #: The config's thresholds, to name them in :meth:`why`.
+    config: RuleConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        del record["config"]
+        return record
+
+    def why(self) -> str | None:
+        """Why so few rules passed: the threshold that stopped the candidates, in plain
+        words, and the options that let more through; None from :data:`FEW_RULES` rules up."""
+        if self.rules >= FEW_RULES:
+            return None
+        config = self.config
+        head = f"{self.rules:,} rule{'' if self.rules == 1 else 's'} from {self.baskets:,} baskets"
+        if config.min_support is not None:
+            support = f"min_support {config.min_support:g}"
+        elif self.min_count > config.min_count:
+            support = f"min_count {config.min_count}, raised to keep max_pairs {config.max_pairs:,}"
+        else:
+            support = "min_count"
+        if not self.frequent_pairs:
+            return (
+                f"{head}: no pair of items is in {self.min_count:,} baskets or more ({support}). "
+                f"For rules, lower min_count (recsys bundles --min-count) or mine more baskets."
+            )
+        found = (
+            f"{head}: {self.frequent_pairs:,} pairs of items are in {self.min_count:,} baskets "
+            f"or more ({support}), which make {self.candidates:,} candidate rules"
+        )
+        best = f"the most confident candidate is right {self.best_confidence:.1%} of the time"
+        if config.min_confidence is not None:
+            return (
+                f"{found}; {self.below_confidence:,} of them have a confidence under "
+                f"{self.confidence_floor:g} (min_confidence) and {best}. For more rules, lower "
+                "min_confidence (recsys bundles --min-confidence), or leave it unset for a "
+                "floor relative to popularity, which suits small baskets."
+            )
+        return (
+            f"{found}; {self.not_associated:,} of them are bought together no more often than "
+            f"by chance (not {config.min_excess_sd:g} standard deviations above independence: "
+            f"min_excess_sd) and {self.below_confidence:,} more are right less often than the "
+            f"{_ordinal(config.baseline_rank)} best seller in a popular list "
+            f"({self.confidence_floor:.1%}: baseline_rank); {best}. For more rules, lower "
+            "min_count, min_excess_sd or baseline_rank (recsys bundles --min-count, "
+            "--min-excess-sd, --baseline-rank)."
+        )
 
 
-def _bitsets(matrix: sp.csc_matrix) -> np.ndarray:
-    """One row of packed basket bits per column of ``matrix`` (uint64 words), set straight
-    from the nonzeros: memory is the packed words only (items x baskets / 8 bytes)."""
-    n_baskets, n_items = matrix.shape
-    n_words = max(1, math.ceil(n_baskets / 64))
-    coo = matrix.tocoo()
-    bits = np.zeros(n_items * n_words, dtype=np.uint64)
-    baskets = coo.row.astype(np.uint64)
-    words = coo.col.astype(np.int64) * n_words + (baskets // np.uint64(64)).astype(np.int64)
-    np.bitwise_or.at(bits, words, np.left_shift(np.uint64(1), baskets % np.uint64(64)))
-    return bits.reshape(n_items, n_words)
+def _ordinal(rank: int) -> str:
+    if rank == 1:
+        return "first"
+    suffix = "th" if 10 <= rank % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
+    return f"{rank}{suffix}"
 
 
-def _candidates(itemsets: np.ndarray) -> np.ndarray:
-    """Itemsets one item larger whose every subset is frequent: joins of two frequent
-    itemsets that share all but their last item (rows sorted, so joins come in order)."""
-    size = itemsets.shape[1]
-    known = {tuple(row) for row in itemsets.tolist()}
-    joined: list[tuple[int, ...]] = []
-    for prefix_rows in _same_prefix_groups(itemsets):
-        lasts = itemsets[prefix_rows, -1].tolist()
-        prefix = tuple(itemsets[prefix_rows[0], :-1].tolist())
-        for first, second in combinations(lasts, 2):
-            candidate = (*prefix, first, second)
-            if all(
-                subset in known for subset in combinations(candidate, size) if subset[-1] == second
-            ):
-                joined.append(candidate)
-    return np.array(joined, dtype=np.int64).reshape(-1, size + 1)
+@dataclass(frozen=True)
+class MinedRules:
+    """The rule table (:data:`RULE_COLUMNS`) and the funnel that led to it."""
+
+    table: pl.DataFrame
+    funnel: RuleFunnel
 
 
-def _same_prefix_groups(itemsets: np.ndarray) -> Iterator[np.ndarray]:
-    """Row positions of consecutive itemsets that share everything but their last item."""
-    if itemsets.shape[1] == 1:
-        yield np.arange(len(itemsets))
-        return
-    prefixes = itemsets[:, :-1]
-    starts = np.flatnonzero(np.r_[True, (prefixes[1:] != prefixes[:-1]).any(axis=1)])
-    for start, stop in zip(starts, np.r_[starts[1:], len(itemsets)], strict=True):
-        if stop - start > 1:
-            yield np.arange(start, stop)
+@dataclass(frozen=True)
+class _Candidates:
+    """Candidate rules with as many antecedent items each: indices and counts."""
 
-
-def _count(bits: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Baskets holding every item of each candidate (rows of positions into ``bits``)."""
-    per_chunk = max(1, _CANDIDATE_WORDS_PER_CHUNK // (bits.shape[1] * candidates.shape[1]))
-    counts = np.empty(len(candidates), dtype=np.int64)
-    for start in range(0, len(candidates), per_chunk):
-        chunk = candidates[start : start + per_chunk]
-        common = bits[chunk[:, 0]]
-        for column in range(1, chunk.shape[1]):
-            common = common & bits[chunk[:, column]]
-        counts[start : start + per_chunk] = np.bitwise_count(common).sum(axis=1)
-    return counts
+    antecedents: np.ndarray
+    consequents: np.ndarray
+    counts: np.ndarray
+    antecedent_counts: np.ndarray
 
 
 def association_rules(baskets: Baskets, config: RuleConfig) -> pl.DataFrame:
-    """Every single-consequent rule with confidence at least ``config.min_confidence`` among
-    the frequent itemsets, strongest lift first (then confidence, support, names)."""
-    levels = frequent_itemsets(baskets, count_threshold(baskets, config), config.max_size)
-    count_of = {
-        tuple(items): int(count)
-        for level in levels
-        for items, count in zip(level.items.tolist(), level.counts.tolist(), strict=True)
-    }
+    """Every single-consequent rule of the frequent itemsets that the config keeps, strongest
+    lift first (then confidence, support, names)."""
+    return mine_rules(baskets, config).table
+
+
+def mine_rules(baskets: Baskets, config: RuleConfig) -> MinedRules:
+    """The rules :func:`association_rules` gives, and what each threshold let through."""
+    if config.min_support is not None:
+        found = frequent_itemsets(baskets, _support_count(baskets, config), config.max_size)
+    else:
+        found = frequent_itemsets(
+            baskets, config.min_count, config.max_size, max_pairs=config.max_pairs
+        )
     n = baskets.n_baskets
-    names = baskets.item_names
-    rows: dict[str, list] = {name: [] for name in RULE_COLUMNS}
-    for level in levels[1:]:
-        for items, count in zip(level.items.tolist(), level.counts.tolist(), strict=True):
-            for position, consequent in enumerate(items):
-                antecedent = (*items[:position], *items[position + 1 :])
-                confidence = count / count_of[antecedent]
-                if confidence < config.min_confidence:
-                    continue
-                consequent_support = count_of[(consequent,)] / n
-                support, antecedent_support = count / n, count_of[antecedent] / n
-                rows["antecedents"].append(sorted(names[item] for item in antecedent))
-                rows["consequent"].append(names[consequent])
-                rows["support"].append(support)
-                rows["confidence"].append(confidence)
-                rows["lift"].append(confidence / consequent_support)
-                rows["leverage"].append(support - antecedent_support * consequent_support)
-                rows["conviction"].append(
-                    (1 - consequent_support) / (1 - confidence) if confidence < 1 else math.inf
-                )
-                rows["antecedent_support"].append(antecedent_support)
-                rows["consequent_support"].append(consequent_support)
-                rows["count"].append(count)
-    schema = {
-        "antecedents": pl.List(pl.Utf8), "consequent": pl.Utf8, "count": pl.Int64,
-        **{name: pl.Float64 for name in RULE_COLUMNS if name not in
-           ("antecedents", "consequent", "count")},
-    }  # fmt: skip
-    table = pl.DataFrame(rows, schema=schema).select(RULE_COLUMNS)
-    return table.sort(
+    floor = (
+        config.min_confidence
+        if config.min_confidence is not None
+        else popularity_confidence(baskets, config.baseline_rank)
+    )
+    kept: list[_Candidates] = []
+    candidates = not_associated = below_confidence = 0
+    best: float | None = None
+    for candidate in _candidate_rules(found):
+        confidence = candidate.counts / candidate.antecedent_counts
+        candidates += len(confidence)
+        best = max(best or 0.0, float(confidence.max()))
+        confident = confidence >= floor
+        if config.min_confidence is None:
+            consequent_counts = found.item_counts[candidate.consequents]
+            expected = candidate.antecedent_counts * consequent_counts / n
+            associated = candidate.counts - expected > config.min_excess_sd * np.sqrt(expected)
+            not_associated += int((~associated).sum())
+            below_confidence += int((associated & ~confident).sum())
+            confident &= associated
+        else:
+            below_confidence += int((~confident).sum())
+        kept.append(
+            _Candidates(
+                candidate.antecedents[confident], candidate.consequents[confident],
+                candidate.counts[confident], candidate.antecedent_counts[confident],
+            )
+        )  # fmt: skip
+    table = _rule_table(kept, found, baskets.item_names)
+    funnel = RuleFunnel(
+        baskets=n,
+        min_count=found.min_count,
+        frequent_items=len(found.levels[0].counts),
+        frequent_pairs=len(found.levels[1].counts) if len(found.levels) > 1 else 0,
+        candidates=candidates,
+        not_associated=not_associated,
+        below_confidence=below_confidence,
+        rules=table.height,
+        confidence_floor=floor,
+        best_confidence=best,
+        config=config,
+    )
+    return MinedRules(table, funnel)
+
+
+def _candidate_rules(found: FrequentItemsets) -> list[_Candidates]:
+    """Every itemset of two or more items, once per item as the consequent."""
+    rules = []
+    for level in found.levels[1:]:
+        for position in range(level.items.shape[1]):
+            antecedents = np.delete(level.items, position, axis=1)
+            rules.append(
+                _Candidates(antecedents, level.items[:, position], level.counts,
+                            found.counts_of(antecedents))
+            )  # fmt: skip
+    return rules
+
+
+def _rule_table(
+    kept: list[_Candidates], found: FrequentItemsets, names: np.ndarray
+) -> pl.DataFrame:
+    """The rule table of the kept candidates, strongest lift first (then confidence,
+    support, consequent); each antecedent list sorted by name."""
+    kept = [rules for rules in kept if len(rules.counts)]
+    if not kept:
+        return pl.DataFrame(schema=_SCHEMA).select(RULE_COLUMNS)
+    # Names of the items in rules only: a store's catalog can be far larger.
+    used = np.unique(np.concatenate([np.r_[r.antecedents.ravel(), r.consequents] for r in kept]))
+    by_name = np.empty(len(used), dtype=np.int64)
+    by_name[np.argsort(names[used], kind="stable")] = np.arange(len(used))
+    used_names = pl.Series(names[used], dtype=pl.Utf8)
+    n = found.n_baskets
+    parts = []
+    for rules in kept:
+        antecedents = np.searchsorted(used, rules.antecedents)
+        order = np.argsort(by_name[antecedents], axis=1, kind="stable")
+        antecedents = np.take_along_axis(antecedents, order, axis=1)
+        support = rules.counts / n
+        antecedent_support = rules.antecedent_counts / n
+        consequent_support = found.item_counts[rules.consequents] / n
+        confidence = rules.counts / rules.antecedent_counts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            conviction = np.where(
+                rules.counts < rules.antecedent_counts,
+                (1 - consequent_support) / (1 - confidence),
+                math.inf,
+            )
+        parts.append(
+            pl.DataFrame({
+                "antecedents": used_names.gather(antecedents.ravel())
+                .reshape(antecedents.shape)
+                .cast(pl.List(pl.Utf8)),
+                "consequent": used_names.gather(np.searchsorted(used, rules.consequents)),
+                "support": support,
+                "confidence": confidence,
+                "lift": confidence / consequent_support,
+                "leverage": support - antecedent_support * consequent_support,
+                "conviction": conviction,
+                "antecedent_support": antecedent_support,
+                "consequent_support": consequent_support,
+                "count": rules.counts,
+            })
+        )  # fmt: skip
+    # Stable, so that ties keep the order of the itemsets (by item index): the same table
+    # from the same baskets.
+    return pl.concat(parts).sort(
         ["lift", "confidence", "support", "consequent"],
         descending=[True, True, True, False],
+        maintain_order=True,
     )
 
 

@@ -14,6 +14,7 @@ from features import columns as col
 from features.baskets import Baskets, baskets_from_interactions
 from features.members import SEGMENT
 from features.splits import (
+    LastBasketsSpec,
     LastDaysSplitSpec,
     LastShareSplitSpec,
     LeaveLastOutSpec,
@@ -22,7 +23,7 @@ from features.splits import (
 )
 from training.config import RuleConfig
 from training.dataset import TrainingData
-from training.rules import association_rules, count_threshold
+from training.rules import mine_rules
 from training.rules_quality import complement_quality
 from training.tune import TuningResult
 
@@ -63,14 +64,17 @@ def catalog_long_tail(matrix: sp.csr_matrix, popularity_order: np.ndarray) -> li
 def rules_report(
     rules: RuleConfig, train_baskets: Baskets, test: pl.DataFrame, served_rules: pl.DataFrame
 ) -> dict[str, Any]:
-    """The rules served, and rules of the training purchases measured on the test baskets."""
-    train_rules = association_rules(train_baskets, rules)
+    """The rules served, and rules of the training purchases measured on the test baskets,
+    with what each threshold let through (``funnel``) and, when few rules passed, why."""
+    mined = mine_rules(train_baskets, rules)
     return {
         "baskets": train_baskets.n_baskets,
-        "min_count": count_threshold(train_baskets, rules),
+        "min_count": mined.funnel.min_count,
         "rules": served_rules.height,
-        "train_rules": train_rules.height,
-        "test": complement_quality(train_rules, train_baskets, baskets_from_interactions(test)),
+        "train_rules": mined.table.height,
+        "funnel": mined.funnel.as_dict(),
+        "why": mined.funnel.why(),
+        "test": complement_quality(mined.table, train_baskets, baskets_from_interactions(test)),
     }
 
 
@@ -115,6 +119,8 @@ def describe_spec(spec: SplitSpec | None) -> str:
         return f"last-days:{spec.days}"
     if isinstance(spec, LeaveLastOutSpec):
         return f"leave-last:{spec.k}"
+    if isinstance(spec, LastBasketsSpec):
+        return f"last-baskets:{spec.k}"
     if isinstance(spec, LastShareSplitSpec):
         return f"last-share:{spec.share}"
     return f"ratio:{spec.test_ratio}:{spec.by}:{spec.seed}"

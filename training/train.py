@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features import columns as col
 from features.baskets import baskets_from_interactions
@@ -44,7 +44,7 @@ from features.split_shapes import (
 )
 from features.splits import Split, SplitSpec, parse_split_spec
 from training.artifact import data_fingerprint
-from training.config import MODEL_NAMES, RuleConfig, TuningBudget
+from training.config import RuleConfig, Target, TuningBudget, default_lineup
 from training.dataset import TrainingData, build_training_data
 from training.evaluate import EvaluationTask, item_category_codes
 from training.index import IndexConfig, ItemIndex
@@ -69,11 +69,22 @@ __all__ = ["TrainConfig", "TrainOutcome", "run_training"]
 
 
 class TrainConfig(BaseModel):
-    """Everything ``recsys train`` decides besides the data; logged with the run."""
+    """Everything ``recsys train`` decides besides the data; logged with the run.
+
+    ``target`` is what the lists are for. ``"new-items"``: discovery, items new to the member;
+    what they bought in train is never recommended and never a hit (unless ``new_items_only``
+    is turned off). ``"next-basket"``: the member's next basket, repeats included; nothing
+    bought is excluded, every test purchase is relevant, the figures are split into repeat and
+    explore parts, a test of whole baskets per member is validated on whole baskets
+    (:mod:`features.split_shapes`), and the default lineup adds the next-basket models
+    (:data:`~training.config.NEXT_BASKET_MODELS`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    models: tuple[str, ...] = MODEL_NAMES
+    target: Target = "new-items"
+    #: The models to tune, in order; None: the target's default lineup.
+    models: tuple[str, ...] = ()
     primary_metric: str = "ndcg@10"
     budget: TuningBudget = TuningBudget()
     relevant_events: tuple[str, ...] = (col.PURCHASE,)
@@ -92,20 +103,31 @@ class TrainConfig(BaseModel):
     #: Member scores (horizon, models) and tier rules of the artifact's member files.
     members: MemberFilesConfig = MemberFilesConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _target_lineup(cls, values: Any) -> Any:
+        """No models named: the target's default lineup."""
+        if isinstance(values, dict) and not values.get("models"):
+            values = {**values, "models": default_lineup(values.get("target", "new-items"))}
+        return values
+
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: tuple[str, ...]) -> tuple[str, ...]:
-        if not models:
-            raise ConfigError("train at least one model")
         for name in models:
             model_class(name)
         return models
+
+    @property
+    def counts_repeats(self) -> bool:
+        """Whether re-buying an item from train is a hit (next-basket, or new_items_only off)."""
+        return self.target == "next-basket" or not self.new_items_only
 
     @field_validator("primary_metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
         base, _, k = metric.partition("@")
-        known = ("precision", "recall", "f1", "ndcg", "map", "hit_rate")
+        known = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "phr")
         if base not in known or (k and int(k) not in DEFAULT_KS) or (not k and base != "map"):
             raise ConfigError(
                 f"unknown primary metric {metric!r}; use one of {', '.join(known)} at "
@@ -173,7 +195,8 @@ def _task(
         data,
         test,
         relevant_events=config.relevant_events,
-        new_items_only=config.new_items_only,
+        new_items_only=not config.counts_repeats,
+        exclude_purchased=config.target == "new-items",
         item_categories=(
             item_category_codes(items, data.item_ids)
             if items is not None and col.CATEGORY in items.columns
@@ -223,7 +246,7 @@ def _validation_split(
     shape: SplitShape = (
         shape_of_spec(spec, split)
         if spec is not None
-        else infer_split_shape(split.train, split.test)
+        else infer_split_shape(split.train, split.test, baskets=config.target == "next-basket")
     )
     return carve_validation(split.train, shape, seed=config.seed), shape.describe()
 
@@ -317,6 +340,7 @@ def run_training(
     indexes, index_report = build_indexes(models, data, config.index)
     served_rules = association_rules(baskets_from_interactions(data.interactions), config.rules)
     metrics = {
+        "target": config.target,
         "chosen": chosen,
         "chosen_because": chosen_because,
         "primary_metric": config.primary_metric,
@@ -328,8 +352,8 @@ def run_training(
             "test_fingerprint": data_fingerprint(split.test),
             "evaluated_members": evaluated_members,
             "relevant_events": list(config.relevant_events),
-            "new_items_only": config.new_items_only,
-            "exclude": "purchased in train",
+            "new_items_only": not config.counts_repeats,
+            "exclude": "purchased in train" if config.target == "new-items" else "nothing",
         },
         "refit": refit_record(config.refit, data, refit_seconds),
         "models": report.metrics,

@@ -71,6 +71,38 @@ def _content(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+def _user_knn(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "neighbors": trial.suggest_int("neighbors", 10, 400, log=True),
+        "weighting": trial.suggest_categorical("weighting", ["binary", "weights"]),
+        "exponent": trial.suggest_float("exponent", 0.5, 4.0),
+    }
+
+
+def _top_personal(trial: optuna.Trial) -> dict[str, Any]:
+    half_life = trial.suggest_categorical("half_life_days", [0, 30, 90, 180, 365])
+    return {"half_life_days": half_life or None}
+
+
+def _tifu_knn(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "neighbors": trial.suggest_int("neighbors", 50, 600, log=True),
+        "within_decay": trial.suggest_float("within_decay", 0.5, 1.0),
+        "group_decay": trial.suggest_float("group_decay", 0.3, 1.0),
+        "alpha": trial.suggest_float("alpha", 0.0, 1.0),
+        "group_count": trial.suggest_int("group_count", 2, 12),
+    }
+
+
+def _repeat_explore(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "rebuy_weight": trial.suggest_float("rebuy_weight", 0.0, 1.5),
+        "trend_weight": trial.suggest_float("trend_weight", 0.0, 1.5),
+        "trend_days": trial.suggest_categorical("trend_days", [30.0, 60.0, 90.0]),
+        "explore_neighbors": trial.suggest_int("explore_neighbors", 20, 400, log=True),
+    }
+
+
 SEARCH_SPACES: dict[str, SearchSpace] = {
     "popular": _popular,
     "item_knn": _item_knn,
@@ -78,6 +110,10 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "als": _als,
     "lightfm": _lightfm,
     "content": _content,
+    "user_knn": _user_knn,
+    "top_personal": _top_personal,
+    "tifu_knn": _tifu_knn,
+    "repeat_explore": _repeat_explore,
 }
 
 
@@ -156,4 +192,6 @@ def _as_trial_values(name: str, defaults: dict[str, Any]) -> dict[str, Any]:
     values = dict(defaults)
     if name == "popular":
         values["window_days"] = defaults["window_days"] or 0
+    if name == "top_personal":
+        values["half_life_days"] = defaults["half_life_days"] or 0
     return values

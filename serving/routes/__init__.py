@@ -5,6 +5,7 @@ from __future__ import annotations
 from serving.routes import (
     admin,
     bundles,
+    buy_again,
     dashboard,
     events,
     health,
@@ -21,6 +22,7 @@ ROUTERS = (
     recommendations.router,
     items.router,
     bundles.router,
+    buy_again.router,
     events.router,
     reports.router,
     models.router,

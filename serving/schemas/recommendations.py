@@ -33,9 +33,12 @@ class RecommendationOptions(Strict):
     category: ExternalId | None = Field(
         default=None, description="Only items of this category.", examples=["Snacks"]
     )
-    exclude_purchased: bool = Field(
-        default=True,
-        description="Leave out items the member bought (in training and since, via events).",
+    exclude_purchased: bool | None = Field(
+        default=None,
+        description="Leave out items the member bought (in training and since, via events): "
+        "true every one, false none. Default: every one, except that a model artifact trained "
+        "for the next basket (--target next-basket) keeps items members buy again "
+        "(repeatable: docs/buy-again.md).",
     )
     model: ExternalId | None = Field(
         default=None,

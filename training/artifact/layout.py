@@ -26,7 +26,8 @@ Layout (paths relative to the artifact directory)::
                                 every member's top ``depth`` items by one model, computed
                                 after the rest (:mod:`training.artifact.lists`; optional)
     <name>                      extra files copied in as they are, at the top level:
-                                metrics.json, report.html, rules.parquet, ...
+                                metrics.json, report.html, rules.parquet,
+                                item_cycles.parquet, purchase_cycles.parquet, ...
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ LIST_PARTS = ("items", "scores", "from_model")
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 RULES_FILE = "rules.parquet"
+#: Purchase cycles (training.buy_again, features.purchase_cycles): per item (row i is item i:
+#: rebuy rate, median interval, repeatable) and per member and item bought (internal indices:
+#: occasions, last purchase, cycle), for the buy-again list and the repeatable mask.
+ITEM_CYCLES_FILE = "item_cycles.parquet"
+PURCHASE_CYCLES_FILE = "purchase_cycles.parquet"
 #: The member scores' validation and test figures (``recsys members score`` writes the same
 #: file beside its output).
 MEMBERS_METRICS_FILE = "members_metrics.json"

@@ -10,7 +10,11 @@ from training.models.ease import EASERecommender
 from training.models.item_knn import ItemKNNRecommender
 from training.models.lightfm_model import LightFMRecommender
 from training.models.popular import PopularityRecommender
+from training.models.repeat_explore import RepeatExploreRecommender
 from training.models.rerank import RerankRecommender
+from training.models.tifu_knn import TIFUKNNRecommender
+from training.models.top_personal import TopPersonalRecommender
+from training.models.user_knn import UserKNNRecommender
 
 __all__ = ["MODEL_CLASSES", "ModelFitError", "Recommender", "model_class"]
 
@@ -21,6 +25,10 @@ _CLASSES = (
     ALSRecommender,
     LightFMRecommender,
     ContentRecommender,
+    UserKNNRecommender,
+    TopPersonalRecommender,
+    TIFUKNNRecommender,
+    RepeatExploreRecommender,
     RerankRecommender,
 )
 MODEL_CLASSES: dict[str, type[Recommender]] = {model.name: model for model in _CLASSES}

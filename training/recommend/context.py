@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from training.artifact import ModelArtifact
 
-__all__ = ["NO_CONTEXT", "MemberContext", "MemberHistory", "rows_matrix"]
+__all__ = ["NO_CONTEXT", "MemberContext", "MemberHistory", "row_cells", "rows_matrix"]
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,34 @@ def rows_matrix(
     return matrix
 
 
+def row_cells(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in ``indices``, cell) of every stored cell of rows ``indices`` (-1: no row)
+    of a CSR structure with row pointers ``indptr``, rows in the order given: what gathers a
+    batch's rows from several aligned arrays at once. Read from the pointers alone: scipy's
+    fancy row indexing builds a whole matrix, which costs a single-member request more than
+    the rest of its answer."""
+    known = np.flatnonzero(indices >= 0)
+    starts = indptr[indices[known]]
+    lengths = indptr[indices[known] + 1] - starts
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(known, lengths), np.repeat(starts, lengths) + offsets
+
+
 class MemberHistory:
     """Members' history rows and exclusions: the artifact's rows (none for a member it does
-    not know, index -1) with each member's context folded in (live history)."""
+    not know, index -1) with each member's context folded in (live history).
 
-    def __init__(self, artifact: ModelArtifact) -> None:
+    Which purchases a list leaves out is the request's ``exclude_purchased``: True every
+    purchase, False none, and None (the default) the artifact's default: every purchase,
+    except, with ``bought_again`` (a boolean per item: an artifact trained for the next
+    basket), the items members buy again, which stay recommendable after a purchase.
+    """
+
+    def __init__(self, artifact: ModelArtifact, bought_again: np.ndarray | None = None) -> None:
         self._histories = artifact.histories
         self._purchases = artifact.purchases
         self._n_items = len(artifact.item_ids)
+        self._bought_again = bought_again
 
     def histories(self, indices: np.ndarray, contexts: Sequence[MemberContext]) -> sp.csr_matrix:
         """The members' history matrix, one row per member, the context's items added."""
@@ -86,16 +106,34 @@ class MemberHistory:
             self._n_items,
         )
 
+    def is_default(self, exclude_purchased: bool | None) -> bool:
+        """Whether ``exclude_purchased`` leaves out what the default does (the precomputed
+        member lists are the default's answers)."""
+        return exclude_purchased is None or (exclude_purchased and self._bought_again is None)
+
     def excluded(
-        self, index: int, context: MemberContext, exclude_purchased: bool = True
+        self, index: int, context: MemberContext, exclude_purchased: bool | None = None
     ) -> np.ndarray:
-        """Item indices never to show this member: purchases in the artifact and since."""
-        if not exclude_purchased:
+        """Item indices never to show this member: purchases in the artifact and since (those
+        ``exclude_purchased`` leaves out, see the class docstring)."""
+        if exclude_purchased is False:
             return np.empty(0, dtype=np.int64)
         bought, _ = _row(self._purchases, index)
-        if not len(context.purchased):
-            return bought.astype(np.int64)
-        return np.union1d(bought, np.asarray(context.purchased, dtype=np.int64))
+        if len(context.purchased):
+            bought = np.union1d(bought, np.asarray(context.purchased, dtype=np.int64))
+        return self._kept_out(bought.astype(np.int64), exclude_purchased)
+
+    def excluded_range(self, start: int, stop: int) -> list[np.ndarray]:
+        """The default exclusions of members ``start`` to ``stop`` (known, no context), read
+        from one slice of the purchases matrix: a whole batch of precomputed lists at once."""
+        bought = self._purchases[start:stop]
+        rows = np.split(bought.indices.astype(np.int64), bought.indptr[1:-1])
+        return [self._kept_out(items, None) for items in rows]
+
+    def _kept_out(self, bought: np.ndarray, exclude_purchased: bool | None) -> np.ndarray:
+        if exclude_purchased is None and self._bought_again is not None:
+            return bought[~self._bought_again[bought]]
+        return bought
 
     def _history(self, index: int, context: MemberContext) -> tuple[np.ndarray, np.ndarray]:
         """(item indices, weights) of the member's history row plus the context's items."""

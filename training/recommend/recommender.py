@@ -12,10 +12,15 @@ cap per category); ``ranked`` stacks the rows into arrays (``RankedRows`` in ``a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 
 import numpy as np
+import polars as pl
 
+from features import columns as col
+from features.purchase_cycles import REPEATABLE_BY_DATA
 from training.artifact import MemberLists, ModelArtifact
+from training.artifact.layout import ITEM_CYCLES_FILE
 from training.models.base import Recommender
 from training.recommend.answers import (
     DECLARED_MODEL,
@@ -26,14 +31,31 @@ from training.recommend.answers import (
     RankedRows,
     Recommendation,
 )
-from training.recommend.candidates import Candidates
+from training.recommend.candidates import Candidates, catalog_flag
 from training.recommend.context import NO_CONTEXT, MemberContext, MemberHistory
 from training.recommend.fallback import PopularityFallback
 
-__all__ = ["ArtifactRecommender"]
+__all__ = ["ArtifactRecommender", "repeatable_items"]
 
 #: With a cap per category, the model ranks this many times ``n`` candidates to choose from.
 _DIVERSIFY_DEPTH = 10
+#: The training target whose lists are for the member's next basket, repeats included (the
+#: manifest's ``metrics["target"]``, ``training.config.TARGETS``; absent: "new-items").
+NEXT_BASKET: Final = "next-basket"
+
+
+def repeatable_items(artifact: ModelArtifact) -> np.ndarray:
+    """Per item, whether members buy it again (:mod:`features.purchase_cycles`): the catalog's
+    ``repeatable`` flag, or the data's rebuy rate (the item cycles' ``repeatable_by_data``;
+    an artifact trained before them has the flag alone). The one mask of what may be offered
+    again after a purchase: member bundles and the next-basket default of "exclude purchased"
+    both read it from the recommender."""
+    flagged = catalog_flag(artifact.catalog, col.REPEATABLE, len(artifact.item_ids), False)
+    path = artifact.extra_files.get(ITEM_CYCLES_FILE)
+    if path is None:
+        return flagged
+    by_data = pl.read_parquet(path, columns=[REPEATABLE_BY_DATA]).to_series().to_numpy()
+    return flagged | by_data.astype(bool)
 
 
 class ArtifactRecommender:
@@ -44,7 +66,12 @@ class ArtifactRecommender:
         self.artifact = artifact
         self._n_items = len(artifact.item_ids)
         self._candidates = Candidates(artifact)
-        self._history = MemberHistory(artifact)
+        #: Items that stay recommendable after a purchase (:func:`repeatable_items`).
+        self.repeatable = repeatable_items(artifact)
+        self.target = str(artifact.manifest.get("metrics", {}).get("target", "new-items"))
+        self._history = MemberHistory(
+            artifact, self.repeatable if self.target == NEXT_BASKET else None
+        )
         self._popularity = PopularityFallback(artifact, self._candidates.tie_breaker)
 
     @property
@@ -68,15 +95,18 @@ class ArtifactRecommender:
         *,
         model: str | None = None,
         category: str | None = None,
-        exclude_purchased: bool = True,
+        exclude_purchased: bool | None = None,
         contexts: Sequence[MemberContext | None] | None = None,
         max_per_category: int | None = None,
     ) -> list[Recommendation]:
         """Top-``n`` lists for ``member_ids`` (in the same order).
 
         ``contexts`` (one per member, or None) adds what the artifact does not know of each
-        member. ``max_per_category`` caps the items of one category in a list (storefront
-        carousels); the cap gives way only when the candidates cannot fill ``n`` otherwise.
+        member. ``exclude_purchased``: True leaves out every purchase, False none, None the
+        artifact's default (every purchase; for a next-basket artifact, every purchase of an
+        item members do not buy again). ``max_per_category`` caps the items of one category
+        in a list (storefront carousels); the cap gives way only when the candidates cannot
+        fill ``n`` otherwise.
         """
         depth = n if max_per_category is None else min(self._n_items, n * _DIVERSIFY_DEPTH)
         rows = self._ranked_rows(member_ids, depth, model, category, exclude_purchased, contexts)
@@ -92,7 +122,7 @@ class ArtifactRecommender:
         *,
         model: str | None = None,
         category: str | None = None,
-        exclude_purchased: bool = True,
+        exclude_purchased: bool | None = None,
         contexts: Sequence[MemberContext | None] | None = None,
     ) -> RankedLists:
         """Every member's top ``depth`` as arrays (one row per member, in order): what
@@ -107,7 +137,7 @@ class ArtifactRecommender:
         depth: int,
         model: str | None,
         category: str | None,
-        exclude_purchased: bool,
+        exclude_purchased: bool | None,
         contexts: Sequence[MemberContext | None] | None,
     ) -> RankedRows:
         """Each member's ranked row: a member the artifact knows, with nothing in their
@@ -139,7 +169,7 @@ class ArtifactRecommender:
         progress: Callable[[int], None] | None = None,
     ) -> MemberLists:
         """Every known member's top ``depth`` by ``model`` (default: the chosen one), purchases
-        excluded, in batches of ``batch`` members: the precomputed lists that
+        excluded as by default, in batches of ``batch`` members: the precomputed lists that
         :func:`training.artifact.add_member_lists` stores. ``progress`` gets the members done.
 
         What :meth:`_scored` answers a member with no context, read from the artifact's row
@@ -152,8 +182,7 @@ class ArtifactRecommender:
         from_model = np.zeros(n_members, dtype=np.int32)
         for start in range(0, n_members, batch):
             members = np.arange(start, min(start + batch, n_members), dtype=np.int64)
-            bought = self.artifact.purchases[members[0] : members[-1] + 1]
-            excluded = np.split(bought.indices.astype(np.int64), bought.indptr[1:-1])
+            excluded = self._history.excluded_range(start, start + len(members))
             histories = self.artifact.histories[members[0] : members[-1] + 1]
             ids, found = self._candidates.top(name, members, histories, excluded, depth)
             from_model[members] = self._popularity.complete(
@@ -220,7 +249,7 @@ class ArtifactRecommender:
 
     def purchased(self, member_index: int, context: MemberContext | None = None) -> np.ndarray:
         """Item indices the member bought: in the artifact (when known) and since (context)."""
-        return self._history.excluded(member_index, context or NO_CONTEXT)
+        return self._history.excluded(member_index, context or NO_CONTEXT, True)
 
     def popularity_of(self, member_index: int) -> np.ndarray:
         """Segment popularity for a known member with a segment, else global popularity."""
@@ -234,16 +263,16 @@ class ArtifactRecommender:
         return name
 
     def _precomputed(
-        self, name: str, category: str | None, exclude_purchased: bool, depth: int
+        self, name: str, category: str | None, exclude_purchased: bool | None, depth: int
     ) -> MemberLists | None:
         """The artifact's precomputed lists when they hold the answer to such a request (same
-        model, no category filter, purchases excluded, deep enough), else None."""
+        model, no category filter, purchases excluded as by default, deep enough), else None."""
         lists = self.artifact.lists
         if (
             lists is None
             or lists.model != name
             or category is not None
-            or not exclude_purchased
+            or not self._history.is_default(exclude_purchased)
             or depth > lists.depth
         ):
             return None
@@ -257,7 +286,7 @@ class ArtifactRecommender:
         depth: int,
         *,
         category: str | None,
-        exclude_purchased: bool,
+        exclude_purchased: bool | None,
     ) -> RankedLists:
         """Top ``depth`` of members (``indices``, -1 when unknown) scored by their answering
         model (one batch per model), each row the model could not fill completed from the

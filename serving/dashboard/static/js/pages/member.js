@@ -1,11 +1,15 @@
 // Members: find one, then their profile, history, each model's recommendations side by side,
-// their bundles, and the items similar to whichever item is clicked.
+// what they may buy again (with due dates), their bundles, and the items similar to whichever
+// item is clicked.
 import { getJSON, getOptional } from "../api.js";
 import { churnFigure, rfmHeatmap } from "../figures.js";
 import { badge, card, dateTime, day, el, money, notice, number, percent, table } from "../ui.js";
 
 const RECOMMENDATIONS = 10;
 const SIMILAR = 8;
+const BUY_AGAIN = 8;
+// An item due within this many days (or overdue) is marked.
+const DUE_SOON_DAYS = 7;
 
 export async function render(memberId) {
   const page = el("div", {}, el("h1", {}, "Members"), searchBox(memberId));
@@ -58,10 +62,11 @@ async function memberView(memberId) {
   ]);
   const variant = loaded.variants.find((v) => v.variant === profile.variant);
   const modelNames = variant?.models ?? [];
-  const [lists, bundles] = await Promise.all([
+  const [lists, bundles, buyAgain] = await Promise.all([
     Promise.all(modelNames.map((model) =>
       getJSON(`/v1/members/${id}/recommendations`, { model, n: RECOMMENDATIONS }))),
     getJSON(`/v1/members/${id}/bundles`, { n: 3 }),
+    getOptional(`/v1/members/${id}/buy-again`, { n: BUY_AGAIN }),
   ]);
   const similar = card("Similar items", el("p", { class: "muted", id: "similar-hint" },
     "Click any item to see the items most similar to it."));
@@ -76,7 +81,8 @@ async function memberView(memberId) {
         `${variant?.chosen ? `${variant.chosen} answers the storefront.` : ""}`),
       el("div", { class: "grid cols-models", id: "recommendations" },
         lists.map((list) => modelColumn(list, variant?.chosen, chooser)))),
-    el("div", { class: "grid cols-2" }, bundleCard(bundles, chooser), similar),
+    el("div", { class: "grid cols-2" }, buyAgainCard(buyAgain, chooser), bundleCard(bundles, chooser)),
+    similar,
   );
 }
 
@@ -212,6 +218,36 @@ function bundleCard(answer, chooser) {
         `Total ${money(bundle.total_price)} · score ${number(bundle.score, 3)}`),
       el("ol", { class: "items" }, bundle.items.map((item) => itemLine(item, chooser,
         [` · ${item.source}`, item.lift ? ` · lift ${number(item.lift, 2)}` : ""]))))));
+}
+
+// The member's past items, most due first, each with its due date and the reason in words;
+// null: the artifact predates purchase cycles (the route answers 404).
+function buyAgainCard(answer, chooser) {
+  const shown = card("Buy again");
+  shown.id = "buy-again";
+  if (!answer) {
+    shown.append(notice("This model artifact has no purchase cycles: retrain it to list " +
+      "what members buy again."));
+    return shown;
+  }
+  shown.append(el("p", { class: "muted" }, `Bought before, most due first, as of ${day(answer.as_of)}` +
+    (answer.live_purchases ? ` (${number(answer.live_purchases)} purchases since the data's end ` +
+      "counted)." : ".")));
+  if (!answer.items.length) {
+    shown.append(el("p", { class: "muted" }, `Nothing to buy again: ${answer.note}.`));
+    return shown;
+  }
+  shown.append(el("ol", { class: "items" }, answer.items.map((item) => itemLine(item, chooser, [
+    ` · due ${day(item.due_date)}`, dueBadge(item.due_in_days),
+    el("div", { class: "reason" }, item.reason),
+  ]))));
+  return shown;
+}
+
+function dueBadge(dueInDays) {
+  if (dueInDays < -0.5) return badge(`overdue ${number(-dueInDays)} d`, "warn");
+  if (dueInDays <= DUE_SOON_DAYS) return badge("due soon", "accent");
+  return null;
 }
 
 // What clicking an item does: its similar items fill the "Similar items" card.
