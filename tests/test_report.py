@@ -206,3 +206,13 @@ def test_report_tables_fit_a_laptop_screen_in_a_real_browser(tmp_path: Path) -> 
             browser.close()
     assert page_width <= 1280
     assert len(boxes) >= 6 and all(scrolled <= shown for scrolled, shown in boxes), boxes
+
+
+def test_report_says_why_when_few_rules_passed(tmp_path: Path) -> None:
+    metrics = training_metrics()
+    metrics["rules"]["rules"] = 3
+    metrics["rules"]["why"] = "3 rules from 4,000 baskets: lower --min-count"
+    section = _report(tmp_path, metrics)
+    section = section[section.index("<h2>Bundles") :]
+    assert "<th>why so few</th><td>3 rules from 4,000 baskets: lower --min-count</td>" in section
+    assert "why so few" not in _report(tmp_path / "many", training_metrics())

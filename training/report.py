@@ -276,6 +276,8 @@ def _rules_section(metrics: Metrics) -> str:
         "queries (one per item of those baskets)": test.get("anchors"),
         "share of queries with a rule": test.get("coverage"),
     }
+    if rules.get("why"):  # few rules passed: what stopped them and which option to change
+        facts["why so few"] = rules["why"]
     if "hit_rate" not in test:
         return pages.facts_table(facts)
     n = test["n"]
