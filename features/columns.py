@@ -39,6 +39,14 @@ REGION: Final = "region"
 #: age is always as of the profile's reference time, never a figure that went stale in the file.
 BIRTH_DATE: Final = "birth_date"
 
+#: Member score columns (``member_scores.parquet`` of the model artifact, ``recsys members
+#: score``, the profiles): named once here, so that the light readers of the scores (profiles,
+#: targeting, the dashboard's figures) need not import the member models that write them.
+CHURN_RISK: Final = "churn_risk"
+CHURN_BAND: Final = "churn_band"
+EXPECTED_PURCHASES: Final = "expected_purchases"
+EXPECTED_SPEND: Final = "expected_spend"
+
 #: Bookkeeping columns added by validation; they never come from user files.
 ROW_NUMBER: Final = "_row"
 REASON: Final = "_reason"

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from features.columns import CHURN_BAND, CHURN_RISK, EXPECTED_PURCHASES, EXPECTED_SPEND
 from features.frames import require_columns
 from features.members import F_SCORE, FREQUENCY, MONETARY, R_SCORE, SEGMENT, SEGMENTS
 
@@ -42,11 +43,6 @@ __all__ = [
     "value_by_segment",
 ]
 
-#: Score columns of the profile frame (``training.member_models.score``'s names).
-CHURN_RISK: Final = "churn_risk"
-CHURN_BAND: Final = "churn_band"
-EXPECTED_PURCHASES: Final = "expected_purchases"
-EXPECTED_SPEND: Final = "expected_spend"
 UNINFORMATIVE: Final = "uninformative"
 #: Bands, lowest risk first; a band outside these follows them.
 CHURN_BANDS: Final = ("low", "medium", "high", UNINFORMATIVE)

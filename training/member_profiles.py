@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from features import columns as col
+from features.columns import CHURN_BAND, CHURN_RISK, EXPECTED_PURCHASES, EXPECTED_SPEND
 from features.frames import require_columns
 from features.member_attributes import AGE_BAND, JOIN_COHORT, attribute_segments
 from features.member_tags import (
@@ -75,10 +76,6 @@ __all__ = [
 ]
 
 #: Columns taken from the member scores.
-CHURN_RISK: Final = "churn_risk"
-CHURN_BAND: Final = "churn_band"
-EXPECTED_PURCHASES: Final = "expected_purchases"
-EXPECTED_SPEND: Final = "expected_spend"
 SCORES_AS_OF: Final = "scores_as_of"
 #: Tier progress columns.
 TIER_SPEND: Final = "tier_spend"

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 import polars as pl
 
 from features import columns as col
+from features.columns import CHURN_RISK, EXPECTED_SPEND
 from features.errors import ConfigError
 from training.artifact import MEMBERS_METRICS_FILE, ModelArtifact
 from training.member_kpis import PROFILES_FILE
 
 __all__ = ["ScoreThresholds", "members_by_scores"]
-
-_CHURN_RISK = "churn_risk"
-_EXPECTED_SPEND = "expected_spend"
 
 
 @dataclass(frozen=True)
@@ -46,18 +44,18 @@ def members_by_scores(artifact: ModelArtifact, thresholds: ScoreThresholds) -> l
     kept = pl.lit(True)
     if thresholds.min_churn_risk is not None:
         _require_informative_churn(artifact, profiles)
-        kept = kept & (pl.col(_CHURN_RISK) >= thresholds.min_churn_risk)
+        kept = kept & (pl.col(CHURN_RISK) >= thresholds.min_churn_risk)
     if thresholds.min_expected_value is not None:
-        if profiles.get_column(_EXPECTED_SPEND).null_count() == profiles.height:
+        if profiles.get_column(EXPECTED_SPEND).null_count() == profiles.height:
             raise ConfigError(
                 "--min-expected-value: the model artifact has no expected spend (its data had "
                 "no prices); train on interactions with a price column"
             )
-        kept = kept & (pl.col(_EXPECTED_SPEND) >= thresholds.min_expected_value)
+        kept = kept & (pl.col(EXPECTED_SPEND) >= thresholds.min_expected_value)
     return (
         profiles.filter(kept)
         .sort(
-            [_CHURN_RISK, _EXPECTED_SPEND, col.MEMBER_ID],
+            [CHURN_RISK, EXPECTED_SPEND, col.MEMBER_ID],
             descending=[True, True, False],
             nulls_last=True,
         )
@@ -68,7 +66,7 @@ def members_by_scores(artifact: ModelArtifact, thresholds: ScoreThresholds) -> l
 
 def _scored_profiles(artifact: ModelArtifact) -> pl.DataFrame:
     path = artifact.extra_files.get(PROFILES_FILE)
-    wanted = (col.MEMBER_ID, _CHURN_RISK, _EXPECTED_SPEND)
+    wanted = (col.MEMBER_ID, CHURN_RISK, EXPECTED_SPEND)
     if path is None:
         raise ConfigError(
             f"--min-churn-risk / --min-expected-value: the model artifact has no {PROFILES_FILE}; "
@@ -86,7 +84,7 @@ def _scored_profiles(artifact: ModelArtifact) -> pl.DataFrame:
 def _require_informative_churn(artifact: ModelArtifact, profiles: pl.DataFrame) -> None:
     path = artifact.extra_files.get(MEMBERS_METRICS_FILE)
     churn = json.loads(path.read_text()).get("churn", {}) if path is not None else {}
-    if path is None or profiles.get_column(_CHURN_RISK).null_count() == profiles.height:
+    if path is None or profiles.get_column(CHURN_RISK).null_count() == profiles.height:
         raise ConfigError(
             "--min-churn-risk: the model artifact holds no churn scores (scoring failed at "
             "training; see metrics.json 'failed'); fix the cause and retrain"

@@ -30,7 +30,18 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
-from features.columns import EVENT, MEMBER_ID, PRICE, PURCHASE, TIER, TIMESTAMP
+from features.columns import (
+    CHURN_BAND,
+    CHURN_RISK,
+    EVENT,
+    EXPECTED_PURCHASES,
+    EXPECTED_SPEND,
+    MEMBER_ID,
+    PRICE,
+    PURCHASE,
+    TIER,
+    TIMESTAMP,
+)
 from features.errors import ConfigError, DataError
 from features.frames import require_columns
 from features.member_features import INTERACTION_COLUMNS, OUTCOME_PURCHASES, OUTCOME_SPEND
@@ -70,10 +81,6 @@ __all__ = [
     "score_members",
 ]
 
-CHURN_RISK: Final = "churn_risk"
-CHURN_BAND: Final = "churn_band"
-EXPECTED_PURCHASES: Final = "expected_purchases"
-EXPECTED_SPEND: Final = "expected_spend"
 SCORE_COLUMNS: Final[tuple[str, ...]] = (
     MEMBER_ID,
     CHURN_RISK,
