@@ -22,87 +22,104 @@ if TYPE_CHECKING:
     from training.roster import Roster
     from training.targeting import ScoreThresholds
 
-__all__ = ["export"]
+__all__ = [
+    "campaign_members",
+    "event_store_errors",
+    "export",
+    "open_event_store",
+    "read_member_ids",
+    "require_kind",
+]
+
+
+KindOption = Annotated[
+    str,
+    typer.Option(
+        help="recommendations (one row per item), bundles (one per bundle) or buy-again "
+        "(one per past item due again, most due first)."
+    ),
+]
+CountOption = Annotated[
+    int, typer.Option("--n", "-n", min=1, max=1000, help="Items (or bundles) per member.")
+]
+MembersOption = Annotated[
+    Path | None,
+    typer.Option(help="Only these members: a CSV/Parquet with member_id, or one id a line."),
+]
+SegmentOption = Annotated[
+    str | None, typer.Option(help="Only the model artifact's members of this segment.")
+]
+MinChurnRiskOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Only members whose churn risk (as scored at training) is at least this.",
+    ),
+]
+MinExpectedValueOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Only members whose expected spend over the scores' horizon is at least this.",
+    ),
+]
+ModelOption = Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")]
+AsOfOption = Annotated[
+    datetime | None,
+    typer.Option(
+        help="buy-again: judge due dates as of this time (UTC; e.g. the send date; not "
+        "before the data's end). Default: each member's latest live event, else the "
+        "data's end, as the API judges them.",
+    ),
+]
+BatchOption = Annotated[int, typer.Option(min=1, help="Members answered at once.")]
+EventsUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RECSYS_EVENTS_URL",
+        help="Event store whose events after the model artifact's data_end the lists take "
+        "in, as the API does (default: the one serving uses, SQLite under data/serving/; "
+        "none there: the model artifact alone).",
+    ),
+]
 
 
 def export(
     artifact: ArtifactOption,
     out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet), written whole.")],
-    kind: Annotated[
-        str,
-        typer.Option(
-            help="recommendations (one row per item), bundles (one per bundle) or buy-again "
-            "(one per past item due again, most due first)."
-        ),
-    ] = "recommendations",
-    n: Annotated[
-        int, typer.Option("--n", "-n", min=1, max=1000, help="Items (or bundles) per member.")
-    ] = 10,
-    members: Annotated[
-        Path | None,
-        typer.Option(help="Only these members: a CSV/Parquet with member_id, or one id a line."),
-    ] = None,
-    segment: Annotated[
-        str | None, typer.Option(help="Only the model artifact's members of this segment.")
-    ] = None,
-    min_churn_risk: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Only members whose churn risk (as scored at training) is at least this.",
-        ),
-    ] = None,
-    min_expected_value: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Only members whose expected spend over the scores' horizon is at least this.",
-        ),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="Model name (default: the chosen one).")] = None,
-    as_of: Annotated[
-        datetime | None,
-        typer.Option(
-            help="buy-again: judge due dates as of this time (UTC; e.g. the send date; not "
-            "before the data's end). Default: each member's latest live event, else the "
-            "data's end, as the API judges them.",
-        ),
-    ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Members answered at once.")] = 4096,
-    events_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="RECSYS_EVENTS_URL",
-            help="Event store whose events after the model artifact's data_end the lists take "
-            "in, as the API does (default: the one serving uses, SQLite under data/serving/; "
-            "none there: the model artifact alone).",
-        ),
-    ] = None,
+    kind: KindOption = "recommendations",
+    n: CountOption = 10,
+    members: MembersOption = None,
+    segment: SegmentOption = None,
+    min_churn_risk: MinChurnRiskOption = None,
+    min_expected_value: MinExpectedValueOption = None,
+    model: ModelOption = None,
+    as_of: AsOfOption = None,
+    batch: BatchOption = 4096,
+    events_url: EventsUrlOption = None,
 ) -> None:
     """Recommendations, bundles or buy-again lists for every member (or a list, a segment, or
     the members whose churn risk and expected value pass thresholds: a win-back campaign),
     streamed to a file in batches: memory holds one batch, whatever the number of members."""
-    from training.export import EXPORT_KINDS, export_members
+    from training.export import export_members
     from training.roster import Roster
     from training.targeting import ScoreThresholds
 
-    if kind not in EXPORT_KINDS:
-        known = ", ".join(repr(name) for name in EXPORT_KINDS)
-        raise ConfigError(f"--kind: {kind!r} is not one of {known}")
+    require_kind(kind)
     opened = open_artifact(artifact)
     roster = Roster(opened)
     thresholds = ScoreThresholds(min_churn_risk, min_expected_value)
-    chosen = _campaign_members(opened, roster, members, segment, thresholds)
+    chosen = campaign_members(opened, roster, members, segment, thresholds)
     total = len(opened.member_ids) + len(roster) if chosen is None else len(chosen)
-    store = _open_event_store(events_url)
+    store = open_event_store(events_url)
     try:
         with counting_bar("exporting", total) as bar:
             summary = export_members(
                 opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
                 batch=batch, events=store, progress=bar.advance, as_of=as_of,
             )  # fmt: skip
-    except _event_store_errors() as error:
+    except event_store_errors() as error:
         raise ConfigError(
             f"--events-url: reading the event store failed ({error}); fix the URL or "
             "RECSYS_EVENTS_URL, or start the database"
@@ -127,10 +144,19 @@ def export(
     )
 
 
-def _open_event_store(url: str | None) -> EventStore | None:
+def require_kind(kind: str) -> None:
+    """Refuse a ``--kind`` the export does not know, naming those it does."""
+    from training.export import EXPORT_KINDS
+
+    if kind not in EXPORT_KINDS:
+        known = ", ".join(repr(name) for name in EXPORT_KINDS)
+        raise ConfigError(f"--kind: {kind!r} is not one of {known}")
+
+
+def open_event_store(url: str | None, *, create: bool = False) -> EventStore | None:
     """The event store at ``url``, else serving's default one; None when it is the default
     and there is none (a campaign machine without a local store answers from the model
-    artifact)."""
+    artifact), unless ``create`` (a campaign's ledger must be kept somewhere)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -146,7 +172,7 @@ def _open_event_store(url: str | None) -> EventStore | None:
             "events.db or postgresql+psycopg://user@host/db"
         ) from None
     database = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if database and database != ":memory:" and not Path(database).is_file():
+    if database and database != ":memory:" and not Path(database).is_file() and not create:
         if url is None:
             err_console.print(
                 f"no event store at {database}: exporting from the model artifact alone"
@@ -155,21 +181,21 @@ def _open_event_store(url: str | None) -> EventStore | None:
         raise ConfigError(f"--events-url {url}: no such file {database}")
     try:
         return EventStore.open(chosen)
-    except _event_store_errors() as error:
+    except event_store_errors() as error:
         raise ConfigError(
             f"--events-url {chosen}: cannot open the event store ({error}); fix the URL or "
             "RECSYS_EVENTS_URL, or start the database"
         ) from None
 
 
-def _event_store_errors() -> tuple[type[Exception], ...]:
+def event_store_errors() -> tuple[type[Exception], ...]:
     """What a failing event store raises: SQLAlchemy's errors, or a missing database driver."""
     from sqlalchemy.exc import SQLAlchemyError
 
     return (SQLAlchemyError, ImportError)
 
 
-def _campaign_members(
+def campaign_members(
     artifact: ModelArtifact,
     roster: Roster,
     path: Path | None,
@@ -183,7 +209,7 @@ def _campaign_members(
 
     chosen: list[str] | None = None
     if path is not None:
-        chosen = _read_member_ids(path)
+        chosen = read_member_ids(path)
     if segment is not None:
         if segment not in artifact.segment_names or artifact.member_segments is None:
             known = ", ".join(artifact.segment_names) or "none (trained without member profiles)"
@@ -207,11 +233,12 @@ def _campaign_members(
     return chosen
 
 
-def _read_member_ids(path: Path) -> list[str]:
+def read_member_ids(path: Path, option: str = "--members") -> list[str]:
     """Member ids from a CSV or Parquet file's member_id column, or a text file, one per line;
-    each once (in first-seen order), so that a repeated id is one member of the campaign."""
+    each once (in first-seen order), so that a repeated id is one member of the campaign.
+    ``option`` names the file in errors."""
     if not path.is_file():
-        raise ConfigError(f"--members {path}: no such file")
+        raise ConfigError(f"{option} {path}: no such file")
     if path.suffix in (".csv", ".parquet"):
         frame = (
             pl.read_parquet(path)
@@ -220,7 +247,7 @@ def _read_member_ids(path: Path) -> list[str]:
         )
         if col.MEMBER_ID not in frame.columns:
             raise ConfigError(
-                f"--members {path}: no {col.MEMBER_ID!r} column (columns: {frame.columns})"
+                f"{option} {path}: no {col.MEMBER_ID!r} column (columns: {frame.columns})"
             )
         ids = frame.get_column(col.MEMBER_ID).cast(pl.Utf8)
     else:

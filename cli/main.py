@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import answers, data, demo, events, export, members, serve, train
+from cli import answers, campaign, data, demo, events, export, members, serve, train
 from cli.render import err_console
 from features.errors import RecsysError
 
@@ -40,6 +40,7 @@ for command in (
     app.command()(command)
 app.add_typer(members.app)
 app.add_typer(events.app)
+app.add_typer(campaign.app)
 
 
 def main() -> None:

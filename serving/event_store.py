@@ -13,6 +13,10 @@ SQLAlchemy Core over SQLite by default, PostgreSQL by URL; the schema is created
   purchases join it through ``recommendation_id`` for the CTR report.
 * ``recsys_reload_requests``: one row per ``POST /v1/admin/reload``, which reaches one worker;
   every other worker (and replica) sharing the store sees the newest row and reloads too.
+* ``recsys_campaign_sends``: the campaign ledger (:mod:`training.campaigns.ledger`), one row per
+  member of a campaign export, treated or held out, with the items (joined by
+  :data:`ITEM_SEPARATOR`). Indexed by (member, time sent) for the frequency caps of the next
+  export, and by campaign for its report.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed (``kill -9``); only a power loss or kernel crash can lose the last
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from sqlalchemy import (
     Boolean,
     Column,
@@ -55,8 +60,23 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from features import columns as col
 from features.errors import ConfigError
+from training.campaigns.ledger import (
+    GROUPS,
+    ITEM_SEPARATOR,
+    RECENT_SCHEMA,
+    SEND_SCHEMA,
+    CampaignSend,
+)
 
-__all__ = ["EVENTS", "RELOAD_REQUESTS", "SERVED", "CtrCounts", "EventStore", "StoredEvent"]
+__all__ = [
+    "CAMPAIGN_SENDS",
+    "EVENTS",
+    "RELOAD_REQUESTS",
+    "SERVED",
+    "CtrCounts",
+    "EventStore",
+    "StoredEvent",
+]
 
 _ID = 128
 
@@ -105,6 +125,23 @@ RELOAD_REQUESTS = Table(
     Column("variant", String(64), nullable=True),
 )
 
+CAMPAIGN_SENDS = Table(
+    "recsys_campaign_sends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(_ID), nullable=False, index=True),
+    Column("family", String(64), nullable=False),
+    Column("member_id", String(_ID), nullable=False),
+    #: ``treatment`` or ``holdout`` (``group`` is an SQL keyword).
+    Column("send_group", String(16), nullable=False),
+    Column("items", Text, nullable=False),
+    Column("offer_id", String(_ID), nullable=True),
+    Column("sent_at", Float, nullable=False),
+    Index("ix_recsys_campaign_sends_member_sent", "member_id", "sent_at"),
+)
+#: Member ids per ledger query: under SQLite's oldest limit of bound parameters (999).
+_LEDGER_QUERY_MEMBERS = 900
+
 _DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -144,8 +181,8 @@ class CtrCounts:
 
 
 class EventStore:
-    """Reads and writes of the two tables; every method is synchronous (callers decide which
-    thread runs it)."""
+    """Reads and writes of its tables (the campaign ledger too); every method is synchronous
+    (callers decide which thread runs it)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -365,6 +402,156 @@ class EventStore:
             )
         ]
 
+    # -- the campaign ledger (training.campaigns.ledger.CampaignLedger) -------------------------
+
+    def record(self, sends: Sequence[CampaignSend]) -> None:
+        """Store campaign sends in one committed transaction."""
+        self.record_frame(
+            pl.DataFrame(
+                [
+                    (
+                        send.campaign_id,
+                        send.family,
+                        send.member_id,
+                        send.group,
+                        list(send.items),
+                        send.offer_id,
+                        send.sent_at,
+                    )
+                    for send in sends
+                ],
+                schema=SEND_SCHEMA,
+                orient="row",
+            )
+        )
+
+    def record_frame(self, sends: pl.DataFrame) -> None:
+        """Store sends given as a table (:data:`training.campaigns.ledger.SEND_SCHEMA`) in one
+        committed transaction; on SQLite straight through the driver (an export records a
+        million rows)."""
+        if not sends.height:
+            return
+        values = sends.with_columns(pl.col("items").list.join(ITEM_SEPARATOR)).rows()
+        if self.dialect == "sqlite":
+            connection = self._local_connection()
+            try:
+                connection.executemany(_INSERT_SEND_SQL, values)
+                connection.commit()
+            except sqlite3.Error as error:
+                connection.rollback()
+                raise OperationalError(_INSERT_SEND_SQL, values[:1], error) from error
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                CAMPAIGN_SENDS.insert(),
+                [dict(zip(_SEND_COLUMNS, row, strict=True)) for row in values],
+            )
+
+    def send_frame(self, *, member_ids: Sequence[str], since: float) -> pl.DataFrame:
+        """The sends to ``member_ids`` at or after ``since`` as a table, a bounded chunk of
+        members per query (on SQLite through the driver)."""
+        rows: list[Any] = []
+        for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS):
+            chunk = list(member_ids[start : start + _LEDGER_QUERY_MEMBERS])
+            if self.dialect == "sqlite":
+                statement = _SELECT_SENDS_SQL.format(marks=", ".join("?" * len(chunk)))
+                try:
+                    cursor = self._local_connection().execute(statement, (*chunk, since))
+                    rows.extend(cursor.fetchall())
+                except sqlite3.Error as error:
+                    raise OperationalError(statement, chunk[:1], error) from error
+                continue
+            query = select(*(CAMPAIGN_SENDS.c[name] for name in _RECENT_COLUMNS)).where(
+                CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGN_SENDS.c.sent_at >= since
+            )
+            with self.engine.connect() as connection:
+                rows.extend(connection.execute(query).all())
+        frame = pl.DataFrame(
+            rows, schema={**RECENT_SCHEMA, "items": pl.Utf8}, orient="row"
+        )  # fmt: skip
+        return frame.with_columns(_split_items(pl.col("items")).alias("items"))
+
+    def sends(
+        self,
+        *,
+        campaign_id: str | None = None,
+        family: str | None = None,
+        member_ids: Sequence[str] | None = None,
+        since: float | None = None,
+    ) -> list[CampaignSend]:
+        """The sends matching every filter given (``since``: sent at or after), oldest first;
+        a member list is read a bounded chunk per query."""
+        table = CAMPAIGN_SENDS
+        where = []
+        if campaign_id is not None:
+            where.append(table.c.campaign_id == campaign_id)
+        if family is not None:
+            where.append(table.c.family == family)
+        if since is not None:
+            where.append(table.c.sent_at >= since)
+        query = select(*(table.c[name] for name in _SEND_COLUMNS)).where(*where)
+        if member_ids is None:
+            chunks: list[Sequence[str] | None] = [None]
+        else:
+            chunks = [
+                member_ids[start : start + _LEDGER_QUERY_MEMBERS]
+                for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS)
+            ]
+        rows: list[Any] = []
+        with self.engine.connect() as connection:
+            for chunk in chunks:
+                chosen = query if chunk is None else query.where(table.c.member_id.in_(chunk))
+                rows.extend(connection.execute(chosen).all())
+        rows.sort(key=lambda row: row[-1])
+        return [
+            CampaignSend(
+                campaign_id, family_name, member_id, group,
+                tuple(items.split(ITEM_SEPARATOR)) if items else (), offer_id, sent_at,
+            )
+            for campaign_id, family_name, member_id, group, items, offer_id, sent_at in rows
+        ]  # fmt: skip
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        """One row per campaign id (``campaign_id``, ``family``, ``created_at``: its first
+        send, ``counts``: sends per group), oldest first."""
+        table = CAMPAIGN_SENDS
+        per_group = [
+            func.sum(case((table.c.send_group == group, 1), else_=0)).label(group)
+            for group in GROUPS
+        ]
+        query = (
+            select(table.c.campaign_id, table.c.family, func.min(table.c.sent_at), *per_group)
+            .group_by(table.c.campaign_id, table.c.family)
+            .order_by(func.min(table.c.sent_at), table.c.campaign_id)
+        )
+        with self.engine.connect() as connection:
+            return [
+                {
+                    "campaign_id": row[0],
+                    "family": row[1],
+                    "created_at": float(row[2]),
+                    "counts": {group: int(row[3 + i] or 0) for i, group in enumerate(GROUPS)},
+                }
+                for row in connection.execute(query)
+            ]
+
+    def discard(self, campaign_id: str) -> int:
+        """Delete every send of ``campaign_id``; returns how many there were."""
+        with self.engine.begin() as connection:
+            deleted = connection.execute(
+                CAMPAIGN_SENDS.delete().where(CAMPAIGN_SENDS.c.campaign_id == campaign_id)
+            )
+        return int(deleted.rowcount)
+
+
+def _split_items(items: pl.Expr) -> pl.Expr:
+    """The stored joined item ids as a list (an empty string: no items)."""
+    return (
+        pl.when(items == "")
+        .then(pl.lit([], dtype=pl.List(pl.Utf8)))
+        .otherwise(items.str.split(ITEM_SEPARATOR))
+    )
+
 
 def _utc_day(epoch_seconds: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
@@ -375,6 +562,18 @@ _INSERT_SERVED_SQL = (
     f"INSERT INTO {SERVED.name} ({', '.join(_SERVED_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_SERVED_COLUMNS))}) "
     "ON CONFLICT (recommendation_id) DO NOTHING"
+)
+_SEND_COLUMNS = (
+    "campaign_id", "family", "member_id", "send_group", "items", "offer_id", "sent_at",
+)  # fmt: skip
+_INSERT_SEND_SQL = (
+    f"INSERT INTO {CAMPAIGN_SENDS.name} ({', '.join(_SEND_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_SEND_COLUMNS))})"
+)
+_RECENT_COLUMNS = ("member_id", "family", "send_group", "items", "sent_at")
+_SELECT_SENDS_SQL = (
+    f"SELECT {', '.join(_RECENT_COLUMNS)} FROM {CAMPAIGN_SENDS.name} "
+    "WHERE member_id IN ({marks}) AND sent_at >= ?"
 )
 _ONE_MEMBER_SQL = (
     f"SELECT member_id, item_id, event, occurred_at FROM {EVENTS.name} "

@@ -17,6 +17,7 @@ from serving.event_backup import backup_store, restore_store
 from serving.event_store import EventStore, metadata
 from tests.cli import run_recsys
 from tests.serving_helpers import throwaway_postgres
+from training.campaigns import CampaignSend
 
 NewStore = Callable[[str], str]
 
@@ -74,6 +75,10 @@ def _fill(url: str) -> None:
     ])  # fmt: skip
     store.request_reload(None)
     store.request_reload("challenger")
+    store.record([
+        CampaignSend("spring-1", "spring", "Mé-1", "treatment", ("I001", "Ítem ✓"), None, now),
+        CampaignSend("spring-1", "spring", "M0002", "holdout", (), "OFF-5", now + 1 / 3),
+    ])  # fmt: skip
     store.close()
 
 
@@ -102,7 +107,7 @@ def test_backup_and_restore_round_trip_every_table(new_store: NewStore, tmp_path
     assert done.returncode == 0, done.stderr
     restored, original = _tables(target), _tables(source)
     assert restored == original
-    assert [len(rows) for rows in original.values()] == [15, 2, 5]
+    assert [len(rows) for rows in original.values()] == [2, 15, 2, 5]
 
     # The restored store goes on working: ids continue after the restored ones, and a
     # restored event_id is still a duplicate.

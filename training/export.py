@@ -8,6 +8,10 @@ to the output as it is done: memory holds one batch, whatever the number of memb
 is written under a temporary name and renamed when complete, so that a failed run never leaves
 a half file behind a name a campaign tool reads.
 
+A campaign export (:mod:`training.campaigns`) runs this same loop with :class:`BatchRules`:
+per batch it says which members to answer and how many rows beyond ``n`` to rank for them (the
+rows its frequency caps may drop), then keeps what is sent of the answers.
+
 Every member of the requested set is answered exactly once: by default the members the
 models index and the members the artifact carries without events (:mod:`training.roster`,
 answered by their segment's popularity, flagged ``fallback``); a requested id the artifact
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -55,7 +59,9 @@ __all__ = [
     "BUY_AGAIN_COLUMNS",
     "RECOMMENDATION_COLUMNS",
     "SCORE_KINDS",
+    "BatchRules",
     "ExportSummary",
+    "TableWriter",
     "export_members",
 ]
 
@@ -102,6 +108,19 @@ class _Batch:
     events: dict[str, list[LiveEvent]]
 
 
+class BatchRules(Protocol):
+    """What a campaign does to each batch of an export (:mod:`training.campaigns`)."""
+
+    def admit(self, member_ids: list[str]) -> tuple[np.ndarray, int]:
+        """Which of the batch's members to answer (a boolean mask), and how many rows beyond
+        ``n`` to rank for each (rows that :meth:`keep` may drop)."""
+        ...
+
+    def keep(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows to write of the admitted members' answers (at most ``n`` per member)."""
+        ...
+
+
 @dataclass(frozen=True)
 class ExportSummary:
     """What an export wrote."""
@@ -128,13 +147,15 @@ def export_members(
     events: MemberEvents | None = None,
     progress: Callable[[int], None] | None = None,
     as_of: datetime | None = None,
+    rules: BatchRules | None = None,
 ) -> ExportSummary:
     """Write ``kind`` for ``member_ids`` (default: every member the artifact knows, with or
     without events; each once) to ``out`` (``.csv`` or ``.parquet``), ``n`` rows per member at
     most, in batches of ``batch`` members, with their ``events`` after the artifact's data
     (None: the artifact alone); ``progress`` gets the number of members done after each batch.
     ``as_of`` (buy-again only; naive = UTC): when due-ness is judged, for every member (None:
-    each member's latest live event, else the data's end, as the API judges it)."""
+    each member's latest live event, else the data's end, as the API judges it). ``rules``:
+    a campaign's, applied to every batch."""
     if out.suffix not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
     if kind != "recommendations" and model is not None:
@@ -146,11 +167,11 @@ def export_members(
     recommender = ArtifactRecommender(artifact)
     members, indexed = _members_to_export(recommender, roster, member_ids)
     contexts_of = _LiveContexts(artifact, roster, events)
-    answer: Callable[[_Batch], tuple[pl.DataFrame, int]]
+    answer: Callable[..., tuple[pl.DataFrame, int]]
     if kind == "bundles":
         rules_path = artifact.extra_files.get(RULES_FILE)
-        rules = pl.read_parquet(rules_path) if rules_path is not None else None
-        answer = partial(_bundle_rows, artifact, BundleComposer(recommender, rules), n=n)
+        mined = pl.read_parquet(rules_path) if rules_path is not None else None
+        answer = partial(_bundle_rows, artifact, BundleComposer(recommender, mined))
         schema = _BUNDLE_SCHEMA
     elif kind == "buy-again":
         table = BuyAgainTable.of(recommender)
@@ -160,25 +181,33 @@ def export_members(
                 "(trained before buy-again lists); retrain it with recsys train"
             )
         moment = _as_of_seconds(as_of, table.since)
-        answer = partial(_buy_again_rows, artifact, recommender, table, n=n, as_of=moment)
+        answer = partial(_buy_again_rows, artifact, recommender, table, as_of=moment)
         schema = _BUY_AGAIN_SCHEMA
     else:
         artifact.model(model or artifact.chosen)  # an unknown name fails before anything is written
-        answer = partial(_recommendation_rows, artifact, recommender, n=n, model=model)
+        answer = partial(_recommendation_rows, artifact, recommender, model=model)
         schema = _RECOMMENDATION_SCHEMA
     out.parent.mkdir(parents=True, exist_ok=True)
     partial_path = out.with_name(f".{out.name}.partial")
     rows = live = 0
     try:
-        with _TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer:
+        with TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer:
             for start in range(0, len(members), batch):
                 ids = members[start : start + batch].tolist()
-                frame, batch_live = answer(contexts_of(ids, indexed[start : start + batch]))
-                writer.write(frame)
-                rows += frame.height
-                live += batch_live
+                known, depth, done = indexed[start : start + batch], n, len(ids)
+                if rules is not None:
+                    admitted, extra = rules.admit(ids)
+                    ids = [ids[row] for row in np.flatnonzero(admitted)]
+                    known, depth = known[admitted], n + extra
+                if ids:
+                    frame, batch_live = answer(contexts_of(ids, known), n=depth)
+                    if rules is not None:
+                        frame = rules.keep(frame)
+                    writer.write(frame)
+                    rows += frame.height
+                    live += batch_live
                 if progress is not None:
-                    progress(len(ids))
+                    progress(done)
     except BaseException:
         partial_path.unlink(missing_ok=True)
         raise
@@ -396,7 +425,7 @@ _BUNDLE_SCHEMA = pl.Schema({
 })  # fmt: skip
 
 
-class _TableWriter:
+class TableWriter:
     """Appends tables to one CSV (header once) or Parquet file (a row group per table); with
     nothing written, the file still holds the header (CSV) or the typed schema (Parquet)."""
 
@@ -407,7 +436,8 @@ class _TableWriter:
         self._handle: BinaryIO | None = None
         self._parquet: pq.ParquetWriter | None = None
 
-    def __enter__(self) -> _TableWriter:
+    def __enter__(self) -> TableWriter:
+        self._path.parent.mkdir(parents=True, exist_ok=True)  # --out may name a new folder
         if self._csv:
             self._handle = self._path.open("wb")
         return self

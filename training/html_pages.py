@@ -30,6 +30,7 @@ __all__ = [
     "CSS",
     "DPI",
     "FigureTable",
+    "document",
     "escape",
     "facts_table",
     "figures_html",
@@ -171,17 +172,21 @@ def facts_table(facts: Mapping[str, object]) -> str:
     return _wrapped(f'<table class="summary"><tbody>{rows}</tbody></table>')
 
 
-def write_document(path: Path, title: str, sections: Iterable[tuple[str, str]]) -> Path:
-    """Write a self-contained page of ``(heading, body HTML)`` sections, in :data:`CSS`'s
-    style, to ``path`` (creating its folder) and return ``path``."""
+def document(title: str, sections: Iterable[tuple[str, str]]) -> str:
+    """A self-contained page of ``(heading, body HTML)`` sections in :data:`CSS`'s style (the
+    API answers some pages without a file)."""
     body = "".join(f"<h2>{escape(heading)}</h2>{html_}" for heading, html_ in sections)
-    document = (
+    return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><h1>{escape(title)}</h1>{body}</body></html>\n"
     )
+
+
+def write_document(path: Path, title: str, sections: Iterable[tuple[str, str]]) -> Path:
+    """Write :func:`document` to ``path`` (creating its folder) and return ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document, encoding="utf-8")
+    path.write_text(document(title, sections), encoding="utf-8")
     return path
 
 

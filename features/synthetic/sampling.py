@@ -11,6 +11,7 @@ from features.synthetic.period import US_PER_SECOND
 
 __all__ = [
     "STREAM_BIRTH_DATES",
+    "STREAM_CAMPAIGN",
     "STREAM_CATALOG",
     "STREAM_EVENTS",
     "STREAM_MEMBERS",
@@ -27,6 +28,9 @@ STREAM_MEMBERS: Final = 1
 STREAM_EVENTS: Final = 2
 #: Its own stream, added after the others, so that birth dates changed none of their draws.
 STREAM_BIRTH_DATES: Final = 3
+#: Simulated campaigns and their planted effect (:mod:`~features.synthetic.campaign`): a stream
+#: of their own, so that planting an effect changes no draw of the store itself.
+STREAM_CAMPAIGN: Final = 4
 
 
 def random_stream(seed: int, stream: int, chunk: int = 0) -> np.random.Generator:

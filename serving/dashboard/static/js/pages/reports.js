@@ -1,22 +1,25 @@
 // Reports: online CTR and conversion of served lists, by model and by A/B variant, per day
-// (GET /v1/reports/ctr?per_day=true), with the totals and their 95% intervals.
+// (GET /v1/reports/ctr?per_day=true), with the totals and their 95% intervals; then the
+// campaigns' uplift against their holdouts (./campaigns.js).
 import { getJSON } from "../api.js";
 import { PALETTE, chart } from "../charts.js";
 import { card, el, notice, number, percent, table } from "../ui.js";
+import { campaignsSection } from "./campaigns.js";
 
 export async function render() {
-  const [byModel, byVariant, modelTotals, variantTotals] = await Promise.all([
+  const [byModel, byVariant, modelTotals, variantTotals, campaigns] = await Promise.all([
     getJSON("/v1/reports/ctr", { group_by: "model", per_day: true }),
     getJSON("/v1/reports/ctr", { group_by: "variant", per_day: true }),
     getJSON("/v1/reports/ctr", { group_by: "model" }),
     getJSON("/v1/reports/ctr", { group_by: "variant" }),
+    campaignsSection(),
   ]);
   const page = el("div", {}, el("h1", {}, "Reports"),
     el("p", { class: "sub" }, "Clicks and purchases count when they quote the " +
       "recommendation_id of a served list, once per list and item. Rates with 95% intervals."));
   if (!modelTotals.total.impressions) {
     page.append(notice("Nothing has been served and recorded yet: the report fills as the " +
-      "storefront asks for lists and posts events."));
+      "storefront asks for lists and posts events."), campaigns);
     return page;
   }
   page.append(el("div", { class: "grid" },
@@ -27,7 +30,8 @@ export async function render() {
       card("CTR by A/B variant, per day", trend(byVariant, "ctr")),
       card("Conversion by A/B variant, per day", trend(byVariant, "conversion_rate"))),
     el("div", { class: "grid cols-2" },
-      card("By model", totals(modelTotals)), card("By A/B variant", totals(variantTotals)))));
+      card("By model", totals(modelTotals)), card("By A/B variant", totals(variantTotals)))),
+    campaigns);
   return page;
 }
 
