@@ -25,8 +25,7 @@ from cli.export import (
     ModelOption,
     SegmentOption,
     campaign_members,
-    event_store_errors,
-    open_event_store,
+    event_store_session,
     read_member_ids,
     require_kind,
 )
@@ -144,22 +143,16 @@ def export(
         "as_of": as_of.isoformat() if as_of is not None else None,
         "suppress": [str(path) for path in suppress or []],
     }
-    store = open_event_store(events_url, create=True)
-    assert store is not None  # created when missing
-    try:
-        with counting_bar("exporting", total) as bar:
-            summary = export_campaign(
-                opened, out, store, plan, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
-                batch=batch, events=store, progress=bar.advance, as_of=as_of,
-                model_version=manifest_version(opened.manifest), filters=filters,
-            )  # fmt: skip
-    except event_store_errors() as error:
-        raise ConfigError(
-            f"--events-url: the event store failed ({error}); fix the URL or "
-            "RECSYS_EVENTS_URL, or start the database"
-        ) from None
-    finally:
-        store.close()
+    with (
+        event_store_session(events_url, create=True) as store,
+        counting_bar("exporting", total) as bar,
+    ):
+        assert store is not None  # created when missing
+        summary = export_campaign(
+            opened, out, store, plan, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
+            batch=batch, events=store, progress=bar.advance, as_of=as_of,
+            model_version=manifest_version(opened.manifest), filters=filters,
+        )  # fmt: skip
     counts = summary.outcomes
     console.print(
         f"campaign {summary.campaign_id}: {counts.campaign_set:,} members: {counts.sent:,} sent "

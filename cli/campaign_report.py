@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.export import event_store_errors, open_event_store
+from cli.export import event_store_session
 from cli.options import open_artifact
 from cli.render import console, err_console
 from features.errors import ConfigError
@@ -70,9 +70,8 @@ def report(
         raise ConfigError("give a campaign id or --latest FAMILY (one of the two)")
     opened = open_artifact(artifact) if artifact is not None else None
     extra = _load_purchases(purchases) if purchases is not None else None
-    store = open_event_store(events_url, create=True)
-    assert store is not None  # created when missing
-    try:
+    with event_store_session(events_url, create=True) as store:
+        assert store is not None  # created when missing
         if latest is not None:
             campaign_id = _newest_of(store.campaigns(), latest)
         assert campaign_id is not None
@@ -80,13 +79,6 @@ def report(
             store, campaign_id, window_days=window_days, artifact=opened, purchases=extra
         )
         known = [row["campaign_id"] for row in store.campaigns()] if result is None else []
-    except event_store_errors() as error:
-        raise ConfigError(
-            f"--events-url: reading the event store failed ({error}); fix the URL or "
-            "RECSYS_EVENTS_URL, or start the database"
-        ) from None
-    finally:
-        store.close()
     if result is None:
         listed = ", ".join(known[-10:]) or "none"
         raise ConfigError(

@@ -4,6 +4,8 @@ since its data)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "campaign_members",
-    "event_store_errors",
+    "event_store_session",
     "export",
     "open_event_store",
     "read_member_ids",
@@ -112,21 +114,11 @@ def export(
     thresholds = ScoreThresholds(min_churn_risk, min_expected_value)
     chosen = campaign_members(opened, roster, members, segment, thresholds)
     total = len(opened.member_ids) + len(roster) if chosen is None else len(chosen)
-    store = open_event_store(events_url)
-    try:
-        with counting_bar("exporting", total) as bar:
-            summary = export_members(
-                opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
-                batch=batch, events=store, progress=bar.advance, as_of=as_of,
-            )  # fmt: skip
-    except event_store_errors() as error:
-        raise ConfigError(
-            f"--events-url: reading the event store failed ({error}); fix the URL or "
-            "RECSYS_EVENTS_URL, or start the database"
-        ) from None
-    finally:
-        if store is not None:
-            store.close()
+    with event_store_session(events_url) as store, counting_bar("exporting", total) as bar:
+        summary = export_members(
+            opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
+            batch=batch, events=store, progress=bar.advance, as_of=as_of,
+        )  # fmt: skip
     answered = (
         "nothing to buy again unless they bought since"
         if kind == "buy-again"
@@ -186,6 +178,24 @@ def open_event_store(url: str | None, *, create: bool = False) -> EventStore | N
             f"--events-url {chosen}: cannot open the event store ({error}); fix the URL or "
             "RECSYS_EVENTS_URL, or start the database"
         ) from None
+
+
+@contextmanager
+def event_store_session(url: str | None, *, create: bool = False) -> Iterator[EventStore | None]:
+    """:func:`open_event_store` for the length of a block: closed after it, and a failure of
+    the store inside the block (a lost connection, a locked file) turned into an error that
+    says what to fix, not a traceback."""
+    store = open_event_store(url, create=create)
+    try:
+        yield store
+    except event_store_errors() as error:
+        raise ConfigError(
+            f"--events-url: the event store failed ({error}); fix the URL or "
+            "RECSYS_EVENTS_URL, or start the database"
+        ) from None
+    finally:
+        if store is not None:
+            store.close()
 
 
 def event_store_errors() -> tuple[type[Exception], ...]:
