@@ -25,6 +25,8 @@ commits (``RECSYS_EVENTS_URL`` on PostgreSQL when that matters). Times are UTC e
 
 from __future__ import annotations
 
+import io
+import json
 import sqlite3
 import threading
 import time
@@ -427,48 +429,57 @@ class EventStore:
 
     def record_frame(self, sends: pl.DataFrame) -> None:
         """Store sends given as a table (:data:`training.campaigns.ledger.SEND_SCHEMA`) in one
-        committed transaction; on SQLite straight through the driver (an export records a
-        million rows)."""
+        committed transaction. Safe from any thread: each call checks out a pooled connection
+        (an export writes on a thread of its own, beside its answering).
+
+        On SQLite the whole table goes in as one JSON document that SQLite unpacks itself
+        (``json_each``): one statement, during which the driver lets go of Python's lock,
+        where a bound row at a time would hold it for every row of a million."""
         if not sends.height:
             return
-        values = sends.with_columns(pl.col("items").list.join(ITEM_SEPARATOR)).rows()
-        if self.dialect == "sqlite":
-            connection = self._local_connection()
+        joined = sends.with_columns(pl.col("items").list.join(ITEM_SEPARATOR))
+        with self.engine.connect() as pooled:
+            if self.dialect != "sqlite":
+                pooled.execute(
+                    CAMPAIGN_SENDS.insert(),
+                    [dict(zip(_SEND_COLUMNS, row, strict=True)) for row in joined.rows()],
+                )
+                pooled.commit()
+                return
+            connection = pooled.connection.driver_connection
             try:
-                connection.executemany(_INSERT_SEND_SQL, values)
+                connection.execute(_INSERT_SENDS_SQL, (joined.write_json(),))
                 connection.commit()
             except sqlite3.Error as error:
                 connection.rollback()
-                raise OperationalError(_INSERT_SEND_SQL, values[:1], error) from error
-            return
-        with self.engine.begin() as connection:
-            connection.execute(
-                CAMPAIGN_SENDS.insert(),
-                [dict(zip(_SEND_COLUMNS, row, strict=True)) for row in values],
-            )
+                raise OperationalError(_INSERT_SENDS_SQL, (), error) from error
 
     def send_frame(self, *, member_ids: Sequence[str], since: float) -> pl.DataFrame:
-        """The sends to ``member_ids`` at or after ``since`` as a table, a bounded chunk of
-        members per query (on SQLite through the driver)."""
-        rows: list[Any] = []
-        for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS):
-            chunk = list(member_ids[start : start + _LEDGER_QUERY_MEMBERS])
+        """The sends to ``member_ids`` at or after ``since`` as a table, on a pooled
+        connection (an export reads ahead on a thread of its own). On SQLite one statement
+        whose answer is one JSON document, built by SQLite and parsed by Polars; elsewhere a
+        bounded chunk of members per query."""
+        schema = {**RECENT_SCHEMA, "items": pl.Utf8}
+        with self.engine.connect() as pooled:
             if self.dialect == "sqlite":
-                statement = _SELECT_SENDS_SQL.format(marks=", ".join("?" * len(chunk)))
+                parameters = (json.dumps(list(member_ids)), since)
                 try:
-                    cursor = self._local_connection().execute(statement, (*chunk, since))
-                    rows.extend(cursor.fetchall())
+                    cursor = pooled.connection.driver_connection.execute(
+                        _SELECT_SENDS_SQL, parameters
+                    )
+                    (document,) = cursor.fetchone()
                 except sqlite3.Error as error:
-                    raise OperationalError(statement, chunk[:1], error) from error
-                continue
-            query = select(*(CAMPAIGN_SENDS.c[name] for name in _RECENT_COLUMNS)).where(
-                CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGN_SENDS.c.sent_at >= since
-            )
-            with self.engine.connect() as connection:
-                rows.extend(connection.execute(query).all())
-        frame = pl.DataFrame(
-            rows, schema={**RECENT_SCHEMA, "items": pl.Utf8}, orient="row"
-        )  # fmt: skip
+                    raise OperationalError(_SELECT_SENDS_SQL, parameters, error) from error
+                frame = pl.read_json(io.StringIO(document), schema=schema)
+            else:
+                rows: list[Any] = []
+                for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS):
+                    chunk = list(member_ids[start : start + _LEDGER_QUERY_MEMBERS])
+                    query = select(*(CAMPAIGN_SENDS.c[name] for name in _RECENT_COLUMNS)).where(
+                        CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGN_SENDS.c.sent_at >= since
+                    )
+                    rows.extend(pooled.execute(query).all())
+                frame = pl.DataFrame(rows, schema=schema, orient="row")
         return frame.with_columns(_split_items(pl.col("items")).alias("items"))
 
     def sends(
@@ -566,14 +577,22 @@ _INSERT_SERVED_SQL = (
 _SEND_COLUMNS = (
     "campaign_id", "family", "member_id", "send_group", "items", "offer_id", "sent_at",
 )  # fmt: skip
-_INSERT_SEND_SQL = (
-    f"INSERT INTO {CAMPAIGN_SENDS.name} ({', '.join(_SEND_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_SEND_COLUMNS))})"
+#: The table's columns and the send table's (SEND_SCHEMA) fields they come from.
+_SEND_FIELDS = dict(zip(_SEND_COLUMNS, SEND_SCHEMA.names(), strict=True))
+_INSERT_SENDS_SQL = (
+    f"INSERT INTO {CAMPAIGN_SENDS.name} ({', '.join(_SEND_FIELDS)}) SELECT "
+    + ", ".join(f"json_extract(value, '$.{field}')" for field in _SEND_FIELDS.values())
+    + " FROM json_each(?)"
 )
 _RECENT_COLUMNS = ("member_id", "family", "send_group", "items", "sent_at")
 _SELECT_SENDS_SQL = (
-    f"SELECT {', '.join(_RECENT_COLUMNS)} FROM {CAMPAIGN_SENDS.name} "
-    "WHERE member_id IN ({marks}) AND sent_at >= ?"
+    "SELECT coalesce(json_group_array(json_object("
+    + ", ".join(
+        f"'{field}', {column}"
+        for column, field in zip(_RECENT_COLUMNS, RECENT_SCHEMA.names(), strict=True)
+    )
+    + f")), '[]') FROM {CAMPAIGN_SENDS.name} "
+    "WHERE member_id IN (SELECT value FROM json_each(?)) AND sent_at >= ?"
 )
 _ONE_MEMBER_SQL = (
     f"SELECT member_id, item_id, event, occurred_at FROM {EVENTS.name} "

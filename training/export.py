@@ -10,7 +10,9 @@ a half file behind a name a campaign tool reads.
 
 A campaign export (:mod:`training.campaigns`) runs this same loop with :class:`BatchRules`:
 per batch it says which members to answer and how many rows beyond ``n`` to rank for them (the
-rows its frequency caps may drop), then keeps what is sent of the answers.
+rows its frequency caps may drop), then keeps what is sent of the answers. Answers stay item
+indices (:data:`ITEM_COLUMNS`) until the rows to write are known, and indices become ids by
+gathering from one column of names, never through a Python string per row.
 
 Every member of the requested set is answered exactly once: by default the members the
 models index and the members the artifact carries without events (:mod:`training.roster`,
@@ -35,7 +37,8 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -57,10 +60,13 @@ from training.roster import Roster
 __all__ = [
     "BUNDLE_COLUMNS",
     "BUY_AGAIN_COLUMNS",
+    "ITEM_COLUMNS",
     "RECOMMENDATION_COLUMNS",
     "SCORE_KINDS",
+    "Admission",
     "BatchRules",
     "ExportSummary",
+    "ItemNames",
     "TableWriter",
     "export_members",
 ]
@@ -87,6 +93,13 @@ BUY_AGAIN_COLUMNS = (
     "member_id", "rank", "item_id", "score", "due_date", "due_in_days", "last_purchase",
     "occasions", "cycle_days", "as_of", "reason",
 )  # fmt: skip
+#: The columns of each kind's rows that name an item: item indices while the rows are ranked
+#: and capped, external ids once written (:class:`ItemNames`).
+ITEM_COLUMNS: dict[ExportKind, tuple[str, ...]] = {
+    "recommendations": ("item_id",),
+    "buy-again": ("item_id",),
+    "bundles": ("anchor_item_id", "complement_item_id", "third_item_id"),
+}
 
 #: Members answered per batch: large enough for vector operations to pay, small enough that a
 #: batch's arrays (members x 3n anchors x 16 candidates for bundles) stay in tens of MB.
@@ -108,16 +121,51 @@ class _Batch:
     events: dict[str, list[LiveEvent]]
 
 
+#: One batch as a campaign's rules decide it: its member ids, which of them to answer (a boolean
+#: mask; None: all) and how many rows beyond ``n`` to rank for each.
+Admission = tuple[list[str], np.ndarray | None, int]
+
+
+class ItemNames:
+    """Item indices to the artifact's external item ids, a column at a time (a gather from one
+    Series of names: tens of nanoseconds a row, where a NumPy object array of ids costs a Python
+    string each). A null index (a bundle without a third item) names nothing."""
+
+    def __init__(self, artifact: ModelArtifact) -> None:
+        self.names = pl.Series("item_id", artifact.item_ids.external_ids, dtype=pl.Utf8)
+        self._indices = pl.DataFrame({
+            "_id": self.names, "_index": np.arange(len(self.names), dtype=np.int32)
+        })  # fmt: skip
+
+    def named(self, frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+        """``frame`` with each of ``columns`` (item indices) holding item ids."""
+        return frame.with_columns(
+            self.names.gather(frame.get_column(name)).alias(name) for name in columns
+        )
+
+    def indexed(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        """``frame`` with ``column`` (item ids) holding item indices; rows naming an item the
+        artifact does not hold are dropped."""
+        return (
+            frame.join(
+                self._indices, left_on=column, right_on="_id", how="inner", maintain_order="left"
+            )
+            .with_columns(pl.col("_index").alias(column))
+            .select(frame.columns)
+        )
+
+
 class BatchRules(Protocol):
     """What a campaign does to each batch of an export (:mod:`training.campaigns`)."""
 
-    def admit(self, member_ids: list[str]) -> tuple[np.ndarray, int]:
-        """Which of the batch's members to answer (a boolean mask), and how many rows beyond
-        ``n`` to rank for each (rows that :meth:`keep` may drop)."""
+    def admit(self, batches: Iterable[list[str]]) -> Iterator[Admission]:
+        """Each batch of member ids, in order, with which members to answer and how deep to
+        rank them (rows that :meth:`keep` may drop); it may read ahead of the batch it yields."""
         ...
 
     def keep(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """The rows to write of the admitted members' answers (at most ``n`` per member)."""
+        """The rows to write of the admitted members' answers (at most ``n`` per member), their
+        :data:`ITEM_COLUMNS` turned from item indices into ids (:class:`ItemNames`)."""
         ...
 
 
@@ -171,7 +219,7 @@ def export_members(
     if kind == "bundles":
         rules_path = artifact.extra_files.get(RULES_FILE)
         mined = pl.read_parquet(rules_path) if rules_path is not None else None
-        answer = partial(_bundle_rows, artifact, BundleComposer(recommender, mined))
+        answer = partial(_bundle_rows, BundleComposer(recommender, mined))
         schema = _BUNDLE_SCHEMA
     elif kind == "buy-again":
         table = BuyAgainTable.of(recommender)
@@ -181,7 +229,7 @@ def export_members(
                 "(trained before buy-again lists); retrain it with recsys train"
             )
         moment = _as_of_seconds(as_of, table.since)
-        answer = partial(_buy_again_rows, artifact, recommender, table, as_of=moment)
+        answer = partial(_buy_again_rows, recommender, table, as_of=moment)
         schema = _BUY_AGAIN_SCHEMA
     else:
         artifact.model(model or artifact.chosen)  # an unknown name fails before anything is written
@@ -189,20 +237,31 @@ def export_members(
         schema = _RECOMMENDATION_SCHEMA
     out.parent.mkdir(parents=True, exist_ok=True)
     partial_path = out.with_name(f".{out.name}.partial")
-    rows = live = 0
+    names = ItemNames(artifact)
+    item_columns = ITEM_COLUMNS[kind]
+    batches = (members[start : start + batch].tolist() for start in range(0, len(members), batch))
+    admissions: Iterator[Admission] = (
+        rules.admit(batches) if rules is not None else ((ids, None, 0) for ids in batches)
+    )
+    rows = live = start = 0
     try:
-        with TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer:
-            for start in range(0, len(members), batch):
-                ids = members[start : start + batch].tolist()
-                known, depth, done = indexed[start : start + batch], n, len(ids)
-                if rules is not None:
-                    admitted, extra = rules.admit(ids)
+        with (
+            TableWriter(partial_path, schema, csv=out.suffix == ".csv") as writer,
+            closing(
+                admissions  # type: ignore[type-var]
+            ),
+        ):
+            for ids, admitted, extra in admissions:
+                known, done = indexed[start : start + len(ids)], len(ids)
+                start += done
+                if admitted is not None:
                     ids = [ids[row] for row in np.flatnonzero(admitted)]
-                    known, depth = known[admitted], n + extra
+                    known = known[admitted]
                 if ids:
-                    frame, batch_live = answer(contexts_of(ids, known), n=depth)
-                    if rules is not None:
-                        frame = rules.keep(frame)
+                    frame, batch_live = answer(contexts_of(ids, known), n=n + extra)
+                    frame = (
+                        rules.keep(frame) if rules is not None else names.named(frame, item_columns)
+                    )
                     writer.write(frame)
                     rows += frame.height
                     live += batch_live
@@ -303,52 +362,48 @@ def _recommendation_rows(
     by_model = (ranks < ranked.from_model[rows]) & (models != FALLBACK_MODEL)
     frame = pl.DataFrame(
         {
-            "member_id": np.asarray(member_ids, dtype=object)[rows],
+            "member_id": _member_column(member_ids, rows),
             "rank": (ranks + 1).astype(np.int32),
-            "item_id": artifact.item_ids.external_ids[ranked.items[found]],
+            "item_id": ranked.items[found].astype(np.int32),
             "score": ranked.scores[found],
             "score_kind": np.where(by_model, SCORE_KINDS[0], SCORE_KINDS[1]),
             "model": models,
             "fallback": ranked.fallback[rows],
         },
-        schema=_RECOMMENDATION_SCHEMA,
+        schema=_indexed(_RECOMMENDATION_SCHEMA, "recommendations"),
     )
     return frame, batch.live
 
 
-def _bundle_rows(
-    artifact: ModelArtifact, composer: BundleComposer, batch: _Batch, *, n: int
-) -> tuple[pl.DataFrame, int]:
+def _bundle_rows(composer: BundleComposer, batch: _Batch, *, n: int) -> tuple[pl.DataFrame, int]:
     member_ids = batch.member_ids
     found = composer.for_members(member_ids, n, contexts=batch.contexts)
     taken = found.anchors >= 0
     rows, ranks = np.nonzero(taken)
-    names = artifact.item_ids.external_ids
     frame = pl.DataFrame(
         {
-            "member_id": np.asarray(member_ids, dtype=object)[rows],
+            "member_id": _member_column(member_ids, rows),
             "rank": (ranks + 1).astype(np.int32),
-            "anchor_item_id": names[found.anchors[taken]],
-            "complement_item_id": names[found.complements[taken]],
+            "anchor_item_id": found.anchors[taken].astype(np.int32),
+            "complement_item_id": found.complements[taken].astype(np.int32),
             "score": found.scores[taken],
             "source": np.where(found.from_rules[taken], "rules", "similar"),
             "lift": found.lift[taken],
             "confidence": found.confidence[taken],
             "support": found.support[taken],
-            "third_item_id": _names_or_null(names, found.thirds[taken]),
+            "third_item_id": _indices_or_null(found.thirds[taken]),
             "third_lift": found.third_measures["lift"][taken],
             "total_price": found.total_price[taken],
             "model": np.asarray(found.models, dtype=object)[rows],
             "fallback": found.fallback[rows],
         },
-        schema=_BUNDLE_SCHEMA,
+        schema=_indexed(_BUNDLE_SCHEMA, "bundles"),
         nan_to_null=True,
     )
     return frame, batch.live
 
 
 def _buy_again_rows(
-    artifact: ModelArtifact,
     recommender: ArtifactRecommender,
     table: BuyAgainTable,
     batch: _Batch,
@@ -365,9 +420,9 @@ def _buy_again_rows(
     rows, ranks = np.nonzero(taken)
     frame = pl.DataFrame(
         {
-            "member_id": np.asarray(member_ids, dtype=object)[rows],
+            "member_id": _member_column(member_ids, rows),
             "rank": (ranks + 1).astype(np.int32),
-            "item_id": artifact.item_ids.external_ids[found.items[taken]],
+            "item_id": found.items[taken].astype(np.int32),
             "score": found.scores[taken],
             "due_date": _datetimes(found.due[taken]),
             "due_in_days": found.due_in_days()[taken],
@@ -377,7 +432,7 @@ def _buy_again_rows(
             "as_of": _datetimes(found.as_of[rows]),
             "reason": [text for row in found.reasons() for text in row],
         },
-        schema=_BUY_AGAIN_SCHEMA,
+        schema=_indexed(_BUY_AGAIN_SCHEMA, "buy-again"),
     )
     return frame, int((found.live_purchases > 0).sum())
 
@@ -401,10 +456,21 @@ def _datetimes(epoch_seconds: np.ndarray) -> pl.Series:
     return pl.Series(np.round(epoch_seconds * 1e6).astype(np.int64)).cast(pl.Datetime("us"))
 
 
-def _names_or_null(names: np.ndarray, items: np.ndarray) -> pl.Series:
-    """External ids of item indices, null where the index is -1 (no item)."""
-    found = pl.Series(names[np.maximum(items, 0)], dtype=pl.Utf8)
-    return found.scatter(np.flatnonzero(items < 0), None)
+def _member_column(member_ids: list[str], rows: np.ndarray) -> pl.Series:
+    """The member id of each answer row (``rows``: positions in the batch)."""
+    return pl.Series(member_ids, dtype=pl.Utf8).gather(rows)
+
+
+def _indices_or_null(items: np.ndarray) -> pl.Series:
+    """Item indices, null where the index is -1 (no item)."""
+    return pl.Series(items.astype(np.int32)).scatter(np.flatnonzero(items < 0), None)
+
+
+def _indexed(schema: pl.Schema, kind: ExportKind) -> pl.Schema:
+    """A kind's schema with its item columns as indices, as the rows are built and capped."""
+    return pl.Schema({
+        name: pl.Int32 if name in ITEM_COLUMNS[kind] else dtype for name, dtype in schema.items()
+    })  # fmt: skip
 
 
 _RECOMMENDATION_SCHEMA = pl.Schema({

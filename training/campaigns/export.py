@@ -30,7 +30,14 @@ from training.artifact import ModelArtifact
 from training.artifact.manifest import sha256
 from training.campaigns.ledger import ITEM_SEPARATOR, CampaignLedger
 from training.campaigns.rules import EXCLUDED_SCHEMA, CampaignOutcomes, CampaignRules, FrequencyCaps
-from training.export import DEFAULT_BATCH, ExportKind, ExportSummary, TableWriter, export_members
+from training.export import (
+    DEFAULT_BATCH,
+    ExportKind,
+    ExportSummary,
+    ItemNames,
+    TableWriter,
+    export_members,
+)
 from training.live import MemberEvents
 
 __all__ = [
@@ -131,12 +138,13 @@ def export_campaign(
         with TableWriter(excluded_partial, EXCLUDED_SCHEMA, csv=out.suffix == ".csv") as writer:
             rules = CampaignRules(
                 campaign_id, plan.family, kind, n, plan.holdout_share, plan.seed, plan.caps,
-                plan.suppressed, ledger, writer, moment, offers,
+                plan.suppressed, ledger, writer, moment, ItemNames(artifact), offers,
             )  # fmt: skip
-            summary = export_members(
-                artifact, out, kind=kind, n=n, member_ids=member_ids, model=model, batch=batch,
-                events=events, progress=progress, as_of=as_of, rules=rules,
-            )  # fmt: skip
+            with rules:
+                summary = export_members(
+                    artifact, out, kind=kind, n=n, member_ids=member_ids, model=model,
+                    batch=batch, events=events, progress=progress, as_of=as_of, rules=rules,
+                )  # fmt: skip
             written.append(out)
         os.replace(excluded_partial, excluded)
         written.append(excluded)

@@ -16,34 +16,41 @@ with the items they would have been sent, and left out of the file. A member the
 nothing for (a buy-again list with nothing due) is outside the campaign set, in either group,
 so that the two groups stay comparable. Every member left out is a row of the reasons file
 (item id null); so is every item a cap took out of a treatment member's top ``n``.
+
+The ledger's reads and writes run beside the answering, each on a thread of its own: the next
+batch's earlier sends are read while this batch is answered, and this batch's sends are written
+while the next is (SQLite and PostgreSQL drivers let go of Python's lock while the database
+works). Everything else is a table operation on item indices, which become ids only for the
+rows that are written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import deque
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from features import columns as col
 from features.errors import ConfigError
 from training.campaigns.holdout import in_holdout
 from training.campaigns.ledger import CampaignLedger
-from training.export import ExportKind, TableWriter
+from training.export import ITEM_COLUMNS, Admission, ExportKind, ItemNames, TableWriter
 
 __all__ = ["EXCLUDED_SCHEMA", "REASONS", "CampaignOutcomes", "CampaignRules", "FrequencyCaps"]
 
 #: Why a member or an item was left out of the file.
 REASONS = ("suppressed", "holdout", "capped")
 EXCLUDED_SCHEMA = pl.Schema({col.MEMBER_ID: pl.Utf8, col.ITEM_ID: pl.Utf8, "reason": pl.Utf8})
-#: The columns of each kind's rows that name an item the caps look at.
-ITEM_COLUMNS: dict[str, tuple[str, ...]] = {
-    "recommendations": (col.ITEM_ID,),
-    "buy-again": (col.ITEM_ID,),
-    "bundles": ("anchor_item_id", "complement_item_id", "third_item_id"),
-}
 _DAY = 86_400.0
+#: Batches of sends being written to the ledger while the next batches are answered: enough to
+#: keep the writer busy, few enough that memory holds a bounded number of batches.
+_WRITES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,8 @@ class CampaignOutcomes:
 @dataclass
 class CampaignRules:
     """:class:`training.export.BatchRules` of one campaign export: decides each batch's
-    members, records their sends in ``ledger`` and their reasons in ``excluded``. Everything
-    per batch is a table operation: an export decides for a million members."""
+    members, records their sends in ``ledger`` and their reasons in ``excluded``. A context
+    manager: leaving it waits for every ledger write, and raises the first that failed."""
 
     campaign_id: str
     family: str
@@ -108,6 +115,7 @@ class CampaignRules:
     ledger: CampaignLedger
     excluded: TableWriter
     sent_at: float
+    names: ItemNames
     #: ``member_id``, ``offer_id``, ``offer_reason`` of the would-be treatment members (None:
     #: no offers): joined to the rows written and to the treatment sends.
     offers: pl.DataFrame | None = None
@@ -116,21 +124,53 @@ class CampaignRules:
     _holdout: pl.Series = field(init=False)
     _capped_items: pl.DataFrame = field(init=False)
     _admitted: int = 0
+    _writer: ThreadPoolExecutor | None = None
+    _writes: deque[Future[None]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self._suppressed = pl.Series(list(self.suppressed), dtype=pl.Utf8)
         self._holdout = pl.Series(dtype=pl.Utf8)
         self._capped_items = _pairs_frame()
 
-    def admit(self, member_ids: list[str]) -> tuple[np.ndarray, int]:
-        """Suppression, holdout and the member cap for the batch; the depth the item cap
-        needs (the most items it takes from one admitted member)."""
+    def __enter__(self) -> CampaignRules:
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="campaign-ledger-write")
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: TracebackType | None
+    ) -> None:
+        """Wait for the writes in flight; if the export went well, raise the first that failed
+        (the caller then discards the campaign's sends)."""
+        assert self._writer is not None
+        wait(self._writes)
+        self._writer.shutdown()
+        if error is None:
+            while self._writes:
+                self._writes.popleft().result()
+
+    def admit(self, batches: Iterable[list[str]]) -> Iterator[Admission]:
+        """Suppression, holdout and the member cap for each batch, with the depth the item
+        cap needs (the most items it takes from one member); the next batch's earlier sends
+        are read while this one is answered."""
+        with ThreadPoolExecutor(1, thread_name_prefix="campaign-ledger-read") as reader:
+            pending = iter(batches)
+            ids = next(pending, None)
+            ahead = reader.submit(self._recent_caps, ids) if ids is not None else None
+            while ids is not None and ahead is not None:
+                following = next(pending, None)
+                capped_members, capped_items = ahead.result()
+                if following is not None:
+                    ahead = reader.submit(self._recent_caps, following)
+                yield self._admission(ids, capped_members, capped_items)
+                ids = following
+
+    def _admission(
+        self, member_ids: list[str], capped_members: pl.Series, capped_items: pl.DataFrame
+    ) -> Admission:
         ids = pl.Series(col.MEMBER_ID, member_ids, dtype=pl.Utf8)
         suppressed = ids.is_in(self._suppressed.implode()).to_numpy()
-        holdout = in_holdout(self.family, member_ids, self.holdout_share, self.seed) & ~suppressed
-        recent = self._recent_sends(member_ids)
-        capped = ids.is_in(self._member_capped(recent).implode()).to_numpy() & ~holdout
-        capped &= ~suppressed
+        holdout = in_holdout(self.family, ids, self.holdout_share, self.seed) & ~suppressed
+        capped = ids.is_in(capped_members.implode()).to_numpy() & ~holdout & ~suppressed
         admitted = ~suppressed & ~capped
         self._write(ids.filter(suppressed), "suppressed")
         self._write(ids.filter(capped), "capped")
@@ -138,44 +178,50 @@ class CampaignRules:
         self.outcomes.capped += int(capped.sum())
         self._holdout = ids.filter(holdout)
         self._admitted = int(admitted.sum())
-        self._capped_items = self._item_capped(recent)
-        widest = self._capped_items.group_by(col.MEMBER_ID).len().get_column("len").max()
-        return admitted, int(widest or 0)  # type: ignore[arg-type]
+        self._capped_items = capped_items
+        widest = capped_items.group_by(col.MEMBER_ID).len().get_column("len").max()
+        return member_ids, admitted, int(widest or 0)  # type: ignore[arg-type]
 
     def keep(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Drop capped items, keep ``n`` rows per member (ranks renumbered), record the sends
-        and reasons, and return the treatment members' rows."""
+        and reasons, and return the treatment members' rows, item ids named.
+
+        The answers hold each member's rows together, best first, so that per-member work is
+        arithmetic on runs of rows (NumPy), not a group-by per batch."""
         columns = ITEM_COLUMNS[self.kind]
-        marked = frame.with_columns(
-            self._capped_rows(frame, columns).alias("_capped"),
-            pl.col(col.MEMBER_ID).is_in(self._holdout.implode()).alias("_holdout"),
-        )
-        if self._capped_items.height:
+        member_column = frame.get_column(col.MEMBER_ID)
+        run = member_column.rle_id().to_numpy()
+        firsts = np.flatnonzero(np.diff(run, prepend=-1))
+        members = member_column.gather(firsts)
+        held = members.is_in(self._holdout.implode()).to_numpy()
+        capped = self._capped_rows(frame, columns)
+        kept_rows = frame
+        if capped.any():
             # A row's rank among its member's rows that the cap leaves.
-            order = (~pl.col("_capped")).cast(pl.Int32).cum_sum().over(col.MEMBER_ID)
-            marked = marked.with_columns(
-                (~pl.col("_capped") & (order <= self.n)).alias("_keep"), order.alias("_order")
-            )
-            self._write_capped_items(marked, columns)
-            kept = marked.filter("_keep").with_columns(pl.col("_order").alias("rank"))
+            left = np.cumsum(~capped)
+            order = left - (left[firsts] - (~capped[firsts]))[run]
+            keep = ~capped & (order <= self.n)
+            self._write_capped_items(frame.filter(capped & ~held[run]), columns)
+            kept_rows = frame.with_columns(rank=pl.Series(order, dtype=pl.Int32)).filter(keep)
+            kept = np.bincount(run, weights=keep, minlength=len(firsts)).astype(np.int64)
         else:
-            marked = marked.with_columns(
-                pl.lit(True).alias("_keep"), pl.col("rank").alias("_order")
-            )
-            kept = marked
-        sends = marked.group_by(col.MEMBER_ID, maintain_order=True).agg(
-            pl.col("_holdout").first(), _items(columns).alias("items")
-        )
-        emptied = sends.filter(~pl.col("_holdout") & (pl.col("items").list.len() == 0))
-        held = sends.filter(pl.col("_holdout"))
-        self._write(emptied.get_column(col.MEMBER_ID), "capped")
-        self._write(held.get_column(col.MEMBER_ID), "holdout")
-        self.outcomes.no_items += self._admitted - sends.height
-        self.outcomes.capped += emptied.height
-        self.outcomes.holdout += held.height
-        self.outcomes.sent += sends.height - held.height - emptied.height
-        sends = sends.filter(pl.col("_holdout") | (pl.col("items").list.len() > 0))
-        sent = kept.filter(~pl.col("_holdout")).drop("_capped", "_holdout", "_keep", "_order")
+            kept = np.diff(np.append(firsts, frame.height))
+        emptied = ~held & (kept == 0)
+        self._write(members.filter(emptied), "capped")
+        self._write(members.filter(held), "holdout")
+        self.outcomes.no_items += self._admitted - len(members)
+        self.outcomes.capped += int(emptied.sum())
+        self.outcomes.holdout += int(held.sum())
+        self.outcomes.sent += int((~held & ~emptied).sum())
+        named = self.names.named(kept_rows, columns)
+        kept_run = np.repeat(np.arange(len(firsts)), kept)
+        recorded = held | (kept > 0)
+        sends = pl.DataFrame({
+            col.MEMBER_ID: members.filter(recorded),
+            "_holdout": held[recorded],
+            "items": _item_lists(named, columns, kept_run, len(firsts)).filter(recorded),
+        })  # fmt: skip
+        sent = named.filter(~held[kept_run])
         offer = pl.lit(None, dtype=pl.Utf8)
         if self.offers is not None:
             sent = sent.join(self.offers, on=col.MEMBER_ID, how="left", maintain_order="left")
@@ -187,7 +233,7 @@ class CampaignRules:
             self.outcomes.offered += sends.filter(
                 ~pl.col("_holdout") & pl.col("offer_id").is_not_null()
             ).height
-        self.ledger.record_frame(
+        self._record(
             sends.select(
                 pl.lit(self.campaign_id).alias("campaign_id"),
                 pl.lit(self.family).alias("family"),
@@ -201,15 +247,26 @@ class CampaignRules:
         )  # fmt: skip
         return sent
 
-    def _recent_sends(self, member_ids: list[str]) -> pl.DataFrame | None:
+    def _record(self, sends: pl.DataFrame) -> None:
+        """Hand ``sends`` to the writer thread, first waiting while too many are in flight (a
+        write that failed raises here, and the export stops)."""
+        assert self._writer is not None, "use CampaignRules as a context manager"
+        while len(self._writes) >= _WRITES_IN_FLIGHT:
+            self._writes.popleft().result()
+        self._writes.append(self._writer.submit(self.ledger.record_frame, sends))
+
+    def _recent_caps(self, member_ids: list[str]) -> tuple[pl.Series, pl.DataFrame]:
+        """From the members' recent sends (read on the reader thread): the members the member
+        cap stops, and the (member, item index) pairs the item cap takes out."""
         days = self.caps.lookback_days
         if days is None:
-            return None
-        return self.ledger.send_frame(member_ids=member_ids, since=self.sent_at - days * _DAY)
+            return pl.Series(dtype=pl.Utf8), _pairs_frame()
+        recent = self.ledger.send_frame(member_ids=member_ids, since=self.sent_at - days * _DAY)
+        return self._member_capped(recent), self._item_capped(recent)
 
-    def _member_capped(self, recent: pl.DataFrame | None) -> pl.Series:
+    def _member_capped(self, recent: pl.DataFrame) -> pl.Series:
         """Members sent ``max_sends`` times or more (treatment, any family) in ``per_days``."""
-        if recent is None or self.caps.max_sends is None or self.caps.per_days is None:
+        if self.caps.max_sends is None or self.caps.per_days is None:
             return pl.Series(dtype=pl.Utf8)
         since = self.sent_at - self.caps.per_days * _DAY
         return (
@@ -220,13 +277,13 @@ class CampaignRules:
             .get_column(col.MEMBER_ID)
         )
 
-    def _item_capped(self, recent: pl.DataFrame | None) -> pl.DataFrame:
-        """(member, item) pairs sent to a treatment member in this family within
-        ``item_days``."""
-        if recent is None or self.caps.item_days is None:
+    def _item_capped(self, recent: pl.DataFrame) -> pl.DataFrame:
+        """(member, item index) pairs sent to a treatment member in this family within
+        ``item_days`` (items the model artifact no longer holds cannot be answered: dropped)."""
+        if self.caps.item_days is None:
             return _pairs_frame()
         since = self.sent_at - self.caps.item_days * _DAY
-        return (
+        pairs = (
             recent.filter(
                 (pl.col("family") == self.family)
                 & (pl.col("group") == "treatment")
@@ -235,36 +292,39 @@ class CampaignRules:
             .select(col.MEMBER_ID, pl.col("items").alias(col.ITEM_ID))
             .explode(col.ITEM_ID)
             .drop_nulls()
-            .unique()
         )
+        return self.names.indexed(pairs, col.ITEM_ID).unique()
 
-    def _capped_rows(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.Series:
+    def _capped_rows(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
         """Whether each row holds an item the item cap takes from its member."""
         if not self._capped_items.height:
-            return pl.Series(np.zeros(frame.height, dtype=bool))
+            return np.zeros(frame.height, dtype=bool)
         rows = frame.select(col.MEMBER_ID, *columns).with_row_index("_row")
         hit = [
             rows.join(
                 self._capped_items, left_on=[col.MEMBER_ID, name],
                 right_on=[col.MEMBER_ID, col.ITEM_ID], how="semi",
-            ).get_column("_row")
+            ).get_column("_row").to_numpy()
             for name in columns
         ]  # fmt: skip
-        return rows.get_column("_row").is_in(pl.concat(hit).implode())
+        capped = np.zeros(frame.height, dtype=bool)
+        capped[np.concatenate(hit)] = True
+        return capped
 
-    def _write_capped_items(self, marked: pl.DataFrame, columns: tuple[str, ...]) -> None:
-        """The capped items of each treatment member's would-be top ``n``."""
-        would_be = marked.filter(
-            pl.col("_capped") & ~pl.col("_holdout") & (pl.col("rank") <= self.n)
-        )
+    def _write_capped_items(self, capped: pl.DataFrame, columns: tuple[str, ...]) -> None:
+        """The capped items of each treatment member's would-be top ``n`` (``capped``: the
+        treatment members' capped rows)."""
         pairs = (
-            would_be.select(col.MEMBER_ID, pl.concat_list(columns).alias(col.ITEM_ID))
+            capped.filter(pl.col("rank") <= self.n)
+            .select(col.MEMBER_ID, pl.concat_list(columns).alias(col.ITEM_ID))
             .explode(col.ITEM_ID)
             .join(self._capped_items, on=[col.MEMBER_ID, col.ITEM_ID], how="semi")
             .unique(maintain_order=True)
         )
         self.outcomes.items_capped += pairs.height
-        self.excluded.write(pairs.with_columns(pl.lit("capped").alias("reason")))
+        self.excluded.write(
+            self.names.named(pairs, [col.ITEM_ID]).with_columns(pl.lit("capped").alias("reason"))
+        )
 
     def _write(self, member_ids: pl.Series, reason: str) -> None:
         if len(member_ids):
@@ -277,15 +337,26 @@ class CampaignRules:
 
 
 def _pairs_frame() -> pl.DataFrame:
-    return pl.DataFrame(schema={col.MEMBER_ID: pl.Utf8, col.ITEM_ID: pl.Utf8})
+    return pl.DataFrame(schema={col.MEMBER_ID: pl.Utf8, col.ITEM_ID: pl.Int32})
 
 
-def _items(columns: tuple[str, ...]) -> pl.Expr:
-    """A member's items that are kept, in rank order: a list's items (distinct already), or
-    a bundle's anchor, complement and third, each once."""
+def _item_lists(
+    named: pl.DataFrame, columns: tuple[str, ...], run: np.ndarray, members: int
+) -> pl.Series:
+    """Each member's sent items in rank order, a list per member (``run``: the member of each
+    row of ``named``): a list's items are distinct already; a bundle's anchor, complement and
+    third count once each."""
     if len(columns) == 1:
-        return pl.col(columns[0]).filter(pl.col("_keep"))
-    return (
-        pl.concat_list(columns).filter(pl.col("_keep")).explode().drop_nulls()
-        .unique(maintain_order=True)
-    )  # fmt: skip
+        items, owners = named.get_column(columns[0]), run
+    else:
+        long = (
+            named.select(pl.Series("_run", run), pl.concat_list(columns).alias("_item"))
+            .explode("_item")
+            .drop_nulls()
+            .unique(maintain_order=True)
+        )
+        items, owners = long.get_column("_item"), long.get_column("_run").to_numpy()
+    offsets = np.zeros(members + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owners, minlength=members), out=offsets[1:])
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), items.to_arrow())
+    return pl.Series("items", pl.from_arrow(lists), dtype=pl.List(pl.Utf8))
