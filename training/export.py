@@ -357,17 +357,18 @@ def _recommendation_rows(
     )
     found = ranked.items >= 0
     rows, ranks = np.nonzero(found)
-    models = np.asarray(ranked.models, dtype=object)[rows]
+    member_models = pl.Series(ranked.models, dtype=pl.Utf8)
     # A row's first ``from_model`` items are its model's; popularity completed the rest.
-    by_model = (ranks < ranked.from_model[rows]) & (models != FALLBACK_MODEL)
+    answered_by_model = (member_models != FALLBACK_MODEL).to_numpy()
+    by_model = (ranks < ranked.from_model[rows]) & answered_by_model[rows]
     frame = pl.DataFrame(
         {
             "member_id": _member_column(member_ids, rows),
             "rank": (ranks + 1).astype(np.int32),
             "item_id": ranked.items[found].astype(np.int32),
             "score": ranked.scores[found],
-            "score_kind": np.where(by_model, SCORE_KINDS[0], SCORE_KINDS[1]),
-            "model": models,
+            "score_kind": _labels(SCORE_KINDS, by_model),
+            "model": member_models.gather(rows),
             "fallback": ranked.fallback[rows],
         },
         schema=_indexed(_RECOMMENDATION_SCHEMA, "recommendations"),
@@ -387,14 +388,14 @@ def _bundle_rows(composer: BundleComposer, batch: _Batch, *, n: int) -> tuple[pl
             "anchor_item_id": found.anchors[taken].astype(np.int32),
             "complement_item_id": found.complements[taken].astype(np.int32),
             "score": found.scores[taken],
-            "source": np.where(found.from_rules[taken], "rules", "similar"),
+            "source": _labels(("rules", "similar"), found.from_rules[taken]),
             "lift": found.lift[taken],
             "confidence": found.confidence[taken],
             "support": found.support[taken],
             "third_item_id": _indices_or_null(found.thirds[taken]),
             "third_lift": found.third_measures["lift"][taken],
             "total_price": found.total_price[taken],
-            "model": np.asarray(found.models, dtype=object)[rows],
+            "model": pl.Series(found.models, dtype=pl.Utf8).gather(rows),
             "fallback": found.fallback[rows],
         },
         schema=_indexed(_BUNDLE_SCHEMA, "bundles"),
@@ -461,6 +462,11 @@ def _member_column(member_ids: list[str], rows: np.ndarray) -> pl.Series:
     return pl.Series(member_ids, dtype=pl.Utf8).gather(rows)
 
 
+def _labels(labels: tuple[str, str], first: np.ndarray) -> pl.Series:
+    """``labels[0]`` where ``first`` holds, else ``labels[1]``, one per row."""
+    return pl.Series(labels, dtype=pl.Utf8).gather(np.where(first, 0, 1))
+
+
 def _indices_or_null(items: np.ndarray) -> pl.Series:
     """Item indices, null where the index is -1 (no item)."""
     return pl.Series(items.astype(np.int32)).scatter(np.flatnonzero(items < 0), None)
@@ -492,13 +498,19 @@ _BUNDLE_SCHEMA = pl.Schema({
 
 
 class TableWriter:
-    """Appends tables to one CSV (header once) or Parquet file (a row group per table); with
-    nothing written, the file still holds the header (CSV) or the typed schema (Parquet)."""
+    """Appends tables to one CSV (header once) or Parquet file (a row group per write); with
+    nothing written, the file still holds the header (CSV) or the typed schema (Parquet).
+    ``buffer_rows``: hold small tables until that many rows are waiting and write them as one
+    (a campaign's reasons come a few rows per batch; a row group each would cost more than the
+    rows)."""
 
-    def __init__(self, path: Path, schema: pl.Schema, *, csv: bool) -> None:
+    def __init__(self, path: Path, schema: pl.Schema, *, csv: bool, buffer_rows: int = 0) -> None:
         self._path = path
         self._schema = schema
         self._csv = csv
+        self._buffer_rows = buffer_rows
+        self._waiting: list[pl.DataFrame] = []
+        self._waiting_rows = 0
         self._handle: BinaryIO | None = None
         self._parquet: pq.ParquetWriter | None = None
 
@@ -509,6 +521,16 @@ class TableWriter:
         return self
 
     def write(self, table: pl.DataFrame) -> None:
+        self._waiting.append(table)
+        self._waiting_rows += table.height
+        if self._waiting_rows >= self._buffer_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._waiting:
+            return
+        table = self._waiting[0] if len(self._waiting) == 1 else pl.concat(self._waiting)
+        self._waiting, self._waiting_rows = [], 0
         if self._handle is not None:
             table.write_csv(self._handle, include_header=self._handle.tell() == 0)
             return
@@ -517,7 +539,9 @@ class TableWriter:
             self._parquet = pq.ParquetWriter(self._path, arrow.schema)
         self._parquet.write_table(arrow)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self._flush()
         if self._handle is not None:
             if self._handle.tell() == 0:
                 pl.DataFrame(schema=self._schema).write_csv(self._handle)

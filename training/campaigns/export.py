@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT = 1
+#: Rows of the reasons file written at a time (a few per batch arrive).
+REASON_ROWS = 65_536
 _FAMILY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}")
 
 
@@ -135,7 +137,9 @@ def export_campaign(
     offers = _offers(artifact, plan, member_ids, moment)
     written: list[Path] = []
     try:
-        with TableWriter(excluded_partial, EXCLUDED_SCHEMA, csv=out.suffix == ".csv") as writer:
+        with TableWriter(
+            excluded_partial, EXCLUDED_SCHEMA, csv=out.suffix == ".csv", buffer_rows=REASON_ROWS
+        ) as writer:
             rules = CampaignRules(
                 campaign_id, plan.family, kind, n, plan.holdout_share, plan.seed, plan.caps,
                 plan.suppressed, ledger, writer, moment, ItemNames(artifact), offers,

@@ -194,7 +194,7 @@ class CampaignRules:
         firsts = np.flatnonzero(np.diff(run, prepend=-1))
         members = member_column.gather(firsts)
         held = members.is_in(self._holdout.implode()).to_numpy()
-        capped = self._capped_rows(frame, columns)
+        capped = self._capped_rows(frame, columns, run, members)
         kept_rows = frame
         if capped.any():
             # A row's rank among its member's rows that the cap leaves.
@@ -295,32 +295,41 @@ class CampaignRules:
         )
         return self.names.indexed(pairs, col.ITEM_ID).unique()
 
-    def _capped_rows(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-        """Whether each row holds an item the item cap takes from its member."""
+    def _capped_rows(
+        self, frame: pl.DataFrame, columns: tuple[str, ...], run: np.ndarray, members: pl.Series
+    ) -> np.ndarray:
+        """Whether each row holds an item the item cap takes from its member (``run``: each
+        row's member, an index into ``members``), matched as one integer per (member, item)."""
         if not self._capped_items.height:
             return np.zeros(frame.height, dtype=bool)
-        rows = frame.select(col.MEMBER_ID, *columns).with_row_index("_row")
-        hit = [
-            rows.join(
-                self._capped_items, left_on=[col.MEMBER_ID, name],
-                right_on=[col.MEMBER_ID, col.ITEM_ID], how="semi",
-            ).get_column("_row").to_numpy()
-            for name in columns
-        ]  # fmt: skip
+        width = np.int64(len(self.names.names))
+        pairs = self._capped_items.join(
+            pl.DataFrame({col.MEMBER_ID: members, "_run": np.arange(len(members))}),
+            on=col.MEMBER_ID,
+        )
+        capped_keys = pl.Series(
+            pairs.get_column("_run").to_numpy() * width + pairs.get_column(col.ITEM_ID).to_numpy()
+        )
         capped = np.zeros(frame.height, dtype=bool)
-        capped[np.concatenate(hit)] = True
+        for name in columns:
+            keys = pl.Series(run * width) + frame.get_column(name).cast(pl.Int64)  # null: none
+            capped |= keys.is_in(capped_keys.implode()).fill_null(False).to_numpy()
         return capped
 
     def _write_capped_items(self, capped: pl.DataFrame, columns: tuple[str, ...]) -> None:
         """The capped items of each treatment member's would-be top ``n`` (``capped``: the
-        treatment members' capped rows)."""
-        pairs = (
-            capped.filter(pl.col("rank") <= self.n)
-            .select(col.MEMBER_ID, pl.concat_list(columns).alias(col.ITEM_ID))
-            .explode(col.ITEM_ID)
-            .join(self._capped_items, on=[col.MEMBER_ID, col.ITEM_ID], how="semi")
-            .unique(maintain_order=True)
-        )
+        treatment members' capped rows; a list's capped row is one capped item, a bundle's
+        names the capped ones among its two or three)."""
+        top = capped.filter(pl.col("rank") <= self.n)
+        if len(columns) == 1:
+            pairs = top.select(col.MEMBER_ID, pl.col(columns[0]).alias(col.ITEM_ID))
+        else:
+            pairs = (
+                top.select(col.MEMBER_ID, pl.concat_list(columns).alias(col.ITEM_ID))
+                .explode(col.ITEM_ID)
+                .join(self._capped_items, on=[col.MEMBER_ID, col.ITEM_ID], how="semi")
+                .unique(maintain_order=True)
+            )
         self.outcomes.items_capped += pairs.height
         self.excluded.write(
             self.names.named(pairs, [col.ITEM_ID]).with_columns(pl.lit("capped").alias("reason"))
