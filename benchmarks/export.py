@@ -46,7 +46,7 @@ from child_process import run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 from stores import trained_artifact
 
-from serving.event_store import CAMPAIGN_SENDS, EventStore
+from serving.event_store import CAMPAIGNS, EventStore
 from training.artifact import RULES_FILE, ModelArtifact, load_artifact
 from training.campaigns import manifest_path
 from training.member_bundles import BundleComposer
@@ -193,7 +193,7 @@ def age_ledger(ledger: Path, days: float) -> None:
     """Move every recorded send ``days`` back, as if the next export ran that much later."""
     with sqlite3.connect(ledger) as connection:
         connection.execute(
-            f"UPDATE {CAMPAIGN_SENDS.name} SET sent_at = sent_at - ?", (days * 86_400.0,)
+            f"UPDATE {CAMPAIGNS.name} SET sent_at = sent_at - ?", (days * 86_400.0,)
         )
 
 

@@ -13,10 +13,13 @@ SQLAlchemy Core over SQLite by default, PostgreSQL by URL; the schema is created
   purchases join it through ``recommendation_id`` for the CTR report.
 * ``recsys_reload_requests``: one row per ``POST /v1/admin/reload``, which reaches one worker;
   every other worker (and replica) sharing the store sees the newest row and reloads too.
-* ``recsys_campaign_sends``: the campaign ledger (:mod:`training.campaigns.ledger`), one row per
-  member of a campaign export, treated or held out, with the items (joined by
-  :data:`ITEM_SEPARATOR`). Indexed by (member, time sent) for the frequency caps of the next
-  export, and by campaign for its report.
+* ``recsys_campaigns`` and ``recsys_campaign_sends``: the campaign ledger
+  (:mod:`training.campaigns.ledger`). A row per campaign export (its id, family and send time),
+  and a row per member of it, treated or held out, with the items (joined by
+  :data:`ITEM_SEPARATOR`) and the offer. A send names its campaign by the campaign row's
+  integer key, so that a million sends do not each repeat the campaign's id, family and time.
+  Sends are indexed by (member, campaign) for the frequency caps of the next export, and by
+  campaign for its report.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed (``kill -9``); only a power loss or kernel crash can lose the last
@@ -41,6 +44,7 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -52,11 +56,12 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -71,6 +76,7 @@ from training.campaigns.ledger import (
 )
 
 __all__ = [
+    "CAMPAIGNS",
     "CAMPAIGN_SENDS",
     "EVENTS",
     "RELOAD_REQUESTS",
@@ -127,19 +133,26 @@ RELOAD_REQUESTS = Table(
     Column("variant", String(64), nullable=True),
 )
 
+CAMPAIGNS = Table(
+    "recsys_campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(_ID), nullable=False, unique=True),
+    Column("family", String(64), nullable=False),
+    Column("sent_at", Float, nullable=False),
+)
 CAMPAIGN_SENDS = Table(
     "recsys_campaign_sends",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("campaign_id", String(_ID), nullable=False, index=True),
-    Column("family", String(64), nullable=False),
+    Column("campaign", Integer, ForeignKey(CAMPAIGNS.c.id), nullable=False, index=True),
     Column("member_id", String(_ID), nullable=False),
     #: ``treatment`` or ``holdout`` (``group`` is an SQL keyword).
     Column("send_group", String(16), nullable=False),
     Column("items", Text, nullable=False),
     Column("offer_id", String(_ID), nullable=True),
-    Column("sent_at", Float, nullable=False),
-    Index("ix_recsys_campaign_sends_member_sent", "member_id", "sent_at"),
+    Column("offer_reason", Text, nullable=True),
+    Index("ix_recsys_campaign_sends_member_campaign", "member_id", "campaign"),
 )
 #: Member ids per ledger query: under SQLite's oldest limit of bound parameters (999).
 _LEDGER_QUERY_MEMBERS = 900
@@ -199,6 +212,9 @@ class EventStore:
             insert(EVENTS).on_conflict_do_nothing(index_elements=[EVENTS.c.event_id])
             .returning(EVENTS.c.event_id)
         )  # fmt: skip
+        self._insert_campaign = insert(CAMPAIGNS).on_conflict_do_nothing(
+            index_elements=[CAMPAIGNS.c.campaign_id]
+        )
         self._insert_served = insert(SERVED).on_conflict_do_nothing(
             index_elements=[SERVED.c.recommendation_id]
         )
@@ -242,12 +258,15 @@ class EventStore:
 
     def create_schema(self) -> None:
         with self.engine.begin() as connection:
+            legacy = _rename_legacy_ledger(connection)
             for table in metadata.sorted_tables:
                 connection.execute(CreateTable(table, if_not_exists=True))
                 for index in sorted(table.indexes, key=lambda index: str(index.name)):
                     connection.execute(CreateIndex(index, if_not_exists=True))
             for retired in _RETIRED_INDEXES:
                 connection.execute(text(f"DROP INDEX IF EXISTS {retired}"))
+            if legacy:
+                _move_legacy_ledger(connection)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -269,10 +288,21 @@ class EventStore:
 
     def member_events(self, member_ids: Sequence[str], since: float) -> list[StoredEvent]:
         """Events of ``member_ids`` that occurred after ``since`` (epoch seconds), oldest
-        first."""
-        if len(member_ids) == 1:
-            if self.dialect == "sqlite":
+        first. On SQLite the member list is one JSON parameter (``json_each``): an expanding
+        list of bound ids costs SQLAlchemy a compiled name per id, seconds over a million."""
+        if self.dialect == "sqlite":
+            if len(member_ids) == 1:
                 return self._sqlite_member_events(member_ids[0], since)
+            parameters = (json.dumps(list(member_ids)), since)
+            with self.engine.connect() as pooled:
+                try:
+                    rows = pooled.connection.driver_connection.execute(
+                        _MEMBERS_SQL, parameters
+                    ).fetchall()
+                except sqlite3.Error as error:
+                    raise OperationalError(_MEMBERS_SQL, parameters, error) from error
+            return [StoredEvent(*row) for row in rows]
+        if len(member_ids) == 1:
             statement, parameters = self._one_member, {"member": member_ids[0], "since": since}
         else:
             statement, parameters = self._members, {"members": list(member_ids), "since": since}
@@ -419,6 +449,7 @@ class EventStore:
                         list(send.items),
                         send.offer_id,
                         send.sent_at,
+                        send.offer_reason,
                     )
                     for send in sends
                 ],
@@ -429,30 +460,50 @@ class EventStore:
 
     def record_frame(self, sends: pl.DataFrame) -> None:
         """Store sends given as a table (:data:`training.campaigns.ledger.SEND_SCHEMA`) in one
-        committed transaction. Safe from any thread: each call checks out a pooled connection
+        committed transaction, each campaign's row first if it is new (its family and time
+        from its first send). Safe from any thread: each call checks out a pooled connection
         (an export writes on a thread of its own, beside its answering).
 
-        On SQLite the whole table goes in as one JSON document that SQLite unpacks itself
+        On SQLite the sends go in as one JSON document that SQLite unpacks itself
         (``json_each``): one statement, during which the driver lets go of Python's lock,
         where a bound row at a time would hold it for every row of a million."""
         if not sends.height:
             return
-        joined = sends.with_columns(pl.col("items").list.join(ITEM_SEPARATOR))
         with self.engine.connect() as pooled:
-            if self.dialect != "sqlite":
-                pooled.execute(
-                    CAMPAIGN_SENDS.insert(),
-                    [dict(zip(_SEND_COLUMNS, row, strict=True)) for row in joined.rows()],
-                )
-                pooled.commit()
-                return
-            connection = pooled.connection.driver_connection
             try:
-                connection.execute(_INSERT_SENDS_SQL, (joined.write_json(),))
-                connection.commit()
+                keys = self._campaign_keys(pooled, sends)
+                rows = sends.select(
+                    pl.col("campaign_id").replace_strict(keys, return_dtype=pl.Int64)
+                    .alias("campaign"),
+                    pl.col("member_id"), pl.col("group"),
+                    pl.col("items").list.join(ITEM_SEPARATOR), pl.col("offer_id"),
+                    pl.col("offer_reason"),
+                )  # fmt: skip
+                if self.dialect == "sqlite":
+                    pooled.connection.driver_connection.execute(
+                        _INSERT_SENDS_SQL, (rows.write_json(),)
+                    )
+                else:
+                    pooled.execute(
+                        CAMPAIGN_SENDS.insert(),
+                        [dict(zip(_SEND_COLUMNS, row, strict=True)) for row in rows.rows()],
+                    )
+                pooled.commit()
             except sqlite3.Error as error:
-                connection.rollback()
+                pooled.rollback()
                 raise OperationalError(_INSERT_SENDS_SQL, (), error) from error
+
+    def _campaign_keys(self, connection: Connection, sends: pl.DataFrame) -> dict[str, int]:
+        """The integer key of each campaign of ``sends``, its row inserted if new."""
+        campaigns = sends.select("campaign_id", "family", "sent_at").unique(
+            "campaign_id", keep="first", maintain_order=True
+        )
+        connection.execute(self._insert_campaign, campaigns.to_dicts())
+        ids = campaigns.get_column("campaign_id").to_list()
+        found = connection.execute(
+            select(CAMPAIGNS.c.campaign_id, CAMPAIGNS.c.id).where(CAMPAIGNS.c.campaign_id.in_(ids))
+        )
+        return {campaign_id: key for campaign_id, key in found}
 
     def send_frame(self, *, member_ids: Sequence[str], since: float) -> pl.DataFrame:
         """The sends to ``member_ids`` at or after ``since`` as a table, on a pooled
@@ -465,18 +516,18 @@ class EventStore:
                 parameters = (json.dumps(list(member_ids)), since)
                 try:
                     cursor = pooled.connection.driver_connection.execute(
-                        _SELECT_SENDS_SQL, parameters
+                        _SELECT_RECENT_SQL, parameters
                     )
                     (document,) = cursor.fetchone()
                 except sqlite3.Error as error:
-                    raise OperationalError(_SELECT_SENDS_SQL, parameters, error) from error
+                    raise OperationalError(_SELECT_RECENT_SQL, parameters, error) from error
                 frame = pl.read_json(io.StringIO(document), schema=schema)
             else:
                 rows: list[Any] = []
                 for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS):
                     chunk = list(member_ids[start : start + _LEDGER_QUERY_MEMBERS])
-                    query = select(*(CAMPAIGN_SENDS.c[name] for name in _RECENT_COLUMNS)).where(
-                        CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGN_SENDS.c.sent_at >= since
+                    query = _RECENT_QUERY.where(
+                        CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGNS.c.sent_at >= since
                     )
                     rows.extend(pooled.execute(query).all())
                 frame = pl.DataFrame(rows, schema=schema, orient="row")
@@ -492,15 +543,14 @@ class EventStore:
     ) -> list[CampaignSend]:
         """The sends matching every filter given (``since``: sent at or after), oldest first;
         a member list is read a bounded chunk per query."""
-        table = CAMPAIGN_SENDS
         where = []
         if campaign_id is not None:
-            where.append(table.c.campaign_id == campaign_id)
+            where.append(CAMPAIGNS.c.campaign_id == campaign_id)
         if family is not None:
-            where.append(table.c.family == family)
+            where.append(CAMPAIGNS.c.family == family)
         if since is not None:
-            where.append(table.c.sent_at >= since)
-        query = select(*(table.c[name] for name in _SEND_COLUMNS)).where(*where)
+            where.append(CAMPAIGNS.c.sent_at >= since)
+        query = _SENDS_QUERY.where(*where)
         if member_ids is None:
             chunks: list[Sequence[str] | None] = [None]
         else:
@@ -511,29 +561,36 @@ class EventStore:
         rows: list[Any] = []
         with self.engine.connect() as connection:
             for chunk in chunks:
-                chosen = query if chunk is None else query.where(table.c.member_id.in_(chunk))
+                chosen = (
+                    query if chunk is None else query.where(CAMPAIGN_SENDS.c.member_id.in_(chunk))
+                )
                 rows.extend(connection.execute(chosen).all())
-        rows.sort(key=lambda row: row[-1])
+        rows.sort(key=lambda row: (row[6], row[-1]))  # sent at, then as recorded
         return [
             CampaignSend(
                 campaign_id, family_name, member_id, group,
                 tuple(items.split(ITEM_SEPARATOR)) if items else (), offer_id, sent_at,
+                offer_reason,
             )
-            for campaign_id, family_name, member_id, group, items, offer_id, sent_at in rows
+            for (
+                campaign_id, family_name, member_id, group, items, offer_id, sent_at,
+                offer_reason, _,
+            ) in rows
         ]  # fmt: skip
 
     def campaigns(self) -> list[dict[str, Any]]:
-        """One row per campaign id (``campaign_id``, ``family``, ``created_at``: its first
-        send, ``counts``: sends per group), oldest first."""
-        table = CAMPAIGN_SENDS
+        """One row per campaign (``campaign_id``, ``family``, ``created_at``: when it was
+        sent, ``counts``: sends per group), oldest first."""
+        sends = CAMPAIGN_SENDS
         per_group = [
-            func.sum(case((table.c.send_group == group, 1), else_=0)).label(group)
+            func.sum(case((sends.c.send_group == group, 1), else_=0)).label(group)
             for group in GROUPS
         ]
         query = (
-            select(table.c.campaign_id, table.c.family, func.min(table.c.sent_at), *per_group)
-            .group_by(table.c.campaign_id, table.c.family)
-            .order_by(func.min(table.c.sent_at), table.c.campaign_id)
+            select(CAMPAIGNS.c.campaign_id, CAMPAIGNS.c.family, CAMPAIGNS.c.sent_at, *per_group)
+            .select_from(CAMPAIGNS.outerjoin(sends, sends.c.campaign == CAMPAIGNS.c.id))
+            .group_by(CAMPAIGNS.c.id, CAMPAIGNS.c.campaign_id, CAMPAIGNS.c.family)
+            .order_by(CAMPAIGNS.c.sent_at, CAMPAIGNS.c.campaign_id)
         )
         with self.engine.connect() as connection:
             return [
@@ -547,11 +604,13 @@ class EventStore:
             ]
 
     def discard(self, campaign_id: str) -> int:
-        """Delete every send of ``campaign_id``; returns how many there were."""
+        """Delete ``campaign_id`` and every send of it; returns how many sends there were."""
+        key = select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.campaign_id == campaign_id)
         with self.engine.begin() as connection:
             deleted = connection.execute(
-                CAMPAIGN_SENDS.delete().where(CAMPAIGN_SENDS.c.campaign_id == campaign_id)
+                CAMPAIGN_SENDS.delete().where(CAMPAIGN_SENDS.c.campaign.in_(key.scalar_subquery()))
             )
+            connection.execute(CAMPAIGNS.delete().where(CAMPAIGNS.c.campaign_id == campaign_id))
         return int(deleted.rowcount)
 
 
@@ -574,30 +633,80 @@ _INSERT_SERVED_SQL = (
     f"VALUES ({', '.join('?' * len(_SERVED_COLUMNS))}) "
     "ON CONFLICT (recommendation_id) DO NOTHING"
 )
-_SEND_COLUMNS = (
-    "campaign_id", "family", "member_id", "send_group", "items", "offer_id", "sent_at",
-)  # fmt: skip
-#: The table's columns and the send table's (SEND_SCHEMA) fields they come from.
-_SEND_FIELDS = dict(zip(_SEND_COLUMNS, SEND_SCHEMA.names(), strict=True))
+_SEND_COLUMNS = ("campaign", "member_id", "send_group", "items", "offer_id", "offer_reason")
 _INSERT_SENDS_SQL = (
-    f"INSERT INTO {CAMPAIGN_SENDS.name} ({', '.join(_SEND_FIELDS)}) SELECT "
-    + ", ".join(f"json_extract(value, '$.{field}')" for field in _SEND_FIELDS.values())
+    f"INSERT INTO {CAMPAIGN_SENDS.name} ({', '.join(_SEND_COLUMNS)}) SELECT "
+    + ", ".join(
+        f"json_extract(value, '$.{field}')"
+        for field in ("campaign", "member_id", "group", "items", "offer_id", "offer_reason")
+    )
     + " FROM json_each(?)"
 )
-_RECENT_COLUMNS = ("member_id", "family", "send_group", "items", "sent_at")
-_SELECT_SENDS_SQL = (
+_SENDS_JOIN = CAMPAIGN_SENDS.join(CAMPAIGNS, CAMPAIGN_SENDS.c.campaign == CAMPAIGNS.c.id)
+#: What the caps read (RECENT_SCHEMA's fields, in its order).
+_RECENT_QUERY = select(
+    CAMPAIGN_SENDS.c.member_id, CAMPAIGNS.c.family, CAMPAIGN_SENDS.c.send_group,
+    CAMPAIGN_SENDS.c["items"], CAMPAIGNS.c.sent_at,
+).select_from(_SENDS_JOIN)  # fmt: skip
+_SENDS_QUERY = select(
+    CAMPAIGNS.c.campaign_id, CAMPAIGNS.c.family, CAMPAIGN_SENDS.c.member_id,
+    CAMPAIGN_SENDS.c.send_group, CAMPAIGN_SENDS.c["items"], CAMPAIGN_SENDS.c.offer_id,
+    CAMPAIGNS.c.sent_at, CAMPAIGN_SENDS.c.offer_reason, CAMPAIGN_SENDS.c.id,
+).select_from(_SENDS_JOIN)  # fmt: skip
+_SELECT_RECENT_SQL = (
     "SELECT coalesce(json_group_array(json_object("
-    + ", ".join(
-        f"'{field}', {column}"
-        for column, field in zip(_RECENT_COLUMNS, RECENT_SCHEMA.names(), strict=True)
-    )
-    + f")), '[]') FROM {CAMPAIGN_SENDS.name} "
-    "WHERE member_id IN (SELECT value FROM json_each(?)) AND sent_at >= ?"
+    "'member_id', s.member_id, 'family', c.family, 'group', s.send_group, 'items', s.items, "
+    f"'sent_at', c.sent_at)), '[]') FROM {CAMPAIGN_SENDS.name} AS s "
+    f"JOIN {CAMPAIGNS.name} AS c ON c.id = s.campaign "
+    "WHERE s.member_id IN (SELECT value FROM json_each(?)) AND c.sent_at >= ?"
 )
+#: The ledger's first format, one table with the campaign's id, family and time on every send:
+#: renamed aside at start, its rows moved into the two tables, then dropped.
+_LEGACY_LEDGER = "recsys_campaign_sends_legacy"
 _ONE_MEMBER_SQL = (
     f"SELECT member_id, item_id, event, occurred_at FROM {EVENTS.name} "
     "WHERE member_id = ? AND occurred_at > ? ORDER BY occurred_at, id"
 )
+_MEMBERS_SQL = (
+    f"SELECT member_id, item_id, event, occurred_at FROM {EVENTS.name} "
+    "WHERE member_id IN (SELECT value FROM json_each(?)) AND occurred_at > ? "
+    "ORDER BY occurred_at, id"
+)
+
+
+def _rename_legacy_ledger(connection: Connection) -> bool:
+    """Set a ledger of the first format aside (True: there was one to move)."""
+    inspector = inspect(connection)
+    if not inspector.has_table(CAMPAIGN_SENDS.name):
+        return False
+    columns = {column["name"] for column in inspector.get_columns(CAMPAIGN_SENDS.name)}
+    if "campaign_id" not in columns:
+        return False
+    for index in inspector.get_indexes(CAMPAIGN_SENDS.name):
+        connection.execute(text(f"DROP INDEX IF EXISTS {index['name']}"))
+    connection.execute(text(f"ALTER TABLE {CAMPAIGN_SENDS.name} RENAME TO {_LEGACY_LEDGER}"))
+    return True
+
+
+def _move_legacy_ledger(connection: Connection) -> None:
+    """Move the set-aside ledger's rows into the two tables, keeping their order."""
+    connection.execute(
+        text(
+            f"INSERT INTO {CAMPAIGNS.name} (campaign_id, family, sent_at) "
+            f"SELECT campaign_id, min(family), min(sent_at) FROM {_LEGACY_LEDGER} "
+            "GROUP BY campaign_id ORDER BY min(sent_at), campaign_id"
+        )
+    )
+    connection.execute(
+        text(
+            f"INSERT INTO {CAMPAIGN_SENDS.name} "
+            "(campaign, member_id, send_group, items, offer_id) "
+            "SELECT c.id, old.member_id, old.send_group, old.items, old.offer_id "
+            f"FROM {_LEGACY_LEDGER} AS old JOIN {CAMPAIGNS.name} AS c "
+            "ON c.campaign_id = old.campaign_id ORDER BY old.id"
+        )
+    )
+    connection.execute(text(f"DROP TABLE {_LEGACY_LEDGER}"))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

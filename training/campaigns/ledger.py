@@ -48,6 +48,8 @@ class CampaignSend:
     items: tuple[str, ...]
     offer_id: str | None
     sent_at: float
+    #: Why the offer was chosen, or why none was (the export's ``offer_reason``).
+    offer_reason: str | None = None
 
 
 #: Sends as a table (:meth:`CampaignLedger.record_frame`, :meth:`CampaignLedger.send_frame`):
@@ -55,6 +57,7 @@ class CampaignSend:
 SEND_SCHEMA = pl.Schema({
     "campaign_id": pl.Utf8, "family": pl.Utf8, "member_id": pl.Utf8, "group": pl.Utf8,
     "items": pl.List(pl.Utf8), "offer_id": pl.Utf8, "sent_at": pl.Float64,
+    "offer_reason": pl.Utf8,
 })  # fmt: skip
 
 #: The columns of :data:`SEND_SCHEMA` that the caps read: fewer strings per row to fetch.

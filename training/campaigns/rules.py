@@ -222,14 +222,12 @@ class CampaignRules:
             "items": _item_lists(named, columns, kept_run, len(firsts)).filter(recorded),
         })  # fmt: skip
         sent = named.filter(~held[kept_run])
-        offer = pl.lit(None, dtype=pl.Utf8)
+        offer = reason = pl.lit(None, dtype=pl.Utf8)
         if self.offers is not None:
             sent = sent.join(self.offers, on=col.MEMBER_ID, how="left", maintain_order="left")
-            sends = sends.join(
-                self.offers.select(col.MEMBER_ID, "offer_id"), on=col.MEMBER_ID, how="left",
-                maintain_order="left",
-            )  # fmt: skip
+            sends = sends.join(self.offers, on=col.MEMBER_ID, how="left", maintain_order="left")
             offer = pl.when(pl.col("_holdout")).then(None).otherwise(pl.col("offer_id"))
+            reason = pl.when(pl.col("_holdout")).then(None).otherwise(pl.col("offer_reason"))
             self.outcomes.offered += sends.filter(
                 ~pl.col("_holdout") & pl.col("offer_id").is_not_null()
             ).height
@@ -243,6 +241,7 @@ class CampaignRules:
                 pl.col("items"),
                 offer.alias("offer_id"),
                 pl.lit(self.sent_at, dtype=pl.Float64).alias("sent_at"),
+                reason.alias("offer_reason"),
             )
         )  # fmt: skip
         return sent
