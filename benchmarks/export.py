@@ -192,9 +192,7 @@ def run_campaign_export(
 def age_ledger(ledger: Path, days: float) -> None:
     """Move every recorded send ``days`` back, as if the next export ran that much later."""
     with sqlite3.connect(ledger) as connection:
-        connection.execute(
-            f"UPDATE {CAMPAIGNS.name} SET sent_at = sent_at - ?", (days * 86_400.0,)
-        )
+        connection.execute(f"UPDATE {CAMPAIGNS.name} SET sent_at = sent_at - ?", (days * 86_400.0,))
 
 
 def gb(value: int) -> str:

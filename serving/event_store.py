@@ -33,7 +33,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,6 @@ from features.errors import ConfigError
 from training.campaigns.ledger import (
     GROUPS,
     ITEM_SEPARATOR,
-    RECENT_SCHEMA,
     SEND_SCHEMA,
     CampaignSend,
 )
@@ -505,30 +504,72 @@ class EventStore:
         )
         return {campaign_id: key for campaign_id, key in found}
 
-    def send_frame(self, *, member_ids: Sequence[str], since: float) -> pl.DataFrame:
-        """The sends to ``member_ids`` at or after ``since`` as a table, on a pooled
-        connection (an export reads ahead on a thread of its own). On SQLite one statement
-        whose answer is one JSON document, built by SQLite and parsed by Polars; elsewhere a
-        bounded chunk of members per query."""
-        schema = {**RECENT_SCHEMA, "items": pl.Utf8}
+    def latest_sent_at(self) -> float | None:
+        """When the newest campaign was sent (None: none yet)."""
+        with self.engine.connect() as connection:
+            latest = connection.execute(select(func.max(CAMPAIGNS.c.sent_at))).scalar()
+        return float(latest) if latest is not None else None
+
+    def frequent_members(
+        self, *, member_ids: Sequence[str], since: float, at_least: int
+    ) -> list[str]:
+        """The members with ``at_least`` treatment sends at or after ``since``, counted by the
+        database (only the capped come back): on SQLite in one statement, elsewhere a bounded
+        chunk of members per query."""
+        found: list[str] = []
+        with self.engine.connect() as connection:
+            if self.dialect == "sqlite":
+                parameters = (json.dumps(list(member_ids)), since, at_least)
+                try:
+                    cursor = connection.connection.driver_connection.execute(
+                        _FREQUENT_MEMBERS_SQL, parameters
+                    )
+                    return [member for (member,) in cursor.fetchall()]
+                except sqlite3.Error as error:
+                    raise OperationalError(_FREQUENT_MEMBERS_SQL, parameters, error) from error
+            for chunk in _chunks(member_ids):
+                query = (
+                    select(CAMPAIGN_SENDS.c.member_id)
+                    .select_from(_SENDS_JOIN)
+                    .where(
+                        CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGNS.c.sent_at >= since,
+                        CAMPAIGN_SENDS.c.send_group == "treatment",
+                    )
+                    .group_by(CAMPAIGN_SENDS.c.member_id)
+                    .having(func.count() >= at_least)
+                )  # fmt: skip
+                found.extend(connection.execute(query).scalars())
+        return found
+
+    def sent_items(self, *, member_ids: Sequence[str], family: str, since: float) -> pl.DataFrame:
+        """``member_id`` and ``items`` of the treatment sends of ``family`` to ``member_ids``
+        at or after ``since``, on a pooled connection (an export reads ahead on a thread of
+        its own). On SQLite one statement whose answer is one JSON document, built by SQLite
+        and parsed by Polars; elsewhere a bounded chunk of members per query."""
+        schema = {"member_id": pl.Utf8, "items": pl.Utf8}
         with self.engine.connect() as pooled:
             if self.dialect == "sqlite":
-                parameters = (json.dumps(list(member_ids)), since)
+                parameters = (json.dumps(list(member_ids)), family, since)
                 try:
                     cursor = pooled.connection.driver_connection.execute(
-                        _SELECT_RECENT_SQL, parameters
+                        _SENT_ITEMS_SQL, parameters
                     )
                     (document,) = cursor.fetchone()
                 except sqlite3.Error as error:
-                    raise OperationalError(_SELECT_RECENT_SQL, parameters, error) from error
+                    raise OperationalError(_SENT_ITEMS_SQL, parameters, error) from error
                 frame = pl.read_json(io.StringIO(document), schema=schema)
             else:
                 rows: list[Any] = []
-                for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS):
-                    chunk = list(member_ids[start : start + _LEDGER_QUERY_MEMBERS])
-                    query = _RECENT_QUERY.where(
-                        CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGNS.c.sent_at >= since
-                    )
+                for chunk in _chunks(member_ids):
+                    query = (
+                        select(CAMPAIGN_SENDS.c.member_id, CAMPAIGN_SENDS.c["items"])
+                        .select_from(_SENDS_JOIN)
+                        .where(
+                            CAMPAIGN_SENDS.c.member_id.in_(chunk), CAMPAIGNS.c.family == family,
+                            CAMPAIGNS.c.sent_at >= since,
+                            CAMPAIGN_SENDS.c.send_group == "treatment",
+                        )
+                    )  # fmt: skip
                     rows.extend(pooled.execute(query).all())
                 frame = pl.DataFrame(rows, schema=schema, orient="row")
         return frame.with_columns(_split_items(pl.col("items")).alias("items"))
@@ -551,13 +592,9 @@ class EventStore:
         if since is not None:
             where.append(CAMPAIGNS.c.sent_at >= since)
         query = _SENDS_QUERY.where(*where)
-        if member_ids is None:
-            chunks: list[Sequence[str] | None] = [None]
-        else:
-            chunks = [
-                member_ids[start : start + _LEDGER_QUERY_MEMBERS]
-                for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS)
-            ]
+        chunks: list[Sequence[str] | None] = (
+            [None] if member_ids is None else list(_chunks(member_ids))
+        )
         rows: list[Any] = []
         with self.engine.connect() as connection:
             for chunk in chunks:
@@ -614,6 +651,12 @@ class EventStore:
         return int(deleted.rowcount)
 
 
+def _chunks(member_ids: Sequence[str]) -> Iterator[list[str]]:
+    """``member_ids`` a bounded number at a time, for queries that bind each id."""
+    for start in range(0, len(member_ids), _LEDGER_QUERY_MEMBERS):
+        yield list(member_ids[start : start + _LEDGER_QUERY_MEMBERS])
+
+
 def _split_items(items: pl.Expr) -> pl.Expr:
     """The stored joined item ids as a list (an empty string: no items)."""
     return (
@@ -643,22 +686,22 @@ _INSERT_SENDS_SQL = (
     + " FROM json_each(?)"
 )
 _SENDS_JOIN = CAMPAIGN_SENDS.join(CAMPAIGNS, CAMPAIGN_SENDS.c.campaign == CAMPAIGNS.c.id)
-#: What the caps read (RECENT_SCHEMA's fields, in its order).
-_RECENT_QUERY = select(
-    CAMPAIGN_SENDS.c.member_id, CAMPAIGNS.c.family, CAMPAIGN_SENDS.c.send_group,
-    CAMPAIGN_SENDS.c["items"], CAMPAIGNS.c.sent_at,
-).select_from(_SENDS_JOIN)  # fmt: skip
 _SENDS_QUERY = select(
     CAMPAIGNS.c.campaign_id, CAMPAIGNS.c.family, CAMPAIGN_SENDS.c.member_id,
     CAMPAIGN_SENDS.c.send_group, CAMPAIGN_SENDS.c["items"], CAMPAIGN_SENDS.c.offer_id,
     CAMPAIGNS.c.sent_at, CAMPAIGN_SENDS.c.offer_reason, CAMPAIGN_SENDS.c.id,
 ).select_from(_SENDS_JOIN)  # fmt: skip
-_SELECT_RECENT_SQL = (
-    "SELECT coalesce(json_group_array(json_object("
-    "'member_id', s.member_id, 'family', c.family, 'group', s.send_group, 'items', s.items, "
-    f"'sent_at', c.sent_at)), '[]') FROM {CAMPAIGN_SENDS.name} AS s "
-    f"JOIN {CAMPAIGNS.name} AS c ON c.id = s.campaign "
-    "WHERE s.member_id IN (SELECT value FROM json_each(?)) AND c.sent_at >= ?"
+_FREQUENT_MEMBERS_SQL = (
+    f"SELECT s.member_id FROM {CAMPAIGN_SENDS.name} AS s JOIN {CAMPAIGNS.name} AS c "
+    "ON c.id = s.campaign WHERE s.member_id IN (SELECT value FROM json_each(?)) "
+    "AND c.sent_at >= ? AND s.send_group = 'treatment' GROUP BY s.member_id "
+    "HAVING count(*) >= ?"
+)
+_SENT_ITEMS_SQL = (
+    "SELECT coalesce(json_group_array(json_object('member_id', s.member_id, 'items', s.items)), "
+    f"'[]') FROM {CAMPAIGN_SENDS.name} AS s JOIN {CAMPAIGNS.name} AS c ON c.id = s.campaign "
+    "WHERE s.member_id IN (SELECT value FROM json_each(?)) AND c.family = ? AND c.sent_at >= ? "
+    "AND s.send_group = 'treatment'"
 )
 #: The ledger's first format, one table with the campaign's id, family and time on every send:
 #: renamed aside at start, its rows moved into the two tables, then dropped.

@@ -21,7 +21,6 @@ import polars as pl
 __all__ = [
     "GROUPS",
     "ITEM_SEPARATOR",
-    "RECENT_SCHEMA",
     "SEND_SCHEMA",
     "CampaignGroup",
     "CampaignLedger",
@@ -52,18 +51,13 @@ class CampaignSend:
     offer_reason: str | None = None
 
 
-#: Sends as a table (:meth:`CampaignLedger.record_frame`, :meth:`CampaignLedger.send_frame`):
+#: Sends as a table (:meth:`CampaignLedger.record_frame`):
 #: an export records and reads a million at a time, which as objects costs seconds.
 SEND_SCHEMA = pl.Schema({
     "campaign_id": pl.Utf8, "family": pl.Utf8, "member_id": pl.Utf8, "group": pl.Utf8,
     "items": pl.List(pl.Utf8), "offer_id": pl.Utf8, "sent_at": pl.Float64,
     "offer_reason": pl.Utf8,
 })  # fmt: skip
-
-#: The columns of :data:`SEND_SCHEMA` that the caps read: fewer strings per row to fetch.
-RECENT_SCHEMA = pl.Schema(
-    {name: SEND_SCHEMA[name] for name in ("member_id", "family", "group", "items", "sent_at")}
-)
 
 
 class CampaignLedger(Protocol):
@@ -75,9 +69,19 @@ class CampaignLedger(Protocol):
     def record_frame(self, sends: pl.DataFrame) -> None:
         """Store sends given as a :data:`SEND_SCHEMA` table in one committed transaction."""
 
-    def send_frame(self, *, member_ids: Sequence[str], since: float) -> pl.DataFrame:
-        """The sends to ``member_ids`` at or after ``since`` as a :data:`RECENT_SCHEMA` table
-        (what the frequency caps of an export read, batch by batch)."""
+    def latest_sent_at(self) -> float | None:
+        """When the newest campaign was sent (None: none yet): caps with nothing that recent
+        read nothing more."""
+
+    def frequent_members(
+        self, *, member_ids: Sequence[str], since: float, at_least: int
+    ) -> list[str]:
+        """The members of ``member_ids`` with ``at_least`` treatment sends (any family) at or
+        after ``since``: the member cap of an export, batch by batch."""
+
+    def sent_items(self, *, member_ids: Sequence[str], family: str, since: float) -> pl.DataFrame:
+        """``member_id`` and ``items`` (a list) of each treatment send of ``family`` to
+        ``member_ids`` at or after ``since``: the item cap of an export, batch by batch."""
 
     def sends(
         self,

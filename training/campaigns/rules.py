@@ -72,12 +72,6 @@ class FrequencyCaps:
         if self.max_sends is not None and self.max_sends < 1:
             raise ConfigError(f"--max-sends {self.max_sends}: must be at least 1")
 
-    @property
-    def lookback_days(self) -> float | None:
-        """How far back the ledger is read (None: caps off, nothing read)."""
-        days = [value for value in (self.item_days, self.per_days) if value is not None]
-        return max(days) if days else None
-
 
 @dataclass
 class CampaignOutcomes:
@@ -126,6 +120,7 @@ class CampaignRules:
     _admitted: int = 0
     _writer: ThreadPoolExecutor | None = None
     _writes: deque[Future[None]] = field(default_factory=deque)
+    _latest_sent_at: float | None = None
 
     def __post_init__(self) -> None:
         self._suppressed = pl.Series(list(self.suppressed), dtype=pl.Utf8)
@@ -152,6 +147,7 @@ class CampaignRules:
         """Suppression, holdout and the member cap for each batch, with the depth the item
         cap needs (the most items it takes from one member); the next batch's earlier sends
         are read while this one is answered."""
+        self._latest_sent_at = self.ledger.latest_sent_at()
         with ThreadPoolExecutor(1, thread_name_prefix="campaign-ledger-read") as reader:
             pending = iter(batches)
             ids = next(pending, None)
@@ -255,44 +251,34 @@ class CampaignRules:
         self._writes.append(self._writer.submit(self.ledger.record_frame, sends))
 
     def _recent_caps(self, member_ids: list[str]) -> tuple[pl.Series, pl.DataFrame]:
-        """From the members' recent sends (read on the reader thread): the members the member
-        cap stops, and the (member, item index) pairs the item cap takes out."""
-        days = self.caps.lookback_days
-        if days is None:
-            return pl.Series(dtype=pl.Utf8), _pairs_frame()
-        recent = self.ledger.send_frame(member_ids=member_ids, since=self.sent_at - days * _DAY)
-        return self._member_capped(recent), self._item_capped(recent)
+        """From the members' earlier sends (read on the reader thread): the members the member
+        cap stops, and the (member, item index) pairs the item cap takes out (items the model
+        artifact no longer holds cannot be answered: dropped)."""
+        capped_members, capped_items = pl.Series(dtype=pl.Utf8), _pairs_frame()
+        if self.caps.max_sends is not None and self.caps.per_days is not None:
+            since = self.sent_at - self.caps.per_days * _DAY
+            if self._sent_since(since):
+                capped_members = pl.Series(
+                    self.ledger.frequent_members(
+                        member_ids=member_ids, since=since, at_least=self.caps.max_sends
+                    ),
+                    dtype=pl.Utf8,
+                )
+        if self.caps.item_days is not None:
+            since = self.sent_at - self.caps.item_days * _DAY
+            if self._sent_since(since):
+                sent = self.ledger.sent_items(
+                    member_ids=member_ids, family=self.family, since=since
+                )
+                pairs = sent.select(col.MEMBER_ID, pl.col("items").alias(col.ITEM_ID))
+                pairs = pairs.explode(col.ITEM_ID)
+                capped_items = self.names.indexed(pairs.drop_nulls(), col.ITEM_ID).unique()
+        return capped_members, capped_items
 
-    def _member_capped(self, recent: pl.DataFrame) -> pl.Series:
-        """Members sent ``max_sends`` times or more (treatment, any family) in ``per_days``."""
-        if self.caps.max_sends is None or self.caps.per_days is None:
-            return pl.Series(dtype=pl.Utf8)
-        since = self.sent_at - self.caps.per_days * _DAY
-        return (
-            recent.filter((pl.col("group") == "treatment") & (pl.col("sent_at") >= since))
-            .group_by(col.MEMBER_ID)
-            .len()
-            .filter(pl.col("len") >= self.caps.max_sends)
-            .get_column(col.MEMBER_ID)
-        )
-
-    def _item_capped(self, recent: pl.DataFrame) -> pl.DataFrame:
-        """(member, item index) pairs sent to a treatment member in this family within
-        ``item_days`` (items the model artifact no longer holds cannot be answered: dropped)."""
-        if self.caps.item_days is None:
-            return _pairs_frame()
-        since = self.sent_at - self.caps.item_days * _DAY
-        pairs = (
-            recent.filter(
-                (pl.col("family") == self.family)
-                & (pl.col("group") == "treatment")
-                & (pl.col("sent_at") >= since)
-            )
-            .select(col.MEMBER_ID, pl.col("items").alias(col.ITEM_ID))
-            .explode(col.ITEM_ID)
-            .drop_nulls()
-        )
-        return self.names.indexed(pairs, col.ITEM_ID).unique()
+    def _sent_since(self, since: float) -> bool:
+        """Whether any campaign was sent at or after ``since`` (the newest campaign's time is
+        asked once per export: a family's first export reads nothing batch by batch)."""
+        return self._latest_sent_at is not None and self._latest_sent_at >= since
 
     def _capped_rows(
         self, frame: pl.DataFrame, columns: tuple[str, ...], run: np.ndarray, members: pl.Series
