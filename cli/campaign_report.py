@@ -17,7 +17,7 @@ from cli.render import console, err_console
 from features.errors import ConfigError
 from training.uplift import DEFAULT_WINDOW_DAYS
 
-__all__ = ["report"]
+__all__ = ["print_report", "report"]
 
 
 def report(
@@ -93,7 +93,7 @@ def report(
     if as_json:
         console.print_json(json.dumps(body))
     else:
-        _print_report(body)
+        print_report(body)
 
 
 def _newest_of(campaigns: list[dict[str, Any]], family: str) -> str:
@@ -114,7 +114,7 @@ def _load_purchases(path: Path) -> Any:
     return load_with_options(path, None, None, 0.0).frame
 
 
-def _print_report(body: dict[str, Any]) -> None:
+def print_report(body: dict[str, Any]) -> None:
     from training.uplift_page import UPLIFT_HEADER, report_slices, uplift_rows
 
     overall = body["overall"]

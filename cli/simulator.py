@@ -31,7 +31,7 @@ from features import columns as col
 from features.errors import ConfigError
 from serving.schemas import EventType
 
-__all__ = ["MemberTruth", "SimulationSummary", "members_to_replay", "simulate"]
+__all__ = ["Client", "MemberTruth", "SimulationSummary", "members_to_replay", "simulate"]
 
 _TIMEOUT_SECONDS = 30.0
 _INTERACTIONS = (col.CLICK, col.CART, col.PURCHASE)
@@ -101,8 +101,9 @@ def members_to_replay(test: pl.DataFrame, limit: int | None = None) -> list[Memb
     ]
 
 
-class _Client:
-    """One keep-alive connection per thread to the server at ``url``."""
+class Client:
+    """One keep-alive connection per thread to the server at ``url`` (the campaign replay,
+    :mod:`cli.campaign_replay`, talks to the server through it too)."""
 
     def __init__(self, url: str, api_key: str | None) -> None:
         parts = urlsplit(url)
@@ -179,7 +180,7 @@ def simulate(
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> SimulationSummary:
     """Replay ``members`` against the server at ``url`` and fetch the CTR report."""
-    client = _Client(url, api_key)
+    client = Client(url, api_key)
     summary = SimulationSummary(members=len(members))
     lock = threading.Lock()
     done = 0

@@ -34,6 +34,7 @@ __all__ = [
     "TREATMENT",
     "CampaignEffect",
     "PlantedUplift",
+    "campaign_reactions",
     "plant_campaign_effect",
     "simulate_sends",
 ]
@@ -146,18 +147,19 @@ def simulate_sends(
     )
 
 
-def plant_campaign_effect(
-    sends: pl.DataFrame, items: pl.DataFrame, effect: CampaignEffect
+def campaign_reactions(
+    sends: pl.DataFrame, item_ids: Sequence[str], effect: CampaignEffect
 ) -> pl.DataFrame:
     """The purchases ``effect`` causes after ``sends`` (columns as :func:`simulate_sends`
-    writes), priced from ``items`` (item_id, price), in the interactions schema: one order per
-    purchase, at a uniform instant of the window after the member's send."""
+    writes; an unsent item is drawn from ``item_ids``): member_id, item_id and timestamp (UTC
+    epoch seconds, a uniform instant of the window after the member's send), one per purchase.
+    What :func:`plant_campaign_effect` prices into orders and ``recsys simulate --campaign``
+    posts to a server."""
     missing = {col.MEMBER_ID, GROUP, ITEMS, SENT_AT} - set(sends.columns)
     if missing:
         raise ConfigError(f"campaign sends lack the columns {sorted(missing)}")
     rng = random_stream(effect.seed, STREAM_CAMPAIGN, _CHUNK_PURCHASES)
-    catalog = items.get_column(col.ITEM_ID).to_numpy()
-    prices = dict(zip(catalog.tolist(), items.get_column(col.PRICE).to_list(), strict=True))
+    catalog = np.asarray(item_ids, dtype=object)
     treated = sends.get_column(GROUP).to_numpy() == TREATMENT
     rates = np.where(treated, effect.treated_rate, effect.base_rate)
     sent_lists = sends.get_column(ITEMS).to_list()
@@ -177,27 +179,37 @@ def plant_campaign_effect(
     window_s = effect.window_days * _SECONDS_PER_DAY
     # Strictly inside the window (never at the send itself, never past its end).
     offsets = (1.0 + rng.random(len(rows)) * (window_s - 2.0)).astype(np.int64)
-    stamps = [int(start) + int(offset) for (_, _, start), offset in zip(rows, offsets, strict=True)]
     return pl.DataFrame(
         {
             col.MEMBER_ID: [member for member, _, _ in rows],
             col.ITEM_ID: [item for _, item, _ in rows],
-            col.EVENT: [col.PURCHASE] * len(rows),
-            col.TIMESTAMP: [stamp * _US_PER_SECOND for stamp in stamps],
-            col.QUANTITY: [1] * len(rows),
-            col.PRICE: [float(prices[item]) for _, item, _ in rows],
-            col.ORDER_ID: [f"campaign-{effect.seed}-{number}" for number in range(len(rows))],
+            col.TIMESTAMP: [
+                float(int(start) + int(offset))
+                for (_, _, start), offset in zip(rows, offsets, strict=True)
+            ],
         },
-        schema={
-            col.MEMBER_ID: pl.String,
-            col.ITEM_ID: pl.String,
-            col.EVENT: pl.String,
-            col.TIMESTAMP: pl.Int64,
-            col.QUANTITY: pl.Int32,
-            col.PRICE: pl.Float64,
-            col.ORDER_ID: pl.String,
-        },
-    ).with_columns(pl.col(col.TIMESTAMP).cast(pl.Datetime("us")))
+        schema={col.MEMBER_ID: pl.String, col.ITEM_ID: pl.String, col.TIMESTAMP: pl.Float64},
+    )
+
+
+def plant_campaign_effect(
+    sends: pl.DataFrame, items: pl.DataFrame, effect: CampaignEffect
+) -> pl.DataFrame:
+    """The purchases ``effect`` causes after ``sends`` (:func:`campaign_reactions`), priced
+    from ``items`` (item_id, price), in the interactions schema: one order per purchase."""
+    reactions = campaign_reactions(sends, items.get_column(col.ITEM_ID).to_list(), effect)
+    prices = items.select(col.ITEM_ID, pl.col(col.PRICE).cast(pl.Float64))
+    return reactions.join(prices, on=col.ITEM_ID, how="left", maintain_order="left").select(
+        col.MEMBER_ID,
+        col.ITEM_ID,
+        pl.lit(col.PURCHASE).alias(col.EVENT),
+        (pl.col(col.TIMESTAMP).cast(pl.Int64) * _US_PER_SECOND).cast(pl.Datetime("us")),
+        pl.lit(1, dtype=pl.Int32).alias(col.QUANTITY),
+        col.PRICE,
+        pl.format("campaign-{}-{}", pl.lit(effect.seed), pl.int_range(pl.len())).alias(
+            col.ORDER_ID
+        ),
+    )
 
 
 def _unsent_item(catalog: np.ndarray, sent: set[str], rng: np.random.Generator) -> str:
