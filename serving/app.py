@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "recommendations", "description": "Lists for members."},
             {"name": "items", "description": "Lists for item pages."},
             {"name": "bundles", "description": "Frequently bought together."},
+            {"name": "offers", "description": "The offer a member's latest campaign chose."},
             {"name": "events", "description": "What members did with what they saw."},
             {"name": "reports", "description": "Online CTR and offline evaluation."},
             {"name": "models", "description": "What is loaded."},

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from features import columns as col
 from serving.event_store import EventStore
 from tests.cli import run_recsys
 from tests.serving_helpers import throwaway_postgres
@@ -296,3 +297,70 @@ def test_offers_go_to_sent_members_within_their_cap_into_the_file_and_the_ledger
     )
     assert all(send.offer_id is None for send in sends if send.group == "holdout")
     assert json.loads(manifest_path(out).read_text())["offers"]["sha256"] == sha256(offers)
+
+
+def test_a_category_offer_reaches_the_members_who_prefer_that_category(
+    artifact: ModelArtifact, store: EventStore, tmp_path: Path
+) -> None:
+    from training.member_kpis import PROFILES_FILE
+
+    profiles = pl.read_parquet(artifact.extra_files[PROFILES_FILE])
+    preferring = profiles.select(
+        col.MEMBER_ID,
+        pl.col("preference_tags").list.eval(
+            pl.element().filter(pl.element().struct.field("kind") == "category")
+            .struct.field("name")
+        ).alias("categories"),
+    )  # fmt: skip
+    category = preferring.explode("categories").get_column("categories").drop_nulls().mode()[0]
+    offers = tmp_path / "offers.csv"
+    offers.write_text(
+        f"offer_id,kind,value,categories,max_redemptions\nCAT,percent_off,5,{category},1000\n"
+    )
+    out = tmp_path / "category.parquet"
+    summary = export_campaign(
+        artifact, out, store, CampaignPlan("cats", 0.2, offers_file=offers), n=2, sent_at=T0
+    )
+    offered = set(
+        pl.read_parquet(out).filter(pl.col("offer_id") == "CAT").get_column(col.MEMBER_ID)
+    )
+    wanting = set(
+        preferring.filter(pl.col("categories").list.contains(category)).get_column(col.MEMBER_ID)
+    )
+    assert summary.outcomes.offered == len(offered) > 0
+    assert offered <= wanting
+    sends = {send.member_id: send for send in store.sends(campaign_id=summary.campaign_id)}
+    assert all(sends[member].offer_reason.startswith("chosen") for member in offered)
+
+
+def test_a_ledger_of_the_first_format_is_moved_into_the_two_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE recsys_campaign_sends (id INTEGER PRIMARY KEY, campaign_id VARCHAR,"
+            " family VARCHAR, member_id VARCHAR, send_group VARCHAR, items TEXT,"
+            " offer_id VARCHAR, sent_at FLOAT);"
+            "CREATE INDEX ix_recsys_campaign_sends_member_sent"
+            " ON recsys_campaign_sends (member_id, sent_at);"
+        )
+        connection.executemany(
+            "INSERT INTO recsys_campaign_sends (campaign_id, family, member_id, send_group, items,"
+            " offer_id, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [("old-1", "spring", "M1", "treatment", "I1\x1fI2", "OFF", T0),
+             ("old-1", "spring", "M2", "holdout", "I3", None, T0)],
+        )  # fmt: skip
+    store = EventStore.open(f"sqlite:///{path}")
+    try:
+        assert store.sends(campaign_id="old-1") == [
+            CampaignSend("old-1", "spring", "M1", "treatment", ("I1", "I2"), "OFF", T0),
+            CampaignSend("old-1", "spring", "M2", "holdout", ("I3",), None, T0),
+        ]
+        [listed] = store.campaigns()
+        assert listed["counts"] == {"treatment": 1, "holdout": 1}
+    finally:
+        store.close()
+    reopened = EventStore.open(f"sqlite:///{path}")  # moved once: a second start changes nothing
+    assert len(reopened.sends()) == 2
+    reopened.close()

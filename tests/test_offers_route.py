@@ -71,6 +71,24 @@ def test_a_holdout_or_a_send_without_offer_has_no_offer_and_says_why(
     assert plain.offer is None and plain.note == "campaign 'c-3' gave this member no offer"
 
 
+def test_the_offer_and_its_absence_carry_the_reason_the_campaign_recorded(
+    served: tuple[Server, EventStore],
+) -> None:
+    server, ledger = served
+    chosen = "chosen: best of 2 offer(s) worth giving"
+    spent = "budget spent: TEN-OFF"
+    ledger.record([
+        CampaignSend("c-4", "winback", "WHY", "treatment", ("I1",), "GIFT", SENT_AT, chosen),
+        CampaignSend("c-4", "winback", "WHYNOT", "treatment", ("I1",), None, SENT_AT, spent),
+    ])  # fmt: skip
+    given = _offers_of(server, "WHY")
+    assert given.offer is not None
+    assert (given.offer.offer_id, given.offer.reason) == ("GIFT", chosen)
+    refused = _offers_of(server, "WHYNOT")
+    assert refused.offer is None
+    assert refused.note == f"campaign 'c-4' gave this member no offer ({spent})"
+
+
 def test_a_known_member_without_campaigns_gets_no_offer_and_a_stranger_a_404(
     served: tuple[Server, EventStore], known_member: str
 ) -> None:

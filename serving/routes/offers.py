@@ -24,7 +24,7 @@ __all__ = ["router"]
 
 router = APIRouter(
     prefix="/v1",
-    tags=["recommendations"],
+    tags=["offers"],
     dependencies=[ReadAccess],
     responses=errors(401, 403, 422, 503),
 )
@@ -43,7 +43,7 @@ async def member_offers(
     """The latest campaign export that included the member (its id, family, group, send time
     and items) and the offer it chose for them. ``offer`` is null with a ``note`` when no
     campaign included the member, when they were in its holdout (control) group, or when it
-    gave them none (the export's ``offer_reason`` column says why). A member neither a
+    gave them none (the note says why, when the campaign recorded it). A member neither a
     campaign, the models nor the members file know is a 404."""
     sends = await asyncio.to_thread(store.sends, member_ids=[member_id])
     if not sends:
@@ -59,7 +59,11 @@ async def member_offers(
     return MemberOffers(
         member_id=member_id,
         campaign=_campaign(latest),
-        offer=CampaignOffer(offer_id=latest.offer_id) if latest.offer_id else None,
+        offer=(
+            CampaignOffer(offer_id=latest.offer_id, reason=latest.offer_reason)
+            if latest.offer_id
+            else None
+        ),
         note=_note(latest),
     )
 
@@ -81,5 +85,6 @@ def _note(send: CampaignSend) -> str | None:
             "so no offer"
         )
     if send.offer_id is None:
-        return f"campaign {send.campaign_id!r} gave this member no offer"
+        why = f" ({send.offer_reason})" if send.offer_reason else ""
+        return f"campaign {send.campaign_id!r} gave this member no offer{why}"
     return None

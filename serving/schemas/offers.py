@@ -2,7 +2,7 @@
 chose for them, read from the campaign ledger (the event store's ``recsys_campaign_sends``).
 
 How offers are chosen is ``training.offers`` (docs/campaigns.md, "Offers"); the ledger keeps
-which offer each send carried, and the export's ``offer_reason`` column says why.
+which offer each send carried and why (the export's ``offer_reason``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ __all__ = ["CampaignOffer", "MemberCampaign", "MemberOffers"]
 
 
 class CampaignOffer(BaseModel):
-    """An offer of the campaign's offers file."""
+    """An offer of the campaign's offers file, and why it was chosen for the member."""
 
     offer_id: str
+    reason: str | None = Field(
+        default=None,
+        description="Why this offer: its expected incremental value, how many offers were "
+        "worth it and which spent offers were passed over (null: a campaign recorded before "
+        "reasons were).",
+    )
 
 
 class MemberCampaign(BaseModel):
@@ -47,7 +53,10 @@ class MemberOffers(BaseModel):
                         "group": "treatment", "sent_at": "2026-07-01T06:00:00Z",
                         "items": ["I042", "I007"],
                     },
-                    "offer": {"offer_id": "TEN-OFF"},
+                    "offer": {
+                        "offer_id": "TEN-OFF",
+                        "reason": "chosen: best of 2 offer(s) worth giving",
+                    },
                     "note": None,
                 }
             ]

@@ -6,9 +6,11 @@ campaign, so the choice is made once, before the export's batches, for every mem
 treated unless a member cap stops them: the campaign set less the suppressed and the holdout
 draw, both known before anything is answered. The caps are not: a capped member's offer is not
 sent, and its share of a budget goes unused. The scores come from the model artifact's member
-profiles (churn risk, expected spend as expected value, tier, segment); a member it has no
-profile of gets no offer, with the reason. Category offers need the sent items' categories,
-which are known only once answered, so they go to nobody here.
+profiles: churn risk, expected spend as expected value, tier, segment, the usual basket
+(spend per order so far) and, for offers restricted to categories, the member's preferred
+categories (their profile's category tags: the sent items' categories are known only once the
+lists are answered, after the budgets are shared out). A member it has no profile of gets no
+offer, with the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from features.errors import ConfigError
 from training.artifact import ModelArtifact
 from training.campaigns.holdout import in_holdout
 from training.member_kpis import PROFILES_FILE
-from training.offers import choose_offers
+from training.offers import BASKET_VALUE, MEMBER_CATEGORIES, choose_offers
 
 __all__ = ["OFFER_COLUMNS", "campaign_offers"]
 
@@ -65,6 +67,19 @@ def _scored(artifact: ModelArtifact, candidates: pl.Series) -> pl.DataFrame:
             "risk and expected value choose the offers; retrain it with recsys train"
         )
     profiles = pl.read_parquet(
-        path, columns=[col.MEMBER_ID, *_PROFILE_COLUMNS, "expected_spend"]
-    ).rename({"expected_spend": "expected_value"})
+        path,
+        columns=[
+            col.MEMBER_ID, *_PROFILE_COLUMNS, "expected_spend", "frequency", "monetary",
+            "preference_tags",
+        ],
+    ).select(
+        col.MEMBER_ID, *_PROFILE_COLUMNS,
+        pl.col("expected_spend").alias("expected_value"),
+        pl.when(pl.col("frequency") > 0).then(pl.col("monetary") / pl.col("frequency"))
+        .alias(BASKET_VALUE),
+        pl.col("preference_tags").list.eval(
+            pl.element().filter(pl.element().struct.field("kind") == "category")
+            .struct.field("name")
+        ).alias(MEMBER_CATEGORIES),
+    )  # fmt: skip
     return candidates.to_frame().join(profiles, on=col.MEMBER_ID, how="left", maintain_order="left")
