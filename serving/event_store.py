@@ -1,7 +1,8 @@
 """The event store: what members did (events) and what they were shown (served lists).
 
 SQLAlchemy Core over SQLite by default, PostgreSQL by URL; the schema is created on start
-(``IF NOT EXISTS``, so that several workers starting together do not race).
+(``IF NOT EXISTS``, and on PostgreSQL behind an advisory lock, so that several workers or
+replicas starting together do not race).
 
 * ``recsys_events``: one row per posted event, ``event_id`` unique, so that a retried event
   is stored once (``INSERT ... ON CONFLICT DO NOTHING``). Indexed by (member, time the event
@@ -153,6 +154,8 @@ CAMPAIGN_SENDS = Table(
     Column("offer_reason", Text, nullable=True),
     Index("ix_recsys_campaign_sends_member_campaign", "member_id", "campaign"),
 )
+#: The advisory lock key that serialises schema creation on PostgreSQL (any constant of ours).
+_SCHEMA_LOCK = 0x7265637379730001
 #: Member ids per ledger query: under SQLite's oldest limit of bound parameters (999).
 _LEDGER_QUERY_MEMBERS = 900
 
@@ -256,7 +259,13 @@ class EventStore:
         return store
 
     def create_schema(self) -> None:
+        """Create what is missing. On PostgreSQL behind a transaction-scoped advisory lock:
+        ``CREATE TABLE IF NOT EXISTS`` is not safe against itself there, and replicas or
+        workers starting together would race (a unique violation in ``pg_type``)."""
         with self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                lock = text("SELECT pg_advisory_xact_lock(:key)")
+                connection.execute(lock, {"key": _SCHEMA_LOCK})
             legacy = _rename_legacy_ledger(connection)
             for table in metadata.sorted_tables:
                 connection.execute(CreateTable(table, if_not_exists=True))

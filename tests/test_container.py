@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -325,14 +326,32 @@ def compose() -> dict:
 
 def test_compose_names_the_stack_with_health_gated_dependencies(compose: dict) -> None:
     services = compose["services"]
-    assert {"api", "mlflow", "mlflow-db", "events-db"} <= set(services)
+    assert {"api", "proxy", "mlflow", "mlflow-db", "events-db"} <= set(services)
     assert services["api"]["build"] == "."
     for name, service in services.items():
         for dependency, condition in service.get("depends_on", {}).items():
-            assert condition == {"condition": "service_healthy"}, (name, dependency)
+            # The proxy starts beside the replicas, which are unhealthy until a champion exists.
+            started = (name, dependency) == ("proxy", "api")
+            wanted = "service_started" if started else "service_healthy"
+            assert condition == {"condition": wanted}, (name, dependency)
             assert dependency == "api" or "healthcheck" in services[dependency], dependency
         for volume in service.get("volumes", []):
             assert volume.split(":")[0] in compose["volumes"], f"{name}: {volume} is not named"
+
+
+def test_compose_runs_api_replicas_that_only_the_proxy_publishes(compose: dict) -> None:
+    services = compose["services"]
+    api, proxy = services["api"], services["proxy"]
+    assert api["deploy"]["replicas"] >= 2
+    assert "ports" not in api and "volumes" not in api  # nothing shared, nothing published
+    assert proxy["ports"] == ["127.0.0.1:${API_PORT:-8000}:8000"]
+    [config] = proxy["configs"]
+    assert config["target"] == "/etc/nginx/conf.d/default.conf"
+    nginx = (COMPOSE.parent / compose["configs"][config["source"]]["file"]).read_text()
+    assert re.search(r"upstream api \{\s*server api:8000;", nginx), "upstream: the api service"
+    assert "listen 8000;" in nginx and "proxy_pass http://api;" in nginx
+    health = " ".join(proxy["healthcheck"]["test"])
+    assert "/proxy-health" in health and "location = /proxy-health" in nginx
 
 
 def test_compose_api_uses_only_real_settings_and_serve_options(compose: dict) -> None:
