@@ -17,7 +17,6 @@ A member whose latest campaign is a later one is skipped (the API answers the la
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -36,6 +35,7 @@ from features import columns as col
 from features.errors import ConfigError
 from features.synthetic.campaign import GROUP, ITEMS, SENT_AT, CampaignEffect, campaign_reactions
 from serving.schemas import MAX_EVENTS_PER_REQUEST, EventType
+from training.artifact.manifest import sha256
 
 __all__ = ["CampaignReplay", "campaign_members", "replay_campaign"]
 
@@ -109,7 +109,7 @@ def campaign_members(manifest: Path) -> tuple[str, list[str]]:
     frames = []
     for name, entry in files.items():
         path = manifest.with_name(name)
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        if not path.is_file() or sha256(path) != entry["sha256"]:
             raise ConfigError(
                 f"--campaign {manifest}: {path} is missing or changed since the export "
                 "(its sha256 differs from the manifest's)"
