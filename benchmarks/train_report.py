@@ -16,9 +16,10 @@ from docs_section import machine_description
 from train_programs import SPLIT_DAYS
 
 SECTION_TITLE = "## Training"
-#: The targets: wall time at most this multiple of the raw fits, peak RSS at most 8 GB.
+#: The targets: wall time at most this multiple of the raw fits, peak RSS at most 4 GB (issue 16;
+#: it was 8 GB before the footprint work).
 RATIO_TARGET = 1.5
-RSS_TARGET_BYTES = 8 * 10**9
+RSS_TARGET_BYTES = 4 * 10**9
 
 
 @dataclass
@@ -192,7 +193,7 @@ peak RSS of at most {RSS_TARGET_BYTES // 10**9} GB. Timings are medians of
 | serving lists (depth {runs[0].lists["depth"]}, not in the run above) | {lists_row(runs)} |
 | reference matrix equals the artifact's | {same_matrix} |
 | meets the 1.5x target | {ratio_ok} |
-| meets the 8 GB target | {rss_ok} |
+| meets the {RSS_TARGET_BYTES // 10**9} GB target | {rss_ok} |
 
 Time per stage of `recsys train` (exclusive: the fits are not counted again in tuning, for
 example); "fit" rows are the product's own fits, wrappers included:

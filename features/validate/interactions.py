@@ -119,7 +119,9 @@ def _event_parser(frame: pl.DataFrame) -> pl.Expr:
 
 
 def interaction_output(frame: pl.DataFrame) -> list[pl.Expr]:
-    """Typed contract columns; optional ones absent from the file get their defaults."""
+    """Typed contract columns; optional ones absent from the file get their defaults, except
+    ``value`` (an explicit rating), kept only when the file has one: no model reads it, and a
+    column of nulls is 160 MB at 20M events."""
 
     def typed_or(name: str, default: pl.Expr) -> pl.Expr:
         return (typed(name) if TYPED + name in frame.columns else default).alias(name)
@@ -132,8 +134,9 @@ def interaction_output(frame: pl.DataFrame) -> list[pl.Expr]:
         typed_or(col.QUANTITY, pl.lit(1.0)).fill_null(1.0),
         typed_or(col.PRICE, pl.lit(None, pl.Float64)),
         typed_or(col.ORDER_ID, pl.lit(None, pl.Utf8)),
-        typed_or(col.VALUE, pl.lit(None, pl.Float64)),
     ]
+    if TYPED + col.VALUE in frame.columns:
+        out.append(typed(col.VALUE).alias(col.VALUE))
     out += [typed(n).alias(n) for n in col.CARRIED_ITEM_COLUMNS if TYPED + n in frame.columns]
     return out
 
