@@ -5,8 +5,10 @@ alias by hand."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,15 +55,23 @@ from training.config import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_LIST_DEPTH,
     DEFAULT_PROMOTION_MARGIN,
+    DEFAULT_SPARK_MASTER,
     DEFAULT_SPLIT,
+    ENGINES,
+    SPARK_MASTER_VARIABLE,
+    SPARK_MODELS,
     TARGETS,
     TuningBudget,
     default_lineup,
+    spark_lineup,
 )
 
 if TYPE_CHECKING:
     from training.tracking.runs import OpenRun
-    from training.train import TrainConfig
+    from training.train import TrainConfig, TrainOutcome
+
+    #: What trains: :func:`training.train.run_training`'s signature.
+    Trainer = Callable[..., TrainOutcome]
 
 __all__ = ["evaluate", "promote", "train", "train_and_publish"]
 
@@ -183,6 +193,30 @@ def train(
             "default: docs/members.md's ladder).",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="What fits the models: implicit (this process) or spark (Spark MLlib's ALS, "
+            f"Spark for validation, popularity and rules; models {', '.join(SPARK_MODELS)} "
+            "only). The model artifact is the same.",
+        ),
+    ] = "implicit",
+    spark_master: Annotated[
+        str,
+        typer.Option(
+            envvar=SPARK_MASTER_VARIABLE,
+            help="Spark master URL of --engine spark: local[*], local[N], spark://host:7077, "
+            "yarn, k8s://...",
+        ),
+    ] = DEFAULT_SPARK_MASTER,
+    spark_scratch: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="RECSYS_SPARK_SCRATCH",
+            help="Where --engine spark writes the validated interactions (a directory that the "
+            "driver and the executors both see; default: a temporary directory).",
+        ),
+    ] = None,
 ) -> None:
     """Tune every model on validation, evaluate on test, and write the model artifact (with
     every member's scores, profile and the member report)."""
@@ -193,9 +227,12 @@ def train(
     mapping = parse_column_mapping(columns, MAPPABLE)
     if target not in TARGETS:
         raise ConfigError(f"--target: {target!r} is not one of {', '.join(TARGETS)}")
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    lineup = spark_lineup(names(models)) if engine == "spark" else names(models)
     config = TrainConfig(
         target=target,  # type: ignore[arg-type]
-        **({"models": names(models)} if models else {}),
+        **({"models": lineup} if lineup else {}),
         primary_metric=primary_metric,
         budget=TuningBudget(trials=trials, seconds=tune_seconds),
         max_eval_members=max_eval_members,
@@ -214,20 +251,55 @@ def train(
         reports[name] = table.report
         return table.frame
 
-    frame = shown("interactions", load_with_options(interactions, preset, columns, max_bad_share))
-
     def load_test(path: Path) -> pl.DataFrame:
         return shown("test", load_interactions(path, mapping, get_preset(preset), max_bad_share))
 
-    split_data, spec = _split_for_training(frame, split, test_file, load_test)
-    del frame  # the split holds the rows now; a second copy of 20M events is 1.7 GB of peak
-    item_table = shown("items", load_items(items)) if items else None
-    member_table = shown("members", load_members(members)) if members else None
-    train_and_publish(
-        split_data, spec, config, item_table, member_table, out,
-        tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
-        list_depth=list_depth, input_reports=reports, promotion_margin=promotion_margin,
-    )  # fmt: skip
+    with ExitStack() as stack:
+        trainer: Trainer | None = None
+        if engine == "spark":
+            loaded, trainer = _load_in_spark(
+                stack, interactions, mapping, preset, max_bad_share, spark_master, spark_scratch
+            )
+        else:
+            loaded = load_with_options(interactions, preset, columns, max_bad_share)
+        frame = shown("interactions", loaded)
+        split_data, spec = _split_for_training(frame, split, test_file, load_test)
+        # The split holds the rows now; a second copy of 20M events is 1.7 GB of peak.
+        del frame, loaded
+        item_table = shown("items", load_items(items)) if items else None
+        member_table = shown("members", load_members(members)) if members else None
+        train_and_publish(
+            split_data, spec, config, item_table, member_table, out,
+            tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
+            list_depth=list_depth, input_reports=reports, promotion_margin=promotion_margin,
+            trainer=trainer,
+        )  # fmt: skip
+
+
+def _load_in_spark(
+    stack: ExitStack,
+    interactions: Path,
+    mapping: Mapping[str, str],
+    preset: str | None,
+    max_bad_share: float,
+    master: str,
+    scratch: Path | None,
+) -> tuple[ValidatedTable, Trainer]:
+    """The interactions loaded by Spark on ``master``, and the Spark engine's trainer of them;
+    the session and the scratch directory last as long as ``stack``. Spark is imported here
+    only, so that the other commands never pay for it."""
+    from training.spark import load_interactions as load_with_spark
+    from training.spark import running_session, train_in_spark
+
+    session = stack.enter_context(running_session(master))
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-", dir=scratch))
+    with timed_status(f"validating {interactions.name} with Spark ({master})"):
+        loaded = load_with_spark(
+            session, interactions, Path(directory), mapping, get_preset(preset), max_bad_share
+        )
+    return loaded.validated, partial(train_in_spark, loaded.spark)
 
 
 def train_and_publish(
@@ -244,10 +316,13 @@ def train_and_publish(
     list_depth: int = DEFAULT_LIST_DEPTH,
     input_reports: Mapping[str, ValidationReport] | None = None,
     promotion_margin: float = DEFAULT_PROMOTION_MARGIN,
+    trainer: Trainer | None = None,
 ) -> None:
     """Train, write the model artifact (with ``list_depth`` items precomputed per member) and
     (optionally) log and register it in MLflow. ``input_reports``: the validation report of
-    each loaded file, stored in metrics.json (``inputs``) beside what was learned from them."""
+    each loaded file, stored in metrics.json (``inputs``) beside what was learned from them;
+    ``trainer``: what trains (default :func:`training.train.run_training`; the Spark engine's
+    takes the split of the interactions it loaded)."""
     from training.publish import write_training_artifact
     from training.train import run_training
 
@@ -263,7 +338,7 @@ def train_and_publish(
                 if run is not None:
                     run.step(message)
 
-            outcome = run_training(
+            outcome = (trainer or run_training)(
                 split_data, spec, config, items=items, members=members, progress=progress
             )
             outcome.metrics["inputs"] = {

@@ -7,18 +7,25 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.errors import ConfigError
+
 __all__ = [
     "DEFAULT_LIST_DEPTH",
     "DEFAULT_PROMOTION_MARGIN",
+    "DEFAULT_SPARK_MASTER",
     "DEFAULT_SPLIT",
+    "ENGINES",
     "MODEL_NAMES",
     "NEXT_BASKET_MODELS",
     "REPEAT_MODELS",
+    "SPARK_MASTER_VARIABLE",
+    "SPARK_MODELS",
     "TARGETS",
     "RuleConfig",
     "Target",
     "TuningBudget",
     "default_lineup",
+    "spark_lineup",
 ]
 
 #: Every model, in the order they are tuned; ``training.models.MODEL_CLASSES`` follows it.
@@ -47,6 +54,30 @@ REPEAT_MODELS: tuple[str, ...] = ("top_personal", "tifu_knn", "repeat_explore")
 NEXT_BASKET_MODELS: tuple[str, ...] = (
     "popular", "item_knn", "ease", "als", "user_knn", *REPEAT_MODELS,
 )  # fmt: skip
+
+
+#: What fits the models (``recsys train --engine``): this process (``implicit``, the default),
+#: or Spark (``training.spark``), which writes the same model artifact.
+ENGINES: tuple[str, ...] = ("implicit", "spark")
+#: The models the Spark engine fits (MLlib's ALS, popularity counted in Spark): its lineup.
+SPARK_MODELS: tuple[str, ...] = ("popular", "als")
+#: The Spark engine's master unless ``--spark-master`` or :data:`SPARK_MASTER_VARIABLE` says.
+DEFAULT_SPARK_MASTER = "local[*]"
+SPARK_MASTER_VARIABLE = "RECSYS_SPARK_MASTER"
+
+
+def spark_lineup(models: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The models of a Spark engine run: ``models`` (default: :data:`SPARK_MODELS`), which must
+    be among them."""
+    if not models:
+        return SPARK_MODELS
+    others = [name for name in models if name not in SPARK_MODELS]
+    if others:
+        raise ConfigError(
+            f"--models: the spark engine (--engine spark) trains {' and '.join(SPARK_MODELS)} "
+            f"only, not {', '.join(others)}; leave them out of --models, or use --engine implicit"
+        )
+    return models
 
 
 def default_lineup(target: str) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from training.evaluate import (
 )
 from training.index import IndexConfig, ItemIndex, measure_recall
 from training.metrics import DEFAULT_KS
-from training.models import Recommender, model_class
+from training.models import FitModel, Recommender, fit_model
 from training.models.base import failure_reason
 from training.run_record import long_tail
 
@@ -63,6 +63,7 @@ def evaluate_on_test(
     popularity_order: np.ndarray,
     failures: Failures,
     progress: Progress,
+    fit: FitModel = fit_model,
 ) -> tuple[TestFigures, dict[str, Recommender]]:
     """Fit each model on train with its params and measure it on test; failures recorded.
     ``popularity_order``: training items, most interacted first (for the long-tail shares)."""
@@ -71,7 +72,7 @@ def evaluate_on_test(
         progress(f"fitting and evaluating {name}")
         started = time.perf_counter()
         try:
-            models[name] = model_class(name)(**model_params).fit(data)
+            models[name] = fit(name, model_params, data)
             fitted = time.perf_counter()
             recommended = recommended_lists(models[name], task, max(DEFAULT_KS))
             report.metrics[name] = evaluate_recommended(recommended, task)
@@ -94,6 +95,7 @@ def refit(
     data: TrainingData,
     failures: Failures,
     progress: Progress,
+    fit: FitModel = fit_model,
 ) -> tuple[dict[str, Recommender], dict[str, float]]:
     """Step 5: every model fit again on all interactions with its tuned params."""
     models, seconds = {}, {}
@@ -101,7 +103,7 @@ def refit(
         progress(f"refitting {name} on all interactions")
         started = time.perf_counter()
         try:
-            models[name] = model_class(name)(**model_params).fit(data)
+            models[name] = fit(name, model_params, data)
         except Exception as error:
             failures.add(name, "refit", failure_reason(error))
             continue

@@ -138,6 +138,9 @@ def _write_artifact(
                 "chosen": outcome.metrics["chosen"],
                 "primary_metric": outcome.metrics["primary_metric"],
                 "models": outcome.metrics["models"],
+                # Which engine fit the models (the Spark engine's master and version); absent
+                # for this process's own fits, the default.
+                **{key: outcome.metrics[key] for key in ("engine",) if key in outcome.metrics},
             },
             params=outcome.metrics["params"],
         )

@@ -42,9 +42,13 @@ __all__ = [
     "RuleFunnel",
     "RuleIndex",
     "association_rules",
+    "best_seller",
     "count_threshold",
     "mine_rules",
     "popularity_confidence",
+    "rules_of_itemsets",
+    "seller_confidence",
+    "support_count",
 ]
 
 #: Columns of a rule table, in order.
@@ -68,15 +72,15 @@ def count_threshold(baskets: Baskets, config: RuleConfig) -> int:
     sets a support; else ``config.min_count``, raised to the least count that at most
     ``config.max_pairs`` pairs reach (one sparse product over the items that reach it)."""
     if config.min_support is not None:
-        return _support_count(baskets, config)
+        return support_count(baskets.n_baskets, config.min_support)
     return frequent_itemsets(
         baskets, config.min_count, max_size=2, max_pairs=config.max_pairs
     ).min_count
 
 
-def _support_count(baskets: Baskets, config: RuleConfig) -> int:
-    assert config.min_support is not None
-    return max(1, math.ceil(config.min_support * baskets.n_baskets))
+def support_count(n_baskets: int, min_support: float) -> int:
+    """The count a share ``min_support`` of ``n_baskets`` is: ``ceil(min_support * N)``, or 1."""
+    return max(1, math.ceil(min_support * n_baskets))
 
 
 def popularity_confidence(baskets: Baskets, rank: int) -> float:
@@ -85,14 +89,27 @@ def popularity_confidence(baskets: Baskets, rank: int) -> float:
     the pooled confidence of the rules towards s. A list of popular items gets its ``rank``-th
     item right about this often; a rule less sure than that pushes out a better guess."""
     counts = item_counts(baskets)
-    others = int(counts.sum())
-    if not others:
+    seller = best_seller(counts, rank)
+    if seller is None:
         return 0.0
-    seller = int(np.argsort(-counts, kind="stable")[min(rank, len(counts)) - 1])
-    others -= int(counts[seller])
     matrix = baskets.matrix
     holding = np.searchsorted(matrix.indptr, np.flatnonzero(matrix.indices == seller), "right")
     together = int((np.diff(matrix.indptr)[holding - 1] - 1).sum())
+    return seller_confidence(counts, seller, together)
+
+
+def best_seller(counts: np.ndarray, rank: int) -> int | None:
+    """The item of the ``rank``-th highest basket count (the last item when there are fewer),
+    ties to the lower index; None when nothing was bought."""
+    if not int(counts.sum()):
+        return None
+    return int(np.argsort(-counts, kind="stable")[min(rank, len(counts)) - 1])
+
+
+def seller_confidence(counts: np.ndarray, seller: int, together: int) -> float:
+    """:func:`popularity_confidence` of ``seller``, given the items bought with it in its
+    baskets (``together``: the sizes of the baskets holding it, less one each, summed)."""
+    others = int(counts.sum()) - int(counts[seller])
     return together / others if others else 0.0
 
 
@@ -197,17 +214,28 @@ def association_rules(baskets: Baskets, config: RuleConfig) -> pl.DataFrame:
 def mine_rules(baskets: Baskets, config: RuleConfig) -> MinedRules:
     """The rules :func:`association_rules` gives, and what each threshold let through."""
     if config.min_support is not None:
-        found = frequent_itemsets(baskets, _support_count(baskets, config), config.max_size)
+        found = frequent_itemsets(
+            baskets, support_count(baskets.n_baskets, config.min_support), config.max_size
+        )
     else:
         found = frequent_itemsets(
             baskets, config.min_count, config.max_size, max_pairs=config.max_pairs
         )
-    n = baskets.n_baskets
     floor = (
         config.min_confidence
         if config.min_confidence is not None
         else popularity_confidence(baskets, config.baseline_rank)
     )
+    return rules_of_itemsets(found, baskets.item_names, config, floor)
+
+
+def rules_of_itemsets(
+    found: FrequentItemsets, item_names: np.ndarray, config: RuleConfig, floor: float
+) -> MinedRules:
+    """The rules the config keeps of itemsets counted elsewhere (:func:`mine_rules` counts them
+    here, the Spark engine in Spark), ``floor`` the confidence floor: ``min_confidence``, or
+    :func:`popularity_confidence`. ``item_names``: the name of each item index of ``found``."""
+    n = found.n_baskets
     kept: list[_Candidates] = []
     candidates = not_associated = below_confidence = 0
     best: float | None = None
@@ -231,7 +259,7 @@ def mine_rules(baskets: Baskets, config: RuleConfig) -> MinedRules:
                 candidate.counts[confident], candidate.antecedent_counts[confident],
             )
         )  # fmt: skip
-    table = _rule_table(kept, found, baskets.item_names)
+    table = _rule_table(kept, found, item_names)
     funnel = RuleFunnel(
         baskets=n,
         min_count=found.min_count,

@@ -23,7 +23,7 @@ from features.splits import (
 )
 from training.config import RuleConfig
 from training.dataset import TrainingData
-from training.rules import mine_rules
+from training.rules import MinedRules, mine_rules
 from training.rules_quality import complement_quality
 from training.tune import TuningResult
 
@@ -31,6 +31,7 @@ __all__ = [
     "catalog_long_tail",
     "describe_spec",
     "long_tail",
+    "mined_rules_report",
     "refit_record",
     "rules_report",
     "segment_sizes",
@@ -66,7 +67,13 @@ def rules_report(
 ) -> dict[str, Any]:
     """The rules served, and rules of the training purchases measured on the test baskets,
     with what each threshold let through (``funnel``) and, when few rules passed, why."""
-    mined = mine_rules(train_baskets, rules)
+    return mined_rules_report(mine_rules(train_baskets, rules), train_baskets, test, served_rules)
+
+
+def mined_rules_report(
+    mined: MinedRules, train_baskets: Baskets, test: pl.DataFrame, served_rules: pl.DataFrame
+) -> dict[str, Any]:
+    """:func:`rules_report` of training rules mined elsewhere (the Spark engine's)."""
     return {
         "baskets": train_baskets.n_baskets,
         "min_count": mined.funnel.min_count,

@@ -20,7 +20,7 @@ import optuna
 from training.config import TuningBudget
 from training.dataset import TrainingData
 from training.evaluate import EvaluationTask, evaluate_model
-from training.models import ModelFitError, Recommender
+from training.models import FitModel, ModelFitError, Recommender, fit_model
 from training.models.base import failure_reason
 
 __all__ = ["SEARCH_SPACES", "TuningBudget", "TuningResult", "tune_model"]
@@ -142,12 +142,14 @@ def tune_model(
     primary_metric: str,
     budget: TuningBudget,
     seed: int = 42,
+    fit: FitModel = fit_model,
 ) -> TuningResult:
     """Search ``model``'s parameters on ``validation``; the defaults are always trial one.
 
     A trial whose fit fails (a :class:`ModelFitError`, e.g. EASE on too large a catalog, or
     any library error) is recorded in ``failures`` with its parameters; if every trial fails,
     the first failure is raised.
+    ``fit`` fits each trial's model (default: here; the Spark engine's fits in Spark).
     """
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -160,7 +162,7 @@ def tune_model(
     def objective(trial: optuna.Trial) -> float:
         params = _trial_params(model, trial)
         try:
-            fitted = model(**params).fit(data)
+            fitted = fit(model.name, params, data)
         except Exception as exc:  # recorded and reported by the caller, never the run's end
             failures.append(f"{params}: {failure_reason(exc)}")
             raise optuna.TrialPruned(str(exc)) from exc

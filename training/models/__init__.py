@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from training.config import MODEL_NAMES
+from training.dataset import TrainingData
 from training.models.als import ALSRecommender
 from training.models.base import ModelFitError, Recommender
 from training.models.content import ContentRecommender
@@ -16,7 +20,7 @@ from training.models.tifu_knn import TIFUKNNRecommender
 from training.models.top_personal import TopPersonalRecommender
 from training.models.user_knn import UserKNNRecommender
 
-__all__ = ["MODEL_CLASSES", "ModelFitError", "Recommender", "model_class"]
+__all__ = ["MODEL_CLASSES", "FitModel", "ModelFitError", "Recommender", "fit_model", "model_class"]
 
 _CLASSES = (
     PopularityRecommender,
@@ -46,3 +50,14 @@ def model_class(name: str) -> type[Recommender]:
         raise ConfigError(
             f"unknown model {name!r}; known models: {', '.join(MODEL_CLASSES)}"
         ) from None
+
+
+#: How a run fits one model: its name, its parameters and the data -> the fitted model. Tuning
+#: and the lineup take one, so that another engine (``training.spark``) fits the models its own
+#: way under the same protocol; :func:`fit_model` is the default.
+FitModel = Callable[[str, dict[str, Any], TrainingData], Recommender]
+
+
+def fit_model(name: str, params: dict[str, Any], data: TrainingData) -> Recommender:
+    """Fit model ``name`` with ``params`` on ``data``, in this process."""
+    return model_class(name)(**params).fit(data)

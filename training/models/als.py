@@ -75,10 +75,7 @@ class ALSRecommender(Recommender):
         """Factorise the confidence matrix; refuse non-finite factors."""
         if data.matrix.nnz == 0:
             raise ModelFitError("ALS cannot fit an interaction matrix without any interaction")
-        self.n_items = data.n_items
-        self.training_histories = sp.csr_matrix(data.matrix, dtype=np.float32)
-        if self.params.bm25_weighting:
-            self.item_length_norms = _bm25_item_length_norms(data.matrix, self.params.bm25_b)
+        self._hold_histories(data.matrix)
         with threadpool_limits(1, "blas"):
             factorisation = AlternatingLeastSquares(
                 factors=self.params.factors,
@@ -93,8 +90,42 @@ class ALSRecommender(Recommender):
                 factorisation.fit(self._confidences(data.matrix), show_progress=False)
             except ImplicitModelFitError as error:
                 raise _non_finite_factors_error() from error
-        self.user_factors = np.asarray(factorisation.user_factors, dtype=np.float32)
-        self.item_factors = np.asarray(factorisation.item_factors, dtype=np.float32)
+        return self._hold_factors(factorisation.user_factors, factorisation.item_factors)
+
+    @classmethod
+    def from_factors(
+        cls,
+        user_factors: np.ndarray,
+        item_factors: np.ndarray,
+        training_histories: sp.csr_matrix,
+        params: ModelParams | None = None,
+        **overrides: Any,
+    ) -> Self:
+        """A model of factors fit elsewhere (Spark MLlib's ALS): rows of ``user_factors`` and
+        ``item_factors`` are the member and item indices of ``training_histories``, the matrix
+        they were fit on, so that the model scores, folds in and saves as one fit here would."""
+        model = cls(params, **overrides)
+        n_members, n_items = training_histories.shape
+        rank = model.params.factors
+        if (user_factors.shape, item_factors.shape) != ((n_members, rank), (n_items, rank)):
+            raise ModelFitError(
+                f"factors of shapes {user_factors.shape} and {item_factors.shape} do not fit a "
+                f"matrix of shape {training_histories.shape} with {model.params.factors} factors"
+            )
+        model._hold_histories(training_histories)
+        return model._hold_factors(user_factors, item_factors)
+
+    def _hold_histories(self, matrix: sp.csr_matrix) -> None:
+        """Keep the training matrix (and its BM25 lengths): fold-in compares and weights by it."""
+        self.n_items = matrix.shape[1]
+        self.training_histories = sp.csr_matrix(matrix, dtype=np.float32)
+        if self.params.bm25_weighting:
+            self.item_length_norms = _bm25_item_length_norms(matrix, self.params.bm25_b)
+
+    def _hold_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> Self:
+        """Keep the factors as float32, refusing non-finite ones, and their Gram matrix."""
+        self.user_factors = np.asarray(user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(item_factors, dtype=np.float32)
         if not (np.isfinite(self.user_factors).all() and np.isfinite(self.item_factors).all()):
             raise _non_finite_factors_error()
         self._item_gram = _gram(self.item_factors)
