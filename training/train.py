@@ -51,7 +51,7 @@ from training.index import IndexConfig, ItemIndex
 from training.lineup import Failures, Progress, build_indexes, evaluate_on_test, refit
 from training.member_files import MemberFilesConfig
 from training.metrics import DEFAULT_KS
-from training.models import Recommender, model_class
+from training.models import FitModel, Recommender, fit_model, model_class
 from training.models.base import failure_reason, popularity_tie_breaker
 from training.models.popular import PopularityRecommender, fallback_popularity
 from training.rules import association_rules
@@ -215,14 +215,17 @@ def _tune_all(
     config: TrainConfig,
     failures: Failures,
     progress: Progress,
+    fit: FitModel = fit_model,
 ) -> dict[str, TuningResult]:
+    """Step 3 for every model, each trial fit by ``fit`` (in process, or the Spark engine's)."""
     results: dict[str, TuningResult] = {}
     for name in config.models:
         progress(f"tuning {name} on validation")
         try:
             results[name] = tune_model(
-                model_class(name), data, task, config.primary_metric, config.budget, config.seed
-            )
+                model_class(name), data, task, config.primary_metric, config.budget,
+                config.seed, fit=fit,
+            )  # fmt: skip
         except Exception as error:  # one model's failure is recorded, never the run's end
             failures.add(name, "tuning", failure_reason(error))
             continue

@@ -21,16 +21,13 @@ import polars as pl
 
 from features import columns as col
 from features.baskets import Baskets, baskets_from_interactions
-from features.errors import ConfigError
 from features.split_shapes import shape_numbers
 from features.splits import Split, SplitSpec
 from training.artifact import data_fingerprint
 from training.config import spark_lineup
 from training.dataset import TrainingData
-from training.evaluate import EvaluationTask
 from training.lineup import Failures, Progress, TestFigures, build_indexes, evaluate_on_test, refit
-from training.models import Recommender, model_class
-from training.models.base import failure_reason
+from training.models import Recommender
 from training.models.popular import PopularityRecommender, fallback_popularity
 from training.rules import MinedRules
 from training.run_record import (
@@ -52,9 +49,10 @@ from training.train import (
     _choose,
     _segments_of,
     _task,
+    _tune_all,
     _validation_split,
 )
-from training.tune import TuningResult, tune_model
+from training.tune import TuningResult
 
 __all__ = ["train_in_spark"]
 
@@ -206,35 +204,7 @@ def _tune_on_validation(
     with opened as fit:
         popularity = fallback_popularity(fit.data, None).global_scores
         task = _task(fit.data, _without_rows(validation.test), items, segments, config, popularity)
-        return _tune_all(fit, task, config, failures, progress)
-
-
-def _tune_all(
-    fit: SparkFit,
-    task: EvaluationTask,
-    config: TrainConfig,
-    failures: Failures,
-    progress: Progress,
-) -> dict[str, TuningResult]:
-    results: dict[str, TuningResult] = {}
-    for name in config.models:
-        progress(f"tuning {name} on validation")
-        try:
-            results[name] = tune_model(
-                model_class(name), fit.data, task, config.primary_metric, config.budget,
-                config.seed, fit=fit.fit_model,
-            )  # fmt: skip
-        except Exception as error:  # one model's failure is recorded, never the run's end
-            failures.add(name, "tuning", failure_reason(error))
-            continue
-        for reason in results[name].failures:
-            failures.add(name, "tuning trial", reason)
-    if not results:
-        raise ConfigError(
-            "no model could be fit on the validation split: "
-            + "; ".join(f"{f['model']}: {f['reason']}" for f in failures.records)
-        )
-    return results
+        return _tune_all(fit.data, task, config, failures, progress, fit=fit.fit_model)
 
 
 def _test(
