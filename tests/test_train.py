@@ -161,7 +161,7 @@ def test_train_refuses_both_split_and_test_file(store: Path, tmp_path: Path) -> 
 
 
 def test_a_model_lost_to_a_failure_hands_the_choice_to_the_next_best_on_validation() -> None:
-    from training.train import _choose
+    from training.train import choose_model
     from training.tune import TuningResult
 
     def tuned(name: str, value: float) -> TuningResult:
@@ -174,12 +174,15 @@ def test_a_model_lost_to_a_failure_hands_the_choice_to_the_next_best_on_validati
     }
     served = {"als": object(), "popular": object()}
     tested = {"ease": {}, "als": {}, "popular": {}}
-    assert _choose(results, served, tested) == (
+    assert choose_model(results, served, tested) == (
         "als",
         "best on validation after the failure of ease",
     )  # type: ignore[arg-type]
-    assert _choose(results, {"ease": object(), **served}, tested) == ("ease", "best on validation")  # type: ignore[arg-type]
-    assert _choose(results, served, {"popular": {}})[0] == "popular"  # type: ignore[arg-type]
+    assert choose_model(results, {"ease": object(), **served}, tested) == (
+        "ease",
+        "best on validation",
+    )  # type: ignore[arg-type]
+    assert choose_model(results, served, {"popular": {}})[0] == "popular"  # type: ignore[arg-type]
 
 
 def test_cli_next_basket_target_counts_repeats_and_serves_them(store: Path, tmp_path: Path) -> None:

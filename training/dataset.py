@@ -20,7 +20,7 @@ from features.ids import IdMap
 from features.item_content import ItemContentConfig, ItemFeatures, build_item_features
 from features.matrices import EventWeights, build_interaction_matrix, ids_from_interactions
 
-__all__ = ["TrainingData", "build_training_data", "history_matrix"]
+__all__ = ["TrainingData", "build_training_data", "history_matrix", "member_segment_codes"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def build_training_data(
         half_life_days=half_life_days,
         reference_time=reference,
     )
-    segments, names = _segment_codes(member_segment_of, member_ids)
+    segments, names = member_segment_codes(member_segment_of, member_ids)
     return TrainingData(
         matrix=matrix,
         member_ids=member_ids,
@@ -103,9 +103,11 @@ def build_training_data(
     )
 
 
-def _segment_codes(
+def member_segment_codes(
     member_segment_of: pl.DataFrame | None, member_ids: IdMap
 ) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Per member index, the index of its segment in the sorted segment names (-1 where it has
+    none), and the names: the form per-segment popularity indexes by."""
     if member_segment_of is None:
         return None, ()
     names = tuple(sorted(member_segment_of.get_column("segment").unique().drop_nulls().to_list()))

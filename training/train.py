@@ -65,7 +65,17 @@ from training.run_record import (
 )
 from training.tune import TuningResult, tune_model
 
-__all__ = ["TrainConfig", "TrainOutcome", "run_training"]
+__all__ = [
+    "TrainConfig",
+    "TrainOutcome",
+    "all_interactions",
+    "choose_model",
+    "evaluation_task",
+    "run_training",
+    "segments_of_members",
+    "tune_all",
+    "validation_split",
+]
 
 
 class TrainConfig(BaseModel):
@@ -161,7 +171,9 @@ class TrainOutcome:
     member_files: MemberFilesConfig = field(default_factory=MemberFilesConfig)
 
 
-def _segments_of(interactions: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataFrame:
+def segments_of_members(interactions: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataFrame:
+    """Each member's RFM segment on ``interactions``: what per-segment popularity and the
+    per-segment metrics group by, computed on the data the fits see and never on the test."""
     profiles = compute_member_profiles(interactions, members=members)
     return profiles.select(col.MEMBER_ID, SEGMENT)
 
@@ -172,7 +184,7 @@ def _training_data(
     members: pl.DataFrame | None,
     config: TrainConfig,
 ) -> tuple[TrainingData, pl.DataFrame]:
-    segments = _segments_of(interactions, members)
+    segments = segments_of_members(interactions, members)
     data = build_training_data(
         interactions,
         items=items,
@@ -183,7 +195,7 @@ def _training_data(
     return data, segments
 
 
-def _task(
+def evaluation_task(
     data: TrainingData,
     test: pl.DataFrame,
     items: pl.DataFrame | None,
@@ -191,6 +203,8 @@ def _task(
     config: TrainConfig,
     popularity: np.ndarray,
 ) -> EvaluationTask:
+    """The evaluation of ``test`` against fits on ``data``, the same for validation and test and
+    for both engines: the target's rules, the member sample and popularity's tie-breaking."""
     return EvaluationTask.from_split(
         data,
         test,
@@ -209,7 +223,7 @@ def _task(
     )
 
 
-def _tune_all(
+def tune_all(
     data: TrainingData,
     task: EvaluationTask,
     config: TrainConfig,
@@ -239,7 +253,7 @@ def _tune_all(
     return results
 
 
-def _validation_split(
+def validation_split(
     split: Split, spec: SplitSpec | None, config: TrainConfig
 ) -> tuple[Split, dict[str, Any]]:
     """Step 2: the validation split of train alone, and the record of how it was shaped."""
@@ -269,20 +283,20 @@ def _tune_on_validation(
     return, before the whole training split's are built: at 20M events they hold about 2 GB
     that the final fits, the evaluation and the artifact would otherwise carry along.
     """
-    validation, shape = _validation_split(split, spec, config)
+    validation, shape = validation_split(split, spec, config)
     progress(f"validation shaped as {shape['kind']} ({shape_numbers(shape)})")
     data, segments = _training_data(validation.train, items, members, config)
     popularity = fallback_popularity(data, None).global_scores
-    task = _task(data, validation.test, items, segments, config, popularity)
-    return _tune_all(data, task, config, failures, progress), shape, validation.describe()
+    task = evaluation_task(data, validation.test, items, segments, config, popularity)
+    return tune_all(data, task, config, failures, progress), shape, validation.describe()
 
 
-def _all_interactions(split: Split) -> pl.DataFrame:
+def all_interactions(split: Split) -> pl.DataFrame:
     """Train and test as one frame (a test file may carry other optional columns)."""
     return pl.concat([split.train, split.test], how="diagonal_relaxed")
 
 
-def _choose(
+def choose_model(
     tuned: dict[str, TuningResult], served: dict[str, Recommender], tested: dict[str, Any]
 ) -> tuple[str, str]:
     """The best model on validation among those the artifact serves and the test measured, and
@@ -322,7 +336,7 @@ def run_training(
     progress("fitting the tuned models on the whole training split")
     data, segments = _training_data(split.train, items, members, config)
     popularity = fallback_popularity(data, params.get(baseline)).global_scores
-    test_task = _task(data, split.test, items, segments, config, popularity)
+    test_task = evaluation_task(data, split.test, items, segments, config, popularity)
     popularity_order = np.argsort(-np.asarray((data.matrix > 0).sum(axis=0)).ravel(), kind="stable")
     report, models = evaluate_on_test(
         tested_params, data, test_task, popularity_order, failures, progress
@@ -333,13 +347,13 @@ def run_training(
     refit_seconds: dict[str, float] = {}
     if config.refit:
         del models, data, test_task  # the train-only fits are measured; free them before refit
-        data, segments = _training_data(_all_interactions(split), items, members, config)
+        data, segments = _training_data(all_interactions(split), items, members, config)
         models, refit_seconds = refit(tested_params, data, failures, progress)
     else:
         models = {name: model for name, model in models.items() if name in tested_params}
     if baseline not in models:  # the fallback of every answer, even when it failed above
         models[baseline] = PopularityRecommender(by_segment=True).fit(data)
-    chosen, chosen_because = _choose(tuned, models, report.metrics)
+    chosen, chosen_because = choose_model(tuned, models, report.metrics)
     indexes, index_report = build_indexes(models, data, config.index)
     served_rules = association_rules(baskets_from_interactions(data.interactions), config.rules)
     metrics = {

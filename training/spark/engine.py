@@ -45,12 +45,12 @@ from training.spark.validate import SparkTable
 from training.train import (
     TrainConfig,
     TrainOutcome,
-    _all_interactions,
-    _choose,
-    _segments_of,
-    _task,
-    _tune_all,
-    _validation_split,
+    all_interactions,
+    choose_model,
+    evaluation_task,
+    segments_of_members,
+    tune_all,
+    validation_split,
 )
 from training.tune import TuningResult
 
@@ -101,8 +101,8 @@ class _Fits:
         self, first: pl.DataFrame, then: pl.DataFrame | None = None
     ) -> tuple[AbstractContextManager[SparkFit], pl.DataFrame]:
         """The fit of ``first`` then ``then`` (open it with ``with``) and its member segments."""
-        frame = _without_rows(first if then is None else _all_interactions(Split(first, then)))
-        segments = _segments_of(frame, self._members)
+        frame = _without_rows(first if then is None else all_interactions(Split(first, then)))
+        segments = segments_of_members(frame, self._members)
         fit = spark_fit(
             self._interactions.table.sparkSession,
             self._interactions.table,
@@ -139,7 +139,7 @@ def train_in_spark(
     spark_lineup(config.models)
     fits = _Fits(interactions, config, items, members)
     failures = Failures()
-    validation, shape = _validation_split(split, spec, config)
+    validation, shape = validation_split(split, spec, config)
     progress(f"validation shaped as {shape['kind']} ({shape_numbers(shape)})")
     tuned = _tune_on_validation(fits, validation, items, config, failures, progress)
     params = {name: result.params for name, result in tuned.items()}
@@ -152,7 +152,7 @@ def train_in_spark(
         with with_test as fit:
             models, seconds = refit(tested_params, fit.data, failures, progress, fit.fit_model)
             served = _served(fit, models, segments, seconds, config)
-    chosen, chosen_because = _choose(tuned, served.models, tested.report.metrics)
+    chosen, chosen_because = choose_model(tuned, served.models, tested.report.metrics)
     indexes, index_report = build_indexes(served.models, served.data, config.index)
     test = _without_rows(split.test)
     metrics = {
@@ -203,8 +203,10 @@ def _tune_on_validation(
     opened, segments = fits.open(validation.train)
     with opened as fit:
         popularity = fallback_popularity(fit.data, None).global_scores
-        task = _task(fit.data, _without_rows(validation.test), items, segments, config, popularity)
-        return _tune_all(fit.data, task, config, failures, progress, fit=fit.fit_model)
+        task = evaluation_task(
+            fit.data, _without_rows(validation.test), items, segments, config, popularity
+        )
+        return tune_all(fit.data, task, config, failures, progress, fit=fit.fit_model)
 
 
 def _test(
@@ -223,7 +225,7 @@ def _test(
     with opened as fit:
         data = fit.data
         popularity = fallback_popularity(data, params.get(_BASELINE)).global_scores
-        task = _task(data, _without_rows(split.test), items, segments, config, popularity)
+        task = evaluation_task(data, _without_rows(split.test), items, segments, config, popularity)
         order = np.argsort(-np.asarray((data.matrix > 0).sum(axis=0)).ravel(), kind="stable")
         report, models = evaluate_on_test(
             tested_params, data, task, order, failures, progress, fit.fit_model

@@ -23,7 +23,7 @@ from features.errors import ConfigError
 from features.ids import IdMap
 from features.matrices import EventWeights
 from training.config import SPARK_MODELS, RuleConfig
-from training.dataset import TrainingData, _segment_codes
+from training.dataset import TrainingData, member_segment_codes
 from training.models.als import ALSRecommender
 from training.models.base import Recommender
 from training.models.popular import PopularityRecommender
@@ -98,7 +98,7 @@ def spark_fit(
             half_life_days,
             reference,  # type: ignore[arg-type]
         ).persist()
-        segment_codes, segment_names = _segment_codes(segments, member_ids)
+        segment_codes, segment_names = member_segment_codes(segments, member_ids)
         data = TrainingData(
             matrix=collected_matrix(cells, (len(member_ids), len(item_ids))),
             member_ids=member_ids,
