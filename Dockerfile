@@ -81,3 +81,21 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
 # default, or `--model-uri models:/member-recsys@champion` with RECSYS_TRACKING_URI set.
 ENTRYPOINT ["/bin/sh", "-c", "exec recsys serve --host 0.0.0.0 --port \"$PORT\" \"$@\"", "recsys-serve"]
 CMD ["--artifact", "/artifact"]
+
+# ---- trainer: the same image with a Java runtime, for `recsys train --engine spark` ----
+# pyspark (in the venv) starts its JVM from this JRE: a local master in the container, or the
+# driver and the executors of a cluster run from this image (docs/spark.md). Build it with
+# `docker build --target trainer`; the API image (the default, last stage) carries no JRE.
+FROM runtime AS trainer
+
+USER 0:0
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+    && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+ENTRYPOINT ["recsys"]
+CMD ["train", "--help"]
+
+# ---- the default target: the API image above, unchanged ----
+FROM runtime AS api

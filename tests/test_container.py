@@ -20,6 +20,7 @@ variables are ``mlflow server``'s, and its image is the MLflow version in uv.loc
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -259,6 +260,21 @@ def test_dockerfile_is_pinned_non_root_and_ships_every_package(dockerfile: Docke
     known = known_settings()
     for key in runtime.env({}):
         assert not key.startswith("RECSYS_") or key in known, f"{key} is not a setting"
+
+
+def test_the_default_target_is_the_api_and_the_trainer_adds_only_a_java_runtime(
+    dockerfile: Dockerfile,
+) -> None:
+    """`docker build .` gives the API image; `--target trainer` the same venv with a JRE, for
+    `recsys train --engine spark` (pyspark starts its JVM from it)."""
+    last, trainer = dockerfile.stages[-1], dockerfile.stage("trainer")
+    assert (last.image, last.instructions) == ("runtime", []), "the last stage must be the API"
+    assert trainer.image == "runtime"
+    installs = " ".join(step.rest for step in trainer.all("RUN"))
+    assert re.search(r"apt-get install .*openjdk-\d+-jre-headless", installs), installs
+    assert trainer.last("USER").rest.split(":")[0] not in {"root", "0"}, "training runs as root"
+    assert json.loads(trainer.last("ENTRYPOINT").rest) == ["recsys"]
+    assert json.loads(trainer.last("CMD").rest)[0] == "train"
 
 
 def test_image_installs_the_project_from_the_lock_as_a_wheel(image: Image) -> None:
