@@ -6,7 +6,9 @@ tuning trial, no MLflow), then measures, in the same run and with the same uvico
 
 1. a bare FastAPI app whose route ``/v1/members/{member_id}/recommendations`` returns a fixed
    JSON payload of the same size as ours (a real response of our server);
-2. ``recsys serve`` on the trained model artifact, with SQLite events and impressions logging on.
+2. ``recsys serve`` on the trained model artifact, with SQLite events (or the store of
+   ``--events-url``, a PostgreSQL server as the compose stack's replicas use) and impressions
+   logging on.
 
 wrk (``-t2 -c32``) requests random known members through a Lua script, against each server in
 turn, ``--repeat`` rounds (the machine is noisy: the medians of the per-round ratios and p99s
@@ -101,8 +103,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--work", type=Path, default=None, help="Keep the store and artifact here.")
     parser.add_argument("--reuse", action="store_true", help="Reuse a model artifact in --work.")
+    parser.add_argument(
+        "--events-url",
+        default=None,
+        help="Our server's event store (default: SQLite in the work directory). A PostgreSQL "
+        "URL measures a replica of the compose stack; the figures go to their own section.",
+    )
     parser.add_argument("--doc", type=Path, default=BENCHMARKS_DOC)
     return parser.parse_args(argv)
+
+
+def store_name(events_url: str | None) -> str:
+    """The event store's engine as the section names it: SQLite or PostgreSQL."""
+    return "PostgreSQL" if events_url and events_url.startswith("postgresql") else "SQLite"
+
+
+def section_title(events_url: str | None) -> str:
+    """The section's title: "Serving" for the default SQLite store, its own for another."""
+    name = store_name(events_url)
+    return SECTION_TITLE if name == "SQLite" else f"{SECTION_TITLE} with {name} events"
 
 
 def free_port() -> int:
@@ -222,9 +241,11 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
-def ours_command(artifact: Path, work: Path, port: int, workers: int) -> list[str]:
+def ours_command(
+    artifact: Path, work: Path, port: int, workers: int, events_url: str | None
+) -> list[str]:
     recsys = str(Path(sys.executable).with_name("recsys"))
-    events = f"sqlite:///{work / 'events.db'}"
+    events = events_url or f"sqlite:///{work / 'events.db'}"
     return [recsys, "serve", "--artifact", str(artifact), "--port", str(port),
             "--workers", str(workers), "--events-url", events]  # fmt: skip
 
@@ -262,7 +283,9 @@ def render(args: argparse.Namespace, rounds: list[tuple[WrkResult, WrkResult]], 
         f"{' and ' if not meets_ratio and not meets_p99 else ''}"
         f"{'the p99 target' if not meets_p99 else ''}"
     )  # fmt: skip
-    command = "uv run python benchmarks/serve.py"
+    command = "uv run python benchmarks/serve.py" + (
+        f" --events-url {store_name(args.events_url).upper()}_URL" if args.events_url else ""
+    )
     sizes = f"{args.members:,} members, {args.items:,} items, {args.events:,} events"
     trained = f"generated and trained in {train_seconds:.0f} s" if train_seconds else "reused"
     rows = "\n".join(
@@ -273,14 +296,16 @@ def render(args: argparse.Namespace, rounds: list[tuple[WrkResult, WrkResult]], 
                            round_results, strict=True)
     )  # fmt: skip
     per_round = ", ".join(f"{value:.0%}" for value in ratios)
-    return f"""{SECTION_TITLE}
+    shared = "its server on the same CPUs as ours and wrk, " if args.events_url else ""
+    return f"""{section_title(args.events_url)}
 
 `GET /v1/members/{{id}}/recommendations?n=10` over random known members against a bare FastAPI
 route returning a JSON payload of the same size ({payload:,} bytes), measured in the same run
 with the same uvicorn settings ({args.workers} workers, uvloop, httptools, no access log) and
 `wrk -t{args.threads} -c{args.connections} -d{args.duration}s` after a {args.warmup} s warm-up,
 in {len(rounds)} rounds (the bare server, then ours, each started afresh).
-Our server runs as `recsys serve` with the default settings: SQLite event store, live
+Our server runs as `recsys serve` with the default settings, {store_name(args.events_url)}
+event store ({shared}`--events-url`), live
 history read on every request, impressions logged, Prometheus metrics; the model artifact holds the
 members' precomputed lists (`recsys train --list-depth 50`, the default), and the storefront
 route answers through the fast lane (`RECSYS_FAST_LANE`, on by default).
@@ -326,11 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeat):
         bare = measure("bare", bare_command(work, port, args.workers), "/docs", args, work, port,
                        script)  # fmt: skip
-        ours = measure("ours", ours_command(artifact, work, port, args.workers), "/readyz", args,
+        ours = measure("ours", ours_command(artifact, work, port, args.workers, args.events_url),
+                       "/readyz", args,
                        work, port, script)  # fmt: skip
         rounds.append((bare, ours))
     section = render(args, rounds, len(payload), train_seconds, chosen)
-    update_section(args.doc, SECTION_TITLE, section)
+    update_section(args.doc, section_title(args.events_url), section)
     print(section)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
