@@ -77,6 +77,7 @@ from features.purchase_cycles import (
     purchase_cycles,
 )
 from serving.artifact_sources import DirectorySource
+from serving.erasure import ErasedMembers
 from serving.event_store import EventStore
 from serving.impressions import ImpressionBuffer
 from serving.model_store import ModelStore
@@ -210,7 +211,7 @@ def measure_latency(
         {"default": DirectorySource(artifact_path)},
     )
     impressions = ImpressionBuffer(events, flush_seconds=3600, batch=10**9, max_pending=10**9)
-    service = RecommendationService(models, events, impressions)
+    service = RecommendationService(models, events, impressions, ErasedMembers(events))
     names = [str(artifact.member_ids.external_ids[member]) for member in members]
     since = table.since
     frame = pl.read_parquet(artifact.extra_files[PURCHASE_CYCLES_FILE])

@@ -36,6 +36,8 @@ from child_process import run_child
 from docs_section import BENCHMARKS_DOC, REPO_ROOT, machine_description, update_section
 from train import recsys_command, train_arguments
 
+from training.spark.session import local_driver_memory
+
 SECTION_TITLE = "## Training engines (implicit and Spark)"
 ENGINES = ("implicit", "spark")
 MODELS = "popular,als"
@@ -70,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Comma-separated event counts.",
     )
     parser.add_argument("--master", default="local[2]", help="Spark master of the Spark runs.")
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        help="A Spark setting of the Spark runs, KEY=VALUE (repeat it); default: the product's "
+        "(a local master's heap is half the machine's memory).",
+    )
     parser.add_argument("--max-eval-members", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--reuse", action="store_true", help="Keep runs already in --work.")
@@ -106,7 +115,9 @@ def run_engine(args: argparse.Namespace, engine: str, events: int) -> EngineRun:
         *train_arguments(store, artifact, args.max_eval_members, MODELS),
         *("--engine", engine),
         *(("--spark-master", args.master) if engine == "spark" else ()),
-    ]
+        *(option for entry in args.spark_conf if engine == "spark"
+          for option in ("--spark-conf", entry)),
+    ]  # fmt: skip
     out = args.work / f"train-{engine}-{events}.out"
     print(f"{engine}: training {events:,} events", flush=True)
     child = run_child(command, out, REPO_ROOT)
@@ -153,6 +164,7 @@ def fitting_limit(runs: list[EngineRun], memory_bytes: int) -> tuple[float, floa
 
 def render_section(args: argparse.Namespace, runs: list[EngineRun]) -> str:
     memory = psutil.virtual_memory().total
+    local_heap_gb = int(local_driver_memory().rstrip("m")) * 2**20 / 1e9
     by_key = {(run.engine, run.events): run for run in runs}
     sizes = sorted({run.events for run in runs})
     rows = []
@@ -195,16 +207,20 @@ def render_section(args: argparse.Namespace, runs: list[EngineRun]) -> str:
             f"events); the line reaches this machine's {gb(memory)} at about "
             f"**{events_at_limit / 1e6:,.0f}M events** (an extrapolation, not a measurement)."
         )
+    conf = ", ".join(f"`{entry}`" for entry in args.spark_conf) or (
+        f"the product's defaults (a local master's JVM heap: half this machine's memory, "
+        f"{local_heap_gb:.1f} GB)"
+    )
     return f"""{SECTION_TITLE}
 
 `recsys train` with the single-machine engine (implicit) and with `--engine spark`
 (`--spark-master {args.master}`: Spark MLlib's ALS, Spark for validation, matrices, popularity
 and rules), on the same generated store per size, the same protocol (`last-days:30`, popular and
 ALS with one trial each, evaluation on at most {args.max_eval_members:,} members, the refit on
-all data) and the same ALS parameters. One run per engine and size, each in a child process; the
-machine is shared, so expect 10% noise on times. "Tree" is the peak of the summed RSS of the
-process and its children (the JVM that pyspark starts), polled every 20 ms; for the implicit
-engine the two are the same process.
+all data) and the same ALS parameters. Spark settings: {conf}.
+One run per engine and size, each in a child process; the machine is shared, so expect 10%
+noise on times. "Tree" is the peak of the summed RSS of the process and its children (the JVM
+that pyspark starts), polled every 20 ms; for the implicit engine the two are the same process.
 
 | | |
 |---|---|

@@ -19,6 +19,7 @@ from cli.options import (
     InteractionsOption,
     MaxBadShareOption,
     PresetOption,
+    artifact_pseudonyms,
     load_with_options,
     open_artifact,
     write_table,
@@ -56,8 +57,10 @@ def recommend(
     from training.recommend import ArtifactRecommender
 
     opened = open_artifact(artifact)
+    pseudonyms = artifact_pseudonyms(opened)  # the artifact's ids: pseudonyms when it has them
+    members = pseudonyms.of_all(member) if pseudonyms is not None else member
     answers = ArtifactRecommender(opened).recommend(
-        member, n, model=model, category=category,
+        members, n, model=model, category=category,
         exclude_purchased=False if include_purchased else None,
     )  # fmt: skip
     titles = _titles(opened)

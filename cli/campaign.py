@@ -25,11 +25,10 @@ from cli.export import (
     ModelOption,
     SegmentOption,
     campaign_members,
-    event_store_session,
     read_member_ids,
     require_kind,
 )
-from cli.options import ArtifactOption, open_artifact
+from cli.options import ArtifactOption, artifact_pseudonyms, open_artifact
 from cli.render import console, counting_bar
 from features.errors import ConfigError
 
@@ -115,22 +114,26 @@ def export(
     """Export a campaign: suppression first, then the holdout draw, then the caps; what is
     sent goes to --out, who and what was left out (and why) to the reasons file, the sends of
     both groups to the ledger."""
+    from cli.privacy import audited_command
     from serving.artifact_sources import manifest_version
+    from serving.erasure import erased_member_ids
     from training.campaigns import CampaignPlan, FrequencyCaps, export_campaign
     from training.roster import Roster
     from training.targeting import ScoreThresholds
 
     require_kind(kind)
+    opened = open_artifact(artifact)
+    # Opt-outs in the artifact's ids (pseudonyms when it has them): a raw id would match nobody.
+    pseudonyms = artifact_pseudonyms(opened)
     suppressed: set[str] = set()
     for path in suppress or []:
-        suppressed.update(read_member_ids(path, "--suppress"))
+        suppressed.update(read_member_ids(path, "--suppress", pseudonyms=pseudonyms))
     if offers is not None and not offers.is_file():
         raise ConfigError(f"--offers {offers}: no such file")
     plan = CampaignPlan(
         campaign, holdout, seed, FrequencyCaps(item_cap_days, max_sends, per_days), suppressed,
         offers,
     )  # fmt: skip
-    opened = open_artifact(artifact)
     roster = Roster(opened)
     thresholds = ScoreThresholds(min_churn_risk, min_expected_value)
     chosen = campaign_members(opened, roster, members, segment, thresholds)
@@ -144,14 +147,19 @@ def export(
         "suppress": [str(path) for path in suppress or []],
     }
     with (
-        event_store_session(events_url, create=True) as store,
+        audited_command(events_url, "campaign export", target=campaign) as (store, audit),
         counting_bar("exporting", total) as bar,
     ):
-        assert store is not None  # created when missing
         summary = export_campaign(
             opened, out, store, plan, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
             batch=batch, events=store, progress=bar.advance, as_of=as_of,
             model_version=manifest_version(opened.manifest), filters=filters,
+            erased=erased_member_ids(store),
+        )  # fmt: skip
+        audit.detail.update(
+            campaign_id=summary.campaign_id, out=str(out), kind=kind,
+            sent=summary.outcomes.sent, holdout=summary.outcomes.holdout,
+            erased_left_out=summary.export.erased_members,
         )  # fmt: skip
     counts = summary.outcomes
     console.print(

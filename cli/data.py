@@ -1,5 +1,6 @@
 """Data commands: ``recsys generate`` writes a synthetic store, ``recsys validate`` checks a
-file row by row."""
+file row by row, ``recsys pseudonymise`` writes the retailer's map from member ids to their
+pseudonyms."""
 
 from __future__ import annotations
 
@@ -9,19 +10,22 @@ from typing import Annotated
 
 import typer
 
+from cli.export import read_member_ids
 from cli.options import (
     ColumnsOption,
     InteractionsOption,
     MaxBadShareOption,
     PresetOption,
     load_with_options,
+    write_table,
 )
 from cli.render import console, counting_bar, print_validation_report
 from features.errors import TooManyBadRowsError
+from features.pseudonyms import MemberPseudonyms
 from features.synthetic import StoreConfig, StoreSummary, generate_store
 from features.validate import DEFAULT_MAX_BAD_SHARE
 
-__all__ = ["generate", "generate_with_progress", "validate"]
+__all__ = ["generate", "generate_with_progress", "pseudonymise", "validate"]
 
 
 def generate_with_progress(config: StoreConfig, out: Path) -> StoreSummary:
@@ -70,3 +74,27 @@ def validate(
         typer.echo(json.dumps(loaded.report.to_dict()))
     else:
         print_validation_report(loaded.report)
+
+
+def pseudonymise(
+    members: Annotated[
+        Path,
+        typer.Option(
+            help="The member ids: a CSV/Parquet with member_id (a members file will do; only "
+            "that column is read), or one id a line."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="The map to write (.csv or .parquet): member_id, pseudonym.")
+    ],
+) -> None:
+    """Write each member id beside its pseudonym under the key in $RECSYS_MEMBER_ID_KEY: the
+    retailer's way back from the pseudonyms of a model artifact, its exports and the event
+    store to their members. It holds raw ids: keep it where the key is kept."""
+    pseudonyms = MemberPseudonyms.from_environment(needed_by="recsys pseudonymise")
+    ids = read_member_ids(members)
+    write_table(pseudonyms.mapping(ids), out)
+    console.print(
+        f"{len(ids):,} member ids and their pseudonyms (key fingerprint "
+        f"{pseudonyms.fingerprint}) written to {out}"
+    )

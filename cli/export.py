@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 import polars as pl
 import typer
 
-from cli.options import ArtifactOption, open_artifact
+from cli.options import ArtifactOption, artifact_pseudonyms, open_artifact
 from cli.render import console, counting_bar, err_console
 from features import columns as col
 from features.errors import ConfigError
 
 if TYPE_CHECKING:
+    from features.pseudonyms import MemberPseudonyms
     from serving.event_store import EventStore
     from training.artifact import ModelArtifact
     from training.roster import Roster
@@ -104,6 +105,7 @@ def export(
     """Recommendations, bundles or buy-again lists for every member (or a list, a segment, or
     the members whose churn risk and expected value pass thresholds: a win-back campaign),
     streamed to a file in batches: memory holds one batch, whatever the number of members."""
+    from serving.erasure import erased_member_ids
     from training.export import export_members
     from training.roster import Roster
     from training.targeting import ScoreThresholds
@@ -118,6 +120,7 @@ def export(
         summary = export_members(
             opened, out, kind=kind, n=n, member_ids=chosen, model=model,  # type: ignore[arg-type]
             batch=batch, events=store, progress=bar.advance, as_of=as_of,
+            erased=erased_member_ids(store) if store is not None else (),
         )  # fmt: skip
     answered = (
         "nothing to buy again unless they bought since"
@@ -130,6 +133,8 @@ def export(
         else ""
     )
     live = "" if store is None else f"; {summary.live_members:,} with events since its data"
+    if summary.erased_members:
+        live += f"; {summary.erased_members:,} erased on request left out"
     console.print(
         f"{summary.rows:,} rows for {summary.members:,} members{unknown}{live} written to {out} "
         f"in {summary.seconds:.2f} s"
@@ -219,7 +224,7 @@ def campaign_members(
 
     chosen: list[str] | None = None
     if path is not None:
-        chosen = read_member_ids(path)
+        chosen = read_member_ids(path, pseudonyms=artifact_pseudonyms(artifact))
     if segment is not None:
         if segment not in artifact.segment_names or artifact.member_segments is None:
             known = ", ".join(artifact.segment_names) or "none (trained without member profiles)"
@@ -243,10 +248,13 @@ def campaign_members(
     return chosen
 
 
-def read_member_ids(path: Path, option: str = "--members") -> list[str]:
+def read_member_ids(
+    path: Path, option: str = "--members", *, pseudonyms: MemberPseudonyms | None = None
+) -> list[str]:
     """Member ids from a CSV or Parquet file's member_id column, or a text file, one per line;
     each once (in first-seen order), so that a repeated id is one member of the campaign.
-    ``option`` names the file in errors."""
+    ``option`` names the file in errors; ``pseudonyms`` (those of a pseudonymised artifact,
+    :func:`cli.options.artifact_pseudonyms`) turn the retailer's ids into the artifact's."""
     if not path.is_file():
         raise ConfigError(f"{option} {path}: no such file")
     if path.suffix in (".csv", ".parquet"):
@@ -263,8 +271,5 @@ def read_member_ids(path: Path, option: str = "--members") -> list[str]:
     else:
         ids = pl.Series(path.read_text().splitlines(), dtype=pl.Utf8)
     stripped = ids.str.strip_chars()
-    return (
-        stripped.filter(stripped.is_not_null() & (stripped != ""))
-        .unique(maintain_order=True)
-        .to_list()
-    )
+    given = stripped.filter(stripped.is_not_null() & (stripped != "")).to_list()
+    return list(dict.fromkeys(pseudonyms.of_all(given) if pseudonyms is not None else given))

@@ -26,6 +26,7 @@ app = typer.Typer(
 for command in (
     data.generate,
     data.validate,
+    data.pseudonymise,
     train.train,
     train.evaluate,
     train.promote,
@@ -35,11 +36,13 @@ for command in (
     export.export,
     serve.serve,
     serve.simulate,
+    events.backup,
+    events.restore,
     demo.demo,
 ):
     app.command()(command)
 app.add_typer(members.app)
-app.add_typer(events.app)
+app.add_typer(events.app, hidden=True)  # `recsys events backup`: the earlier name of `backup`
 app.add_typer(campaign.app)
 
 

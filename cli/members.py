@@ -9,6 +9,7 @@ once whether the ranking means anything before a campaign is built on it.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from cli.options import (
 )
 from cli.render import console, err_console, print_validation_report, timed_status
 from features.errors import ConfigError
+from features.pseudonyms import KEY_VARIABLE, MemberPseudonyms
 from features.validate import DEFAULT_MAX_BAD_SHARE, ValidatedTable, load_items, load_members
 from training.config import DEFAULT_HORIZON_DAYS
 
@@ -38,7 +40,8 @@ __all__ = ["app", "print_member_scores"]
 
 app = typer.Typer(
     name="members",
-    help="Churn risk and expected value of every member (recsys members score).",
+    help="Churn risk and expected value of every member (recsys members score); erasure on "
+    "request (recsys members forget).",
     no_args_is_help=True,
 )
 
@@ -166,3 +169,68 @@ def print_member_scores(scores: MemberScores) -> None:
 
 def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command("forget")
+def forget(
+    member_ids: Annotated[
+        list[str] | None, typer.Argument(help="Ids of the members to erase.", show_default=False)
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from-file", help="A file of member ids, one per line (for many at once)."),
+    ] = None,
+    events_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_EVENTS_URL",
+            help="The event store the servers share (default: RECSYS_EVENTS_URL, else "
+            "serving's SQLite file data/serving/events.db, created when missing).",
+        ),
+    ] = None,
+) -> None:
+    """Erase members on request: delete their events and campaign sends from the event store,
+    unlink the lists served to them, and record the erasure, so that every server on the store
+    answers them as members never seen, exports leave them out, and the next recsys train
+    drops their rows. Recorded in the audit log. With $RECSYS_MEMBER_ID_KEY set (pseudonymised
+    ids), the raw ids given are erased as their pseudonyms, which the store and the trainings
+    hold."""
+    from cli.privacy import audited_command
+    from serving.erasure import forget_members
+
+    wanted = [*(member_ids or []), *(_ids_in(from_file) if from_file is not None else [])]
+    if not wanted:
+        raise ConfigError("name the members to erase: recsys members forget ID... or --from-file")
+    if os.environ.get(KEY_VARIABLE):  # the store and the trainings hold pseudonyms only
+        wanted = MemberPseudonyms.from_environment(needed_by="recsys members forget").of_all(wanted)
+    with audited_command(events_url, "erase", target=_listed(wanted)) as (store, audit):
+        done = forget_members(store, wanted, audit.actor)
+        audit.detail.update(
+            members=len(done),
+            events_deleted=sum(erasure.events_deleted for erasure in done),
+            sends_deleted=sum(erasure.sends_deleted for erasure in done),
+        )
+    repeats = sum(not erasure.first for erasure in done)
+    console.print(
+        f"erased {len(done):,} member(s)"
+        + (f" ({repeats:,} erased before)" if repeats else "")
+        + f": {audit.detail['events_deleted']:,} events and {audit.detail['sends_deleted']:,} "
+        "campaign sends deleted. Servers on this store answer them as members never seen "
+        "(within a second), exports leave them out, and the next recsys train drops their rows."
+    )
+
+
+def _ids_in(path: Path) -> list[str]:
+    """The non-empty lines of ``path``, stripped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--from-file {path}: cannot read it ({error})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _listed(member_ids: list[str], shown: int = 20) -> str:
+    """The members an audit entry names: every id, or the first ``shown`` and how many more."""
+    unique = list(dict.fromkeys(member_ids))
+    more = len(unique) - shown
+    return ", ".join(unique[:shown]) + (f" and {more:,} more" if more > 0 else "")

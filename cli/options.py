@@ -7,6 +7,7 @@ file that validates for one command validates for all of them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,7 @@ from features import columns as col
 from features.errors import ConfigError
 from features.ingest import parse_column_mapping
 from features.presets import PRESETS, get_preset
+from features.pseudonyms import KEY_VARIABLE, MemberPseudonyms, key_mismatch
 from features.validate import ValidatedTable, load_interactions
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ __all__ = [
     "InteractionsOption",
     "MaxBadShareOption",
     "PresetOption",
+    "artifact_pseudonyms",
     "load_with_options",
     "names",
     "open_artifact",
@@ -93,6 +96,21 @@ def open_artifact(path: Path) -> ModelArtifact:
     from training.models import MODEL_CLASSES
 
     return load_artifact(path, model_classes=MODEL_CLASSES)
+
+
+def artifact_pseudonyms(artifact: ModelArtifact) -> MemberPseudonyms | None:
+    """What turns the member ids a user gives (``--member``, ``--members``, ``--suppress``) into
+    the ids of ``artifact``: None when its ids are raw; the key in ``$RECSYS_MEMBER_ID_KEY``
+    when they are pseudonyms, refused unless it is the key they were made with (an opt-out list
+    of raw ids would otherwise suppress nobody)."""
+    if artifact.member_key is None:
+        return None
+    key = os.environ.get(KEY_VARIABLE)
+    pseudonyms = MemberPseudonyms(key) if key else None
+    mismatch = key_mismatch(artifact.member_key, pseudonyms.fingerprint if pseudonyms else None)
+    if mismatch is not None or pseudonyms is None:
+        raise ConfigError(f"model artifact {artifact.path}: {mismatch}")
+    return pseudonyms
 
 
 def names(value: str | None) -> tuple[str, ...] | None:

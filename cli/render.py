@@ -185,6 +185,14 @@ def print_validation_report(report: ValidationReport) -> None:
     table.add_row("  of which expected exclusions", f"{report.expected_exclusions:,}")
     table.add_row("bad share (cap)", f"{report.bad_share:.2%} ({report.max_bad_share:.2%})")
     console.print(table)
+    for names, why in (
+        (report.dropped_personal, "personal data"),
+        (report.dropped_unused, "unused"),
+    ):
+        if names:
+            console.print(
+                f"Columns dropped unread ({why}): {', '.join(names)}", markup=False, highlight=False
+            )
     if report.reasons:
         reasons = Table(title="Quarantine reasons")
         reasons.add_column("reason")

@@ -44,6 +44,20 @@ def serve(
         typer.Option(min=0, help="Check the model artifact's source this often (0: off)."),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve HTTPS with this PEM certificate (and its chain); needs --ssl-keyfile "
+            "(RECSYS_SSL_CERTFILE)."
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(
+            help="The certificate's PEM private key (RECSYS_SSL_KEYFILE; the password of an "
+            "encrypted one in RECSYS_SSL_KEYFILE_PASSWORD)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the recommendation API; other settings come from RECSYS_* variables."""
     from serving.server import run_server
@@ -55,6 +69,8 @@ def serve(
         "RECSYS_EVENTS_URL": events_url,
         "RECSYS_TRACKING_URI": tracking_uri,
         "RECSYS_POLL_SECONDS": poll_seconds,
+        "RECSYS_SSL_CERTFILE": ssl_certfile.absolute() if ssl_certfile else None,
+        "RECSYS_SSL_KEYFILE": ssl_keyfile.absolute() if ssl_keyfile else None,
     }
     environment = {name: str(value) for name, value in settings.items() if value is not None}
     run_server(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
@@ -26,6 +26,7 @@ from cli.options import (
     names,
     open_artifact,
 )
+from cli.privacy import Erasures, audited_command
 from cli.render import (
     SHORT_NAMES,
     console,
@@ -39,9 +40,11 @@ from cli.render import (
     step_bar,
     timed_status,
 )
+from features.columns import MEMBER_ID
 from features.errors import ConfigError
 from features.ingest import parse_column_mapping
 from features.presets import get_preset
+from features.pseudonyms import KEY_VARIABLE, MemberPseudonyms
 from features.splits import Split, SplitSpec, explicit_split, parse_split_spec
 from features.validate import (
     DEFAULT_MAX_BAD_SHARE,
@@ -63,6 +66,7 @@ from training.config import (
     TARGETS,
     TuningBudget,
     default_lineup,
+    parse_spark_conf,
     spark_lineup,
 )
 
@@ -94,7 +98,13 @@ def train(
     interactions: InteractionsOption,
     out: Annotated[Path, typer.Option(help="The model artifact directory to write.")],
     items: Annotated[Path | None, typer.Option(help="Item catalog (CSV or Parquet).")] = None,
-    members: Annotated[Path | None, typer.Option(help="Member table (CSV or Parquet).")] = None,
+    members: Annotated[
+        Path | None,
+        typer.Option(
+            help="Member table (CSV or Parquet): member_id, joined_at, tier, region and "
+            "birth_date are read; other columns (names, e-mails, ...) are dropped unread."
+        ),
+    ] = None,
     preset: PresetOption = None,
     columns: ColumnsOption = None,
     max_bad_share: MaxBadShareOption = DEFAULT_MAX_BAD_SHARE,
@@ -209,12 +219,38 @@ def train(
             "yarn, k8s://...",
         ),
     ] = DEFAULT_SPARK_MASTER,
+    spark_conf: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Spark setting of --engine spark as KEY=VALUE (repeat it), as spark-submit's "
+            "--conf: e.g. spark.driver.memory=8g, spark.executor.memory=16g. A local master "
+            "gets half this machine's memory as heap unless the driver memory is set.",
+        ),
+    ] = None,
     spark_scratch: Annotated[
         Path | None,
         typer.Option(
             envvar="RECSYS_SPARK_SCRATCH",
             help="Where --engine spark writes the validated interactions (a directory that the "
             "driver and the executors both see; default: a temporary directory).",
+        ),
+    ] = None,
+    pseudonymise_members: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymise-members",
+            help=f"Replace every member id by a keyed hash of it (the key in ${KEY_VARIABLE}, "
+            "never an option) before anything is written: the model artifact, MLflow and the "
+            "exports hold no raw id. Serve it with the same key.",
+        ),
+    ] = False,
+    events_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_EVENTS_URL",
+            help="The event store whose erasures (recsys members forget) the training honours: "
+            "the erased members' rows are dropped from every input (default: the one serving "
+            "uses, SQLite under data/serving/; none there: nobody was erased).",
         ),
     ] = None,
 ) -> None:
@@ -229,6 +265,19 @@ def train(
         raise ConfigError(f"--target: {target!r} is not one of {', '.join(TARGETS)}")
     if engine not in ENGINES:
         raise ConfigError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    if spark_conf and engine != "spark":
+        raise ConfigError("--spark-conf: Spark settings are for --engine spark")
+    spark_settings = parse_spark_conf(spark_conf)
+    if pseudonymise_members and engine == "spark":
+        raise ConfigError(
+            "--pseudonymise-members works with --engine implicit only: the Spark engine trains "
+            "on the ids of the file it reads; pseudonymise the file first (recsys pseudonymise)"
+        )
+    pseudonyms = (
+        MemberPseudonyms.from_environment(needed_by="--pseudonymise-members")
+        if pseudonymise_members
+        else None
+    )
     lineup = spark_lineup(names(models)) if engine == "spark" else names(models)
     config = TrainConfig(
         target=target,  # type: ignore[arg-type]
@@ -245,11 +294,17 @@ def train(
         ),
     )
     reports: dict[str, ValidationReport] = {}
+    erasures = Erasures.of_store(events_url)
 
     def shown(name: str, table: ValidatedTable) -> pl.DataFrame:
+        """The accepted rows (member ids pseudonymised when asked, erased members' rows
+        dropped), the report printed."""
         print_validation_report(table.report)
         reports[name] = table.report
-        return table.frame
+        frame = table.frame
+        if pseudonyms is not None and MEMBER_ID in frame.columns:  # not the catalog's rows
+            frame = pseudonyms.in_column(frame)
+        return erasures.drop(name, frame)
 
     def load_test(path: Path) -> pl.DataFrame:
         return shown("test", load_interactions(path, mapping, get_preset(preset), max_bad_share))
@@ -258,8 +313,9 @@ def train(
         trainer: Trainer | None = None
         if engine == "spark":
             loaded, trainer = _load_in_spark(
-                stack, interactions, mapping, preset, max_bad_share, spark_master, spark_scratch
-            )
+                stack, interactions, mapping, preset, max_bad_share, spark_master,
+                spark_settings, spark_scratch,
+            )  # fmt: skip
         else:
             loaded = load_with_options(interactions, preset, columns, max_bad_share)
         frame = shown("interactions", loaded)
@@ -272,7 +328,8 @@ def train(
             split_data, spec, config, item_table, member_table, out,
             tracking=mlflow, tracking_uri=tracking_uri, registered_model=registered_model,
             list_depth=list_depth, input_reports=reports, promotion_margin=promotion_margin,
-            trainer=trainer,
+            trainer=trainer, member_key=pseudonyms.fingerprint if pseudonyms else None,
+            erasures=erasures.record(), events_url=events_url,
         )  # fmt: skip
 
 
@@ -283,6 +340,7 @@ def _load_in_spark(
     preset: str | None,
     max_bad_share: float,
     master: str,
+    conf: Mapping[str, str],
     scratch: Path | None,
 ) -> tuple[ValidatedTable, Trainer]:
     """The interactions loaded by Spark on ``master``, and the Spark engine's trainer of them;
@@ -291,7 +349,7 @@ def _load_in_spark(
     from training.spark import load_interactions as load_with_spark
     from training.spark import running_session, train_in_spark
 
-    session = stack.enter_context(running_session(master))
+    session = stack.enter_context(running_session(master, conf))
     if scratch is not None:
         scratch.mkdir(parents=True, exist_ok=True)
     directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-", dir=scratch))
@@ -317,12 +375,18 @@ def train_and_publish(
     input_reports: Mapping[str, ValidationReport] | None = None,
     promotion_margin: float = DEFAULT_PROMOTION_MARGIN,
     trainer: Trainer | None = None,
+    member_key: str | None = None,
+    erasures: Mapping[str, Any] | None = None,
+    events_url: str | None = None,
 ) -> None:
     """Train, write the model artifact (with ``list_depth`` items precomputed per member) and
     (optionally) log and register it in MLflow. ``input_reports``: the validation report of
     each loaded file, stored in metrics.json (``inputs``) beside what was learned from them;
     ``trainer``: what trains (default :func:`training.train.run_training`; the Spark engine's
-    takes the split of the interactions it loaded)."""
+    takes the split of the interactions it loaded); ``member_key``: the key fingerprint of
+    pseudonymised member ids (None: raw ids), recorded in the manifest; ``erasures``: what
+    the erasures of the event store at ``events_url`` dropped, stored in metrics.json, where an
+    automatic promotion is audited too."""
     from training.publish import write_training_artifact
     from training.train import run_training
 
@@ -344,8 +408,11 @@ def train_and_publish(
             outcome.metrics["inputs"] = {
                 name: report.to_dict() for name, report in (input_reports or {}).items()
             }
+            outcome.metrics["erasures"] = dict(erasures or {})
             progress("writing the model artifact")
-            write_training_artifact(outcome, out, items, list_depth=list_depth, members=members)
+            write_training_artifact(
+                outcome, out, items, list_depth=list_depth, members=members, member_key=member_key
+            )
         print_protocol(outcome.metrics)
         print_model_table(outcome.metrics)
         print_failures(outcome.metrics["failed"])
@@ -360,6 +427,10 @@ def train_and_publish(
                 outcome.metrics, out, registered_model=registered_model,
                 promotion_margin=promotion_margin, run=run,
             )  # fmt: skip
+    if result.became_champion:
+        target = f"{registered_model}@champion -> version {result.model_version}"
+        with audited_command(events_url, "promote", target) as (_, audit):
+            audit.detail.update(automatic=True, reason=result.reason, run_id=result.run_id)
     verdict = "is now champion" if result.became_champion else "is not champion"
     champion = result.champion_version
     holder = f"champion: version {champion}" if champion else "no version is champion"
@@ -430,14 +501,25 @@ def promote(
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
     registered_model: Annotated[str, typer.Option(help="Registered model name.")] = "member-recsys",
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    events_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_EVENTS_URL",
+            help="The event store whose audit log records the promotion (default: the one "
+            "serving uses, SQLite under data/serving/).",
+        ),
+    ] = None,
 ) -> None:
     """Move a registry alias (default: champion) to a model version by hand, whatever the
-    automatic promotion decided when it was registered."""
+    automatic promotion decided when it was registered. Recorded in the audit log."""
     from training.tracking import promote as move_alias
 
-    reason = move_alias(
-        version, registered_model=registered_model, alias=alias, tracking_uri=tracking_uri
-    )
+    target = f"{registered_model}@{alias} -> version {version}"
+    with audited_command(events_url, "promote", target) as (_, audit):
+        audit.detail["automatic"] = False
+        reason = move_alias(
+            version, registered_model=registered_model, alias=alias, tracking_uri=tracking_uri
+        )
     console.print(f"{registered_model}@{alias} -> version {version}")
     if reason:
         console.print(f"At registration it was judged: {reason}", markup=False, highlight=False)

@@ -8,7 +8,9 @@ and /readyz turns 200 once they are loaded. On shutdown, queued impressions are 
 before the store closes.
 
 Requests pass, outermost first: the request context (ids, metrics), the request guard
-(undecodable URLs, keys before bodies, body limits), the storefront's fast lane, FastAPI.
+(undecodable URLs, keys before bodies, body limits), the member id of the path replaced by its
+pseudonym (with ``RECSYS_MEMBER_ID_KEY``, :mod:`serving.pseudonyms`), the storefront's fast
+lane, FastAPI.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from threadpoolctl import threadpool_limits
 from serving.artifact_sources import source_for
 from serving.auth import KeyRing
 from serving.dashboard import mount_dashboard
+from serving.erasure import ErasedMembers
 from serving.errors import install_error_handlers
 from serving.event_store import EventStore
 from serving.fast_lane import ROUTE_PATH as STOREFRONT_PATH
 from serving.fast_lane import StorefrontLane
+from serving.following import follow_forever
 from serving.guard import RequestGuard
 from serving.impressions import ImpressionBuffer
 from serving.middleware import RequestContextMiddleware
 from serving.model_store import ModelStore
+from serving.pseudonyms import MemberPathPseudonyms
 from serving.recommending import RecommendationService
 from serving.reload_requests import ReloadRequests
 from serving.routes import ROUTERS
@@ -43,6 +48,9 @@ from serving.settings import Settings, get_settings
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+
+#: How often erasures are followed when reload following is off (RECSYS_RELOAD_FOLLOW_SECONDS=0).
+_ERASURE_FOLLOW_SECONDS = 1.0
 
 _DESCRIPTION = """\
 Recommendations for a retail membership program: "recommended for you", similar items,
@@ -76,8 +84,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # workers on the same cores (a 2-worker server on 2 cores ran several times slower).
     threadpool_limits(1)
     events = await asyncio.to_thread(EventStore.open, settings.events_url)
+    erased = ErasedMembers(events)
+    await erased.start()
     impressions = ImpressionBuffer(
         events,
+        erased=erased,
         flush_seconds=settings.impression_flush_seconds,
         batch=settings.impression_batch,
         max_pending=settings.impression_buffer_max,
@@ -88,13 +99,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         name: source_for(config.source, tracking_uri, settings.artifact_cache)
         for name, config in variants.items()
     }
-    models = ModelStore(variants, sources, salt=settings.ab_salt, verify=settings.verify_checksums)
+    pseudonyms = settings.member_pseudonyms()
+    models = ModelStore(
+        variants, sources, salt=settings.ab_salt, verify=settings.verify_checksums,
+        member_key=pseudonyms.fingerprint if pseudonyms is not None else None,
+    )  # fmt: skip
+    app.state.pseudonyms = pseudonyms
     app.state.settings = settings
     app.state.events = events
     app.state.impressions = impressions
     app.state.models = models
     app.state.keys = KeyRing(settings.api_keys)
-    app.state.service = RecommendationService(models, events, impressions)
+    app.state.erased = erased
+    app.state.service = RecommendationService(models, events, impressions, erased)
     app.state.reload_requests = reload_requests = ReloadRequests(events, models)
     await reload_requests.start()
     flusher = asyncio.create_task(impressions.run())
@@ -102,8 +119,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.poll_seconds > 0 and variants:
         background.append(asyncio.create_task(models.poll_forever(settings.poll_seconds)))
     if settings.reload_follow_seconds > 0 and variants:
-        follow = reload_requests.follow_forever(settings.reload_follow_seconds)
+        follow = follow_forever(
+            reload_requests.follow_once, settings.reload_follow_seconds, "reload requests"
+        )
         background.append(asyncio.create_task(follow))
+    # Erasures are followed even with reload following off: an erased member must not be
+    # answered from the artifact by the workers that did not take the erasure.
+    follow = follow_forever(
+        erased.follow_once, settings.reload_follow_seconds or _ERASURE_FOLLOW_SECONDS, "erasures"
+    )
+    background.append(asyncio.create_task(follow))
     try:
         yield
     finally:
@@ -148,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     storefront = next(route for route in routes if route.path == STOREFRONT_PATH)
     # Added innermost first: each runs inside the ones added after it.
     app.add_middleware(StorefrontLane, route=storefront)
+    app.add_middleware(MemberPathPseudonyms)
     app.add_middleware(RequestGuard, routes=routes)
     app.add_middleware(RequestContextMiddleware)
     for router in ROUTERS:

@@ -45,13 +45,15 @@ def buy_again_answer(
     *,
     n: int,
     as_of: datetime | None = None,
+    erased: bool = False,
 ) -> BuyAgainAnswer:
     """The member's ``n`` most due past items, their live ``events`` folded in, judged at
     ``as_of`` (default: their latest live event, else the data's end). An artifact without
     purchase cycles is a 404 that says to retrain; an ``as_of`` before the data's end a 422;
     a member known nowhere a 404 (as their profile is). A member the artifact does not know
     but the members file or their live events do gets a list, empty or of their live
-    purchases: events arrive before the next training run."""
+    purchases: events arrive before the next training run. An ``erased`` member is answered as
+    one known nowhere, whatever the artifact still holds of them."""
     table = snapshot.buy_again
     if table is None:
         raise NotFoundError(
@@ -64,8 +66,9 @@ def buy_again_answer(
             f"as_of: {as_of.isoformat()} is before the data's end "  # type: ignore[union-attr]
             f"({_utc(table.since).isoformat()}); due dates are judged from then on"
         )
-    index = snapshot.artifact.member_ids.get(member_id)
-    if index is None and member_id not in snapshot.carried_segments and not _active(events):
+    index = None if erased else snapshot.artifact.member_ids.get(member_id)
+    carried = not erased and member_id in snapshot.carried_segments
+    if index is None and not carried and not _active(events):
         raise NotFoundError(
             f"unknown member {member_id!r}: neither the models, the members file nor the "
             "events posted since know them"

@@ -8,29 +8,38 @@ dependency in a worker thread, a hop that costs more than the rest of a request'
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
+from features.pseudonyms import MemberPseudonyms
+from serving.audit import AuditEntry, AuditLog, key_actor
 from serving.auth import API_KEY_HEADER, KeyRing
+from serving.erasure import ErasedMembers
 from serving.event_store import EventStore
 from serving.impressions import ImpressionBuffer
 from serving.model_store import ModelStore
+from serving.pseudonyms import pseudonyms_of
 from serving.recommending import RecommendationService
 from serving.reload_requests import ReloadRequests
 from serving.settings import Role, Settings
 
 __all__ = [
     "AdminAccess",
+    "ErasedDep",
     "EventStoreDep",
     "EventsAccess",
     "ImpressionsDep",
     "ModelStoreDep",
+    "PseudonymsDep",
     "ReadAccess",
     "ReloadRequestsDep",
     "ServiceDep",
+    "audit_entry",
     "role_needed",
 ]
 
@@ -55,11 +64,22 @@ async def _reload_requests(request: Request) -> ReloadRequests:
     return request.app.state.reload_requests
 
 
+async def _pseudonyms(request: Request) -> MemberPseudonyms | None:
+    return pseudonyms_of(request.app.state)
+
+
+async def _erased(request: Request) -> ErasedMembers:
+    return request.app.state.erased
+
+
 ModelStoreDep = Annotated[ModelStore, Depends(_model_store)]
+ErasedDep = Annotated[ErasedMembers, Depends(_erased)]
 ReloadRequestsDep = Annotated[ReloadRequests, Depends(_reload_requests)]
 EventStoreDep = Annotated[EventStore, Depends(_event_store)]
 ImpressionsDep = Annotated[ImpressionBuffer, Depends(_impressions)]
 ServiceDep = Annotated[RecommendationService, Depends(_service)]
+#: The pseudonyms of ``RECSYS_MEMBER_ID_KEY`` for member ids in bodies (None: ids are raw).
+PseudonymsDep = Annotated[MemberPseudonyms | None, Depends(_pseudonyms)]
 
 _api_key = APIKeyHeader(
     name=API_KEY_HEADER,
@@ -93,6 +113,24 @@ EventsAccess = Depends(_require_events)
 AdminAccess = Depends(_require_admin)
 
 _ROLES = {_require_read: Role.READ, _require_events: Role.EVENTS, _require_admin: Role.ADMIN}
+
+
+def audit_entry(action: str) -> Any:
+    """A dependency that records the route's call as ``action`` in the audit log: who (the
+    key's id), what (the entry's target and detail, which the route fills in), when, and how
+    it ended (ok, or refused or failed with the error the client got)."""
+
+    async def entry(key: ApiKey, request: Request) -> AsyncIterator[AuditEntry]:
+        store: EventStore = request.app.state.events
+        made = AuditEntry(key_actor(key or ""), action)
+        try:
+            yield made
+        except Exception as error:
+            await asyncio.to_thread(AuditLog(store).record_entry, made, error)
+            raise
+        await asyncio.to_thread(AuditLog(store).record_entry, made)
+
+    return Depends(entry)
 
 
 def role_needed(route: APIRoute, settings: Settings) -> Role | None:

@@ -21,6 +21,12 @@ replicas starting together do not race).
   integer key, so that a million sends do not each repeat the campaign's id, family and time.
   Sends are indexed by (member, campaign) for the frequency caps of the next export, and by
   campaign for its report.
+* ``recsys_erasures``: one row per member erased on request (:mod:`serving.erasure`): every
+  worker stops answering with what the artifact knows of them, exports leave them out, and the
+  next ``recsys train`` drops their rows from its input. Keyed by member id: an erasure is
+  recorded once.
+* ``recsys_audit``: one row per admin or write action (:mod:`serving.audit`): who (an API
+  key's id, never the key, or the command line's user), what, when, and the outcome.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed (``kill -9``); only a power loss or kernel crash can lose the last
@@ -76,8 +82,10 @@ from training.campaigns.ledger import (
 )
 
 __all__ = [
+    "AUDIT",
     "CAMPAIGNS",
     "CAMPAIGN_SENDS",
+    "ERASURES",
     "EVENTS",
     "RELOAD_REQUESTS",
     "SERVED",
@@ -154,6 +162,35 @@ CAMPAIGN_SENDS = Table(
     Column("offer_reason", Text, nullable=True),
     Index("ix_recsys_campaign_sends_member_campaign", "member_id", "campaign"),
 )
+ERASURES = Table(
+    "recsys_erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("member_id", String(_ID), nullable=False, unique=True),
+    Column("erased_at", Float, nullable=False),
+    #: Who asked (:func:`serving.audit.key_actor` or :func:`serving.audit.cli_actor`).
+    Column("actor", String(_ID), nullable=False),
+    #: What the erasure deleted: events, campaign sends, and served lists it unlinked.
+    Column("events_deleted", Integer, nullable=False),
+    Column("sends_deleted", Integer, nullable=False),
+    Column("served_unlinked", Integer, nullable=False),
+)
+
+AUDIT = Table(
+    "recsys_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("actor", String(_ID), nullable=False),
+    Column("action", String(64), nullable=False, index=True),
+    #: What the action was on (a variant, a model version, a campaign), when it names one.
+    Column("target", Text, nullable=True),
+    #: ``ok``, ``refused`` (the caller's request was wrong or not allowed) or ``failed``.
+    Column("outcome", String(16), nullable=False),
+    #: A JSON object of what else the action reports (counts, versions, the error).
+    Column("detail", Text, nullable=False),
+)
+
 #: The advisory lock key that serialises schema creation on PostgreSQL (any constant of ours).
 _SCHEMA_LOCK = 0x7265637379730001
 #: Member ids per ledger query: under SQLite's oldest limit of bound parameters (999).

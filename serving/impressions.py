@@ -6,7 +6,8 @@ worker); a background task writes the list in one transaction every
 shutdown. What is lost: records still in memory when a worker is killed (``kill -9``,
 out-of-memory), at most one flush interval's worth. When the store is unreachable the records
 stay queued, up to ``impression_buffer_max``; beyond it the oldest are dropped and counted
-(``recsys_impressions_dropped_total``).
+(``recsys_impressions_dropped_total``). A record of a member erased meanwhile is written
+without the member (:mod:`serving.erasure`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from serving import metrics
+from serving.erasure import ErasedMembers
 from serving.event_store import EventStore
 
 __all__ = ["ImpressionBuffer"]
@@ -29,9 +31,16 @@ class ImpressionBuffer:
     """Queue of served-list records and the task that flushes it."""
 
     def __init__(
-        self, store: EventStore, *, flush_seconds: float, batch: int, max_pending: int
+        self,
+        store: EventStore,
+        *,
+        flush_seconds: float,
+        batch: int,
+        max_pending: int,
+        erased: ErasedMembers | None = None,
     ) -> None:
         self._store = store
+        self._erased = erased
         self._flush_seconds = flush_seconds
         self._batch = batch
         self._max_pending = max_pending
@@ -55,6 +64,8 @@ class ImpressionBuffer:
             taken, self._pending = self._pending, []
             if not taken:
                 return
+            if self._erased is not None and len(self._erased):
+                taken = [self._erased.unlinked(record) for record in taken]
             try:
                 await asyncio.to_thread(self._store.add_served, taken)
             except Exception:

@@ -3,7 +3,8 @@
 An event is committed before the response is sent (the transaction commits in a worker
 thread while the event loop serves other requests), so a 2xx means the event is stored and
 will survive a crash of the server. A repeated ``event_id`` (a client retry, within one
-request or across requests) is stored once.
+request or across requests) is stored once. Events of an erased member
+(:mod:`serving.erasure`) are acknowledged and counted, never stored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from serving import metrics
+from serving.erasure import ErasedMembers
 from serving.event_store import EventStore
 from serving.reports import epoch
 from serving.schemas import EventIn, EventsAccepted
@@ -42,13 +44,23 @@ def _rows(events: Sequence[EventIn], received_at: float) -> list[dict[str, Any]]
     return list(rows.values())
 
 
-async def store_events(store: EventStore, events: Sequence[EventIn]) -> EventsAccepted:
-    """Commit ``events`` and say how many were new."""
+async def store_events(
+    store: EventStore, events: Sequence[EventIn], erased: ErasedMembers
+) -> EventsAccepted:
+    """Commit ``events`` (those of members not erased) and say how many were new."""
     rows = _rows(events, time.time())
-    stored = await asyncio.to_thread(store.add_events, rows)
+    kept = [row for row in rows if row["member_id"] not in erased]
+    stored = await asyncio.to_thread(store.add_events, kept) if kept else set()
     for row in rows:
-        outcome = "stored" if row["event_id"] in stored else "duplicate"
+        if row["member_id"] in erased:
+            outcome = "erased"
+        else:
+            outcome = "stored" if row["event_id"] in stored else "duplicate"
         metrics.EVENTS.labels(row["event"], outcome).inc()
+    dropped = len(rows) - len(kept)
     return EventsAccepted(
-        received=len(events), stored=len(stored), duplicates=len(events) - len(stored)
+        received=len(events),
+        stored=len(stored),
+        duplicates=len(events) - len(stored) - dropped,
+        erased=dropped,
     )

@@ -75,7 +75,7 @@ RELOADS = Counter(
     ["variant", "outcome"],
 )
 EVENTS = Counter(
-    "recsys_events", "Events received, by type and outcome (stored, duplicate).",
+    "recsys_events", "Events received, by type and outcome (stored, duplicate, erased).",
     ["event", "outcome"],
 )  # fmt: skip
 IMPRESSIONS_DROPPED = Counter(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from features.errors import RecsysError
+from features.pseudonyms import key_mismatch
 from serving import metrics
 from serving.artifact_sources import ArtifactSource, SourceUnavailableError
 from serving.errors import NotReadyError
@@ -63,7 +64,11 @@ class ModelStore:
         *,
         salt: str = "",
         verify: bool = True,
+        member_key: str | None = None,
     ) -> None:
+        """``member_key``: the fingerprint of the server's member id key (None: no key); an
+        artifact whose member ids are not of that key (raw ids with a key, pseudonyms without
+        one or of another) is refused, since no request would match its members."""
         self.configs = dict(variants)
         self.sources = dict(sources)
         weights = {name: config.weight for name, config in variants.items()}
@@ -71,6 +76,7 @@ class ModelStore:
         # every request gets the "no model artifact is configured" 503 from :meth:`snapshot`.
         self.assigner = VariantAssigner(weights or {"unconfigured": 1.0}, salt)
         self._verify = verify
+        self._member_key = member_key
         self._snapshots: Mapping[str, ModelSnapshot] = MappingProxyType({})
         #: The source marker each variant's snapshot was loaded from, and the last refused.
         self._markers: dict[str, str] = {}
@@ -171,6 +177,9 @@ class ModelStore:
     def _load(self, variant: str, source: ArtifactSource, version: str) -> ModelSnapshot:
         path = source.fetch(version)
         snapshot = load_snapshot(variant, version, path, verify=self._verify)
+        mismatch = key_mismatch(snapshot.artifact.member_key, self._member_key)
+        if mismatch is not None:
+            raise ArtifactError(f"model artifact {source.description}: {mismatch}; refused")
         return replace(snapshot, version=source.loaded_version(snapshot.artifact.manifest, version))
 
     @staticmethod

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from serving import metrics
 from serving.buy_again import buy_again_answer
+from serving.erasure import ErasedMembers
 from serving.errors import InvalidParameterError, NotFoundError
 from serving.event_store import EventStore, StoredEvent
 from serving.impressions import ImpressionBuffer
@@ -47,6 +48,9 @@ _NO_SEGMENT = "unknown"
 _LISTED_CATEGORIES = 20
 #: The model name reported for lists the association rules answered.
 _RULES_MODEL = "rules"
+#: The id an erased member is answered as: one no artifact or store holds (a control
+#: character is never a valid id), so that they get what a member never seen would get.
+_ERASED = "\x00erased"
 
 
 def _recommendation_id() -> str:
@@ -76,11 +80,16 @@ class RecommendationService:
     """Answers recommendation and similar-item requests."""
 
     def __init__(
-        self, models: ModelStore, events: EventStore, impressions: ImpressionBuffer
+        self,
+        models: ModelStore,
+        events: EventStore,
+        impressions: ImpressionBuffer,
+        erased: ErasedMembers,
     ) -> None:
         self._models = models
         self._events = events
         self._impressions = impressions
+        self._erased = erased
         # SQLite answers an indexed read in microseconds: cheaper on the event loop than a
         # thread hop. A networked database is read from a thread so that the loop never waits.
         self._read_inline = events.dialect == "sqlite"
@@ -169,10 +178,11 @@ class RecommendationService:
         item when a rule proposes one for the pair, with measures, total price and score, best
         first."""
         snapshot = self._models.for_member(member_id)
-        index = snapshot.artifact.member_ids.get(member_id)
-        events = await self._live_events([member_id], snapshot.live_since)
-        context = member_context(snapshot, events, member_id=member_id, known=index is not None)
-        found = snapshot.composer.for_members([member_id], n, contexts=[context])
+        seen = self._seen_as(member_id)
+        index = snapshot.artifact.member_ids.get(seen)
+        events = await self._live_events([seen], snapshot.live_since)
+        context = member_context(snapshot, events, member_id=seen, known=index is not None)
+        found = snapshot.composer.for_members([seen], n, contexts=[context])
         count = int(found.counts()[0])
         # Each bundle's items in order (anchor, complement, third when there is one), with
         # the score each is listed with: the anchor's recommendation score, else its lift.
@@ -196,8 +206,8 @@ class RecommendationService:
             item_indices=indices,
         )
         served = self._serve(
-            snapshot, listed, member_id=member_id, item_id=None,
-            segment=snapshot.segment_of_member(member_id, index),
+            snapshot, listed, member_id=self._logged_as(seen), item_id=None,
+            segment=snapshot.segment_of_member(seen, index),
         )  # fmt: skip
         bundles: list[dict[str, Any]] = []
         for (position, _, _), item in zip(listed_items, served.pop("items"), strict=True):
@@ -217,11 +227,14 @@ class RecommendationService:
         """A member's past items by how due they are (GET /v1/members/{member_id}/buy-again),
         their live purchases folded in (:mod:`serving.buy_again`), served like every list."""
         snapshot = self._models.for_member(member_id)
-        events = await self._live_events([member_id], snapshot.live_since)
-        answer = buy_again_answer(snapshot, member_id, events, n=n, as_of=as_of)
+        seen = self._seen_as(member_id)
+        events = await self._live_events([seen], snapshot.live_since)
+        answer = buy_again_answer(
+            snapshot, member_id, events, n=n, as_of=as_of, erased=seen == _ERASED
+        )
         served = self._serve(
-            snapshot, answer.listed, member_id=member_id, item_id=None,
-            segment=snapshot.segment_of_member(member_id, answer.member_index),
+            snapshot, answer.listed, member_id=self._logged_as(seen), item_id=None,
+            segment=snapshot.segment_of_member(seen, answer.member_index),
         )  # fmt: skip
         for item, fields in zip(served["items"], answer.item_fields, strict=True):
             item.update(fields)
@@ -281,20 +294,21 @@ class RecommendationService:
     ) -> list[dict[str, Any]]:
         self._check_model(snapshot, options.model)
         self._check_category(snapshot, options.category)
-        events = await self._live_events(member_ids, snapshot.live_since)
+        seen = [self._seen_as(member_id) for member_id in member_ids]
+        events = await self._live_events(seen, snapshot.live_since)
         by_member: dict[str, list[StoredEvent]] = defaultdict(list)
         for stored in events:
             by_member[stored.member_id].append(stored)
-        indices = [snapshot.artifact.member_ids.get(member_id) for member_id in member_ids]
+        indices = [snapshot.artifact.member_ids.get(member_id) for member_id in seen]
         contexts = [
             member_context(
                 snapshot, by_member.get(member_id, ()), member_id=member_id,
                 known=index is not None, segment=segment, liked=liked,
             )
-            for member_id, index in zip(member_ids, indices, strict=True)
+            for member_id, index in zip(seen, indices, strict=True)
         ]  # fmt: skip
         answers = snapshot.recommender.recommend(
-            member_ids,
+            seen,
             options.n,
             model=options.model,
             category=options.category,
@@ -304,22 +318,35 @@ class RecommendationService:
         )
         return [
             {
-                "member_id": answer.member_id,
+                "member_id": asked,
                 **self._serve(
-                    snapshot, answer, member_id=answer.member_id, item_id=None,
+                    snapshot, answer, member_id=self._logged_as(answer.member_id), item_id=None,
                     segment=(
                         segment if index is None and segment
                         else snapshot.segment_of_member(answer.member_id, index)
                     ),
                 ),
             }
-            for answer, index in zip(answers, indices, strict=True)
+            for asked, answer, index in zip(member_ids, answers, indices, strict=True)
         ]  # fmt: skip
+
+    def _seen_as(self, member_id: str) -> str:
+        """The id a member is answered as: their own, or for an erased member one that nothing
+        holds, so that no answer draws on what the artifact or the store knew of them."""
+        return _ERASED if member_id in self._erased else member_id
+
+    @staticmethod
+    def _logged_as(seen: str) -> str | None:
+        """The member id the impressions log records: none for an erased member."""
+        return None if seen == _ERASED else seen
 
     async def _live_events(self, member_ids: Sequence[str], since: float) -> list[StoredEvent]:
         """Events that occurred after ``since`` (the model artifact's data end); none when the
         store fails, so that a storefront still gets an answer (from the artifact alone) while the
         store is down."""
+        member_ids = [member_id for member_id in member_ids if member_id != _ERASED]
+        if not member_ids:
+            return []
         try:
             if self._read_inline:
                 return self._events.member_events(member_ids, since)

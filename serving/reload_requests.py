@@ -66,20 +66,3 @@ class ReloadRequests:
                 await self._models.reload([variant] if variant is not None else None)
             except RecsysError as error:  # refusals are logged and counted where they happen
                 logger.debug("followed reload %d: %s", number, error)
-
-    async def follow_forever(self, interval: float) -> None:
-        """:meth:`follow_once` every ``interval`` seconds until cancelled; a store that
-        cannot be read is logged once per outage, not once per look."""
-        failing = False
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.follow_once()
-            except SQLAlchemyError as error:
-                if not failing:
-                    logger.warning("cannot read reload requests (%s); trying again", error)
-                failing = True
-                continue
-            except Exception:  # the follower must outlive any one failure
-                logger.exception("following reload requests failed; trying again")
-            failing = False

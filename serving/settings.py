@@ -12,8 +12,11 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.errors import ConfigError
+from features.pseudonyms import MemberPseudonyms
 
 __all__ = [
     "DEFAULT_MODEL_URI",
@@ -116,6 +119,48 @@ class Settings(BaseSettings):
     #: longer URLs.
     max_header_bytes: int = Field(default=32_768, ge=4096, le=65_535)
 
+    #: HTTPS: a PEM certificate (with its chain) and its private key, both or neither (plain
+    #: HTTP, e.g. behind a proxy that terminates TLS). Read by ``recsys serve``, which loads
+    #: them once before any worker starts, so that a wrong file is one message, not every
+    #: worker failing.
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    #: The password of an encrypted private key: a variable only, never an option (``ps``
+    #: shows a command line to every user of the machine).
+    ssl_keyfile_password: SecretStr | None = None
+
+    #: The retailer's key of pseudonymised member ids (``features.pseudonyms``): set, member
+    #: ids in request paths and bodies are replaced by their pseudonyms before anything else
+    #: sees them, and only artifacts trained with the same key are served; unset, only
+    #: artifacts of raw ids are. Never logged (a ``SecretStr``).
+    member_id_key: SecretStr | None = None
+
+    @field_validator("member_id_key")
+    @classmethod
+    def _usable_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """An empty key is no key; a short one is refused at start-up, not at the first load."""
+        if key is None or not key.get_secret_value():
+            return None
+        try:
+            MemberPseudonyms(key.get_secret_value())
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+        return key
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            given, missing = (
+                ("RECSYS_SSL_CERTFILE", "RECSYS_SSL_KEYFILE")
+                if self.ssl_keyfile is None
+                else ("RECSYS_SSL_KEYFILE", "RECSYS_SSL_CERTFILE")
+            )
+            raise ValueError(
+                f"{given} is set without {missing}: HTTPS needs the certificate and its private "
+                "key (recsys serve --ssl-certfile and --ssl-keyfile), or neither for plain HTTP"
+            )
+        return self
+
     @model_validator(mode="after")
     def _one_source(self) -> Settings:
         named = [name for name in ("artifact", "model_uri") if getattr(self, name) is not None]
@@ -131,6 +176,11 @@ class Settings(BaseSettings):
     def resolved_tracking_uri(self) -> str | None:
         """The tracking URI set here or in ``MLFLOW_TRACKING_URI``; None when neither is."""
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+    def member_pseudonyms(self) -> MemberPseudonyms | None:
+        """The pseudonyms of ``member_id_key``; None when member ids are served raw."""
+        key = self.member_id_key
+        return MemberPseudonyms(key.get_secret_value()) if key is not None else None
 
     def variant_configs(self) -> dict[str, VariantConfig]:
         """The arms to serve: the configured variants, else one ``default`` arm from the

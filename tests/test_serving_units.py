@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from serving.artifact_sources import DirectorySource, manifest_version
 from serving.auth import KeyRing
+from serving.erasure import ErasedMembers
 from serving.errors import ForbiddenError, UnauthorizedError
 from serving.event_store import EventStore
 from serving.impressions import ImpressionBuffer
@@ -219,7 +220,7 @@ def test_recommendations_survive_an_event_store_failure(
         {"default": VariantConfig(source=str(tiny_trained[1]))}, {"default": source}
     )
     impressions = ImpressionBuffer(events, flush_seconds=1, batch=10, max_pending=10)
-    service = RecommendationService(models, events, impressions)
+    service = RecommendationService(models, events, impressions, ErasedMembers(events))
 
     def broken(*_: object) -> None:
         raise OperationalError("SELECT", {}, Exception("database is locked"))

@@ -249,3 +249,40 @@ def test_als_from_factors_scores_as_the_fit_it_copies(store: Path) -> None:
     np.testing.assert_array_equal(copied.fold_in(histories), fitted.fold_in(histories))
     with pytest.raises(ModelFitError, match="do not fit"):
         ALSRecommender.from_factors(fitted.user_factors[:-1], fitted.item_factors, data.matrix)
+
+
+def test_spark_settings_are_key_value_pairs_of_spark_keys() -> None:
+    from features.errors import ConfigError
+    from training.config import parse_spark_conf
+
+    given = ["spark.driver.memory=8g", " spark.executor.cores = 4 "]
+    assert parse_spark_conf(given) == {"spark.driver.memory": "8g", "spark.executor.cores": "4"}
+    for bad in ("spark.driver.memory", "driver.memory=8g", "spark.driver.memory="):
+        with pytest.raises(ConfigError, match="KEY=VALUE"):
+            parse_spark_conf([bad])
+
+
+def test_a_local_master_gets_half_the_machine_as_heap_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psutil
+
+    from training.spark.session import _driver_memory_set, local_driver_memory
+
+    megabytes = int(local_driver_memory().removesuffix("m"))
+    assert megabytes >= 1024
+    assert abs(megabytes * 2**20 - psutil.virtual_memory().total / 2) < 2**20 or megabytes == 1024
+    monkeypatch.delenv("SPARK_DRIVER_MEMORY", raising=False)
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    assert not _driver_memory_set({})
+    assert _driver_memory_set({"spark.driver.memory": "2g"})
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--driver-memory 3g pyspark-shell")
+    assert _driver_memory_set({})
+
+
+def test_spark_settings_without_the_spark_engine_are_refused(tmp_path: Path) -> None:
+    result = run_recsys(
+        "train", "-i", tmp_path / "missing.parquet", "--out", tmp_path / "artifact",
+        "--spark-conf", "spark.driver.memory=2g",
+    )  # fmt: skip
+    assert result.returncode == 2 and "--spark-conf" in result.stderr

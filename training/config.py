@@ -25,6 +25,7 @@ __all__ = [
     "Target",
     "TuningBudget",
     "default_lineup",
+    "parse_spark_conf",
     "spark_lineup",
 ]
 
@@ -168,3 +169,17 @@ class RuleConfig(BaseModel):
     #: popularity on Groceries and 8 fell below it (docs/metrics.md, "Which rules are kept").
     baseline_rank: int = Field(default=3, ge=1)
     max_size: int = Field(default=3, ge=2, le=10)
+
+
+def parse_spark_conf(entries: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` entries (``--spark-conf``, as spark-submit's ``--conf``) as settings."""
+    conf: dict[str, str] = {}
+    for entry in entries or []:
+        key, equals, value = entry.partition("=")
+        if not equals or not key.strip().startswith("spark.") or not value.strip():
+            raise ConfigError(
+                f"--spark-conf {entry!r}: give a Spark setting as KEY=VALUE with a spark.* key, "
+                "e.g. --spark-conf spark.driver.memory=8g"
+            )
+        conf[key.strip()] = value.strip()
+    return conf

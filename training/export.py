@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,6 +181,8 @@ class ExportSummary:
     live_members: int
     rows: int
     seconds: float
+    #: Members left out because they were erased on request (:mod:`serving.erasure`).
+    erased_members: int = 0
 
 
 def export_members(
@@ -196,6 +198,7 @@ def export_members(
     progress: Callable[[int], None] | None = None,
     as_of: datetime | None = None,
     rules: BatchRules | None = None,
+    erased: Collection[str] = (),
 ) -> ExportSummary:
     """Write ``kind`` for ``member_ids`` (default: every member the artifact knows, with or
     without events; each once) to ``out`` (``.csv`` or ``.parquet``), ``n`` rows per member at
@@ -203,7 +206,8 @@ def export_members(
     (None: the artifact alone); ``progress`` gets the number of members done after each batch.
     ``as_of`` (buy-again only; naive = UTC): when due-ness is judged, for every member (None:
     each member's latest live event, else the data's end, as the API judges it). ``rules``:
-    a campaign's, applied to every batch."""
+    a campaign's, applied to every batch. ``erased``: members erased on request, left out
+    whether asked for or not (the artifact still knows them until the next training)."""
     if out.suffix not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: use a .csv or .parquet file name")
     if kind != "recommendations" and model is not None:
@@ -214,6 +218,11 @@ def export_members(
     roster = Roster(artifact)
     recommender = ArtifactRecommender(artifact)
     members, indexed = _members_to_export(recommender, roster, member_ids)
+    left_out = 0
+    if erased:
+        keep = ~pl.Series(members, dtype=pl.Utf8).is_in(list(erased)).to_numpy()
+        left_out = int((~keep).sum())
+        members, indexed = members[keep], indexed[keep]
     contexts_of = _LiveContexts(artifact, roster, events)
     answer: Callable[..., tuple[pl.DataFrame, int]]
     if kind == "bundles":
@@ -272,7 +281,8 @@ def export_members(
         raise
     os.replace(partial_path, out)
     unknown = int((~indexed).sum())
-    return ExportSummary(out, len(members), unknown, live, rows, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return ExportSummary(out, len(members), unknown, live, rows, seconds, left_out)
 
 
 def _members_to_export(

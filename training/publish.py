@@ -63,6 +63,7 @@ def write_training_artifact(
     items: pl.DataFrame | None = None,
     list_depth: int = DEFAULT_LIST_DEPTH,
     members: pl.DataFrame | None = None,
+    member_key: str | None = None,
 ) -> Path:
     """Write the model artifact, with ``metrics.json``, ``report.html``, the dashboard's
     ``kpis.json`` and ``member_profiles.parquet`` (:mod:`training.member_kpis`), the purchase
@@ -70,8 +71,9 @@ def write_training_artifact(
     ``members.parquet``: its members without events, :mod:`training.roster`),
     atomically to ``out_dir``, then add every member's top ``list_depth`` by the chosen model
     (none when 0), computed by the recommender serving runs, from the written artifact, so that
-    they are what it would answer."""
-    _write_artifact(outcome, out_dir, items, members)
+    they are what it would answer. ``member_key``: the key fingerprint of pseudonymised member
+    ids (:mod:`features.pseudonyms`; None: raw ids), recorded in the manifest."""
+    _write_artifact(outcome, out_dir, items, members, member_key)
     if list_depth > 0:
         artifact = load_artifact(out_dir, verify=False, model_classes=MODEL_CLASSES)
         add_member_lists(out_dir, ArtifactRecommender(artifact).member_lists(list_depth))
@@ -83,6 +85,7 @@ def _write_artifact(
     out_dir: Path,
     items: pl.DataFrame | None,
     members: pl.DataFrame | None,
+    member_key: str | None,
 ) -> Path:
     data = outcome.data
     popular = fallback_popularity(
@@ -143,6 +146,7 @@ def _write_artifact(
                 **{key: outcome.metrics[key] for key in ("engine",) if key in outcome.metrics},
             },
             params=outcome.metrics["params"],
+            member_key=member_key,
         )
 
 

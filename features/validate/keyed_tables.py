@@ -2,6 +2,13 @@
 
 Both are declared field by field (a name and a kind: text, price, bool or time); the first field
 is the key, which must be present, and a later repeat of a key is a duplicate.
+
+A member table keeps only its declared fields, the columns the product reads: every other
+column (a name, an e-mail, a phone number a CRM export carries along) is dropped before any row
+is checked, so that its values reach no quarantine file, error message, artifact or MLflow run;
+the report names the dropped columns, personal-looking ones apart
+(:func:`features.personal_columns.looks_personal`). A catalog keeps its other columns for the
+quarantine file, which then reads like the input.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from features import columns as col
 from features.checks import RowCheck
 from features.ingest import ColumnMapping, read_table
 from features.parsing import parse_float, parse_id, parse_timestamp
+from features.personal_columns import looks_personal
 from features.validate.quarantine import (
     DEFAULT_MAX_BAD_SHARE,
     TYPED,
@@ -35,7 +43,9 @@ def load_items(
     quarantine_path: Path | None = None,
 ) -> ValidatedTable:
     """Load an item catalog; one row per ``item_id`` (later repeats of an id are duplicates)."""
-    return _load_keyed_table(path, mapping or {}, _ITEM_FIELDS, max_bad_share, quarantine_path)
+    return _load_keyed_table(
+        path, mapping or {}, _ITEM_FIELDS, max_bad_share, quarantine_path, fields_only=False
+    )
 
 
 def load_members(
@@ -44,8 +54,16 @@ def load_members(
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
     quarantine_path: Path | None = None,
 ) -> ValidatedTable:
-    """Load a member table; one row per ``member_id`` (later repeats of an id are duplicates)."""
-    return _load_keyed_table(path, mapping or {}, _MEMBER_FIELDS, max_bad_share, quarantine_path)
+    """Load a member table; one row per ``member_id`` (later repeats of an id are duplicates).
+
+    Only ``member_id``, ``joined_at``, ``tier``, ``region`` and ``birth_date`` are read; the
+    file's other columns are dropped unread and named in the report (``dropped_personal``,
+    ``dropped_unused``). A column of another name that holds one of these is kept by mapping
+    it (``mapping={"birth_date": "DateOfBirth"}``).
+    """
+    return _load_keyed_table(
+        path, mapping or {}, _MEMBER_FIELDS, max_bad_share, quarantine_path, fields_only=True
+    )
 
 
 FieldKind = Literal["text", "price", "bool", "time"]
@@ -94,11 +112,17 @@ def _load_keyed_table(
     fields: tuple[tuple[str, FieldKind], ...],
     max_bad_share: float,
     quarantine_path: Path | None,
+    *,
+    fields_only: bool,
 ) -> ValidatedTable:
-    """Load a table keyed by its first field: the key must be present, repeats are duplicates."""
+    """Load a table keyed by its first field: the key must be present, repeats are duplicates.
+    ``fields_only`` drops the columns that are not ``fields`` before anything else is done."""
     key = fields[0][0]
     frame = read_table(path, mapping)
     require_in_file(frame, (key,), path)
+    declared = {name for name, _ in fields}
+    dropped = [name for name in frame.columns if name not in declared] if fields_only else []
+    frame = frame.drop(dropped)
     present = [(name, kind) for name, kind in fields if name in frame.columns]
     exprs: list[pl.Expr] = []
     checks = [RowCheck(key, f"missing {key}", typed(key).is_null())]
@@ -116,6 +140,8 @@ def _load_keyed_table(
         key=(key,),
         max_bad_share=max_bad_share,
         quarantine_path=quarantine_path,
+        dropped_personal=[name for name in dropped if looks_personal(name)],
+        dropped_unused=[name for name in dropped if not looks_personal(name)],
     )
 
 

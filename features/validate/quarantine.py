@@ -62,6 +62,11 @@ class ValidationReport:
     #: What made a row a duplicate: an exact repeat of an earlier row, or (tables keyed by an
     #: id) a repeat of an earlier row's id, whose first row is the one kept.
     duplicate_kind: str = "exact repeats"
+    #: Columns of the file that were dropped before any row was checked, by the file's own
+    #: names (a members file keeps only the columns the product reads): those whose name looks
+    #: like personal data, and the others. Names only: their values are never read further.
+    dropped_personal: list[str] = field(default_factory=list)
+    dropped_unused: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +130,8 @@ def run_checks(
     max_bad_share: float,
     quarantine_path: Path | None,
     order_by: str | None = None,
+    dropped_personal: list[str] | None = None,
+    dropped_unused: list[str] | None = None,
 ) -> ValidatedTable:
     """Parse, check, quarantine and de-duplicate ``frame``; shared by every table kind.
 
@@ -133,6 +140,8 @@ def run_checks(
     contract names back to the file's own, so the quarantine file reads like the input.
     ``order_by`` returns the accepted rows ordered by that output column (stable: ties keep
     the file's order), in the same copy that drops the bad rows and duplicates.
+    ``dropped_personal`` and ``dropped_unused`` name the file's columns the caller dropped
+    before (for the report).
 
     ``frame`` is consumed: its columns are dropped (in place) once the rows are checked, so that
     the raw table, the typed one and the accepted copy are never all alive at once. At 20M
@@ -184,6 +193,8 @@ def run_checks(
         quarantine_path=str(written_to) if written_to else None,
         duplicate_kind=(f"repeated {', '.join(key)}, first row kept" if key else "exact repeats"),
         preset=preset_name,
+        dropped_personal=list(dropped_personal or []),
+        dropped_unused=list(dropped_unused or []),
     )
     check_bad_share(report, bad, checks, source_names, raw_columns, expected_reasons)
     return ValidatedTable(accepted, report)

@@ -8,6 +8,7 @@ from serving.routes import (
     buy_again,
     campaign_reports,
     dashboard,
+    erasure,
     events,
     health,
     items,
@@ -32,6 +33,7 @@ ROUTERS = (
     models.router,
     dashboard.router,
     profiles.router,
+    erasure.router,
     admin.router,
     health.router,
 )

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from features import columns as col
 from features.errors import ConfigError
-from serving.deps import EventStoreDep, ModelStoreDep, ReadAccess
+from serving.deps import ErasedDep, EventStoreDep, ModelStoreDep, PseudonymsDep, ReadAccess
 from serving.errors import InvalidParameterError, NotFoundError
 from serving.event_store import EVENTS, EventStore
 from serving.routes._responses import errors
@@ -88,17 +88,23 @@ async def overview(
 @router.get("/dashboard/members", summary="Find members by id")
 async def search_members(
     models: ModelStoreDep,
+    erased: ErasedDep,
+    pseudonyms: PseudonymsDep,
     q: Annotated[str, Query(max_length=128, description="Part of a member id (any case).")] = "",
     limit: Annotated[int, Query(ge=1, le=100, description="Most matches returned.")] = 20,
 ) -> MemberSearch:
     """Members whose id contains ``q`` (all members for an empty ``q``), in id order, with
-    their segment and declared tier: the member page's search box."""
+    their segment and declared tier: the member page's search box. Erased members are not
+    found. With pseudonymised ids (RECSYS_MEMBER_ID_KEY), a member's own id finds them too."""
     snapshot = models.primary()
     members = _member_table(snapshot)
+    if len(erased):
+        members = members.filter(~pl.col(col.MEMBER_ID).is_in(erased.ids()))
     if q:
-        members = members.filter(
-            pl.col(col.MEMBER_ID).str.to_lowercase().str.contains(q.lower(), literal=True)
-        )
+        found = pl.col(col.MEMBER_ID).str.to_lowercase().str.contains(q.lower(), literal=True)
+        if pseudonyms is not None:
+            found |= pl.col(col.MEMBER_ID) == pseudonyms.of(q)
+        members = members.filter(found)
     shown = members.sort(col.MEMBER_ID).head(limit)
     return MemberSearch(
         query=q,
@@ -124,13 +130,15 @@ async def member_history(
     member_id: Annotated[ExternalId, _MEMBER_PATH],
     models: ModelStoreDep,
     store: EventStoreDep,
+    erased: ErasedDep,
     n: Annotated[int, Query(ge=1, le=200, description="Most items and events of each.")] = 20,
 ) -> MemberHistory:
     """The items the artifact learned the member interacted with (strongest first, purchases
     flagged) and the events posted since its data ended (newest first). An unknown member has
-    an empty history, not a 404: events may arrive before the next training run."""
+    an empty history, not a 404: events may arrive before the next training run. So has an
+    erased member: what the artifact learnt of them is not shown."""
     snapshot = models.for_member(member_id)
-    index = snapshot.artifact.member_ids.get(member_id)
+    index = None if member_id in erased else snapshot.artifact.member_ids.get(member_id)
     rows = await asyncio.to_thread(_live_rows, store, member_id, snapshot.live_since, n)
     return MemberHistory(
         member_id=member_id,

@@ -17,7 +17,7 @@ from features import columns as col
 from features import member_attributes as attributes
 from features import member_tags as tags
 from features import members as rfm
-from serving.deps import EventStoreDep, ModelStoreDep, ReadAccess
+from serving.deps import ErasedDep, EventStoreDep, ModelStoreDep, ReadAccess
 from serving.errors import NotFoundError
 from serving.profiles import LIVE_FIELDS, as_utc, fold_live, live_activity
 from serving.routes._responses import errors
@@ -48,19 +48,21 @@ async def member_profile(
     member_id: Annotated[ExternalId, Path(description="The member's id.", examples=["M001"])],
     models: ModelStoreDep,
     store: EventStoreDep,
+    erased: ErasedDep,
 ) -> MemberProfile:
     """RFM scores, segment, declared and earned tier, churn risk and expected value, preference
     and behaviour tags, purchase cycle, "spend X more to reach tier Y", and attribute segments,
     as of the data's end; last purchase, orders and recency follow the events posted since
-    (``live_fields``). A member neither the models nor the members file know is a 404."""
+    (``live_fields``). A member neither the models nor the members file know is a 404, and so
+    is an erased member (the same answer: it does not tell that they were ever known)."""
     snapshot = models.for_member(member_id)
+    if member_id in erased:
+        raise NotFoundError(_unknown(member_id))
     index = snapshot.artifact.member_ids.get(member_id)
     rows = snapshot.profile_rows
     row = rows.row(member_id) if rows is not None else None
     if row is None and index is None and member_id not in snapshot.carried_segments:
-        raise NotFoundError(
-            f"unknown member {member_id!r}: neither the models nor the members file know them"
-        )
+        raise NotFoundError(_unknown(member_id))
     row = row or {rfm.SEGMENT: snapshot.segment_of_member(member_id, index)}
     live = await asyncio.to_thread(live_activity, store, member_id, snapshot.live_since)
     data_end = datetime.fromtimestamp(snapshot.live_since, UTC)
@@ -79,6 +81,10 @@ async def member_profile(
         live_events=live.events,
         live_fields=list(LIVE_FIELDS),
     )
+
+
+def _unknown(member_id: str) -> str:
+    return f"unknown member {member_id!r}: neither the models nor the members file know them"
 
 
 def _attributes(row: dict[str, Any]) -> AttributeSegments:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from serving.deps import ReadAccess, ServiceDep
+from serving.deps import PseudonymsDep, ReadAccess, ServiceDep
 from serving.query import query_dependency, query_openapi
 from serving.routes._responses import BODY_ERRORS, errors, json_response
 from serving.schemas import (
@@ -59,6 +59,9 @@ async def member_recommendations(
     response_model=BatchRecommendationResponse,
     responses=errors(*BODY_ERRORS),
 )
-async def batch_recommendations(body: BatchRecommendationRequest, service: ServiceDep) -> Response:
+async def batch_recommendations(
+    body: BatchRecommendationRequest, service: ServiceDep, pseudonyms: PseudonymsDep
+) -> Response:
     """One list per member id, in the order given, each from the member's own A/B variant."""
-    return json_response({"results": await service.for_members(body.member_ids, body)})
+    members = body.member_ids if pseudonyms is None else pseudonyms.of_all(body.member_ids)
+    return json_response({"results": await service.for_members(members, body)})

@@ -31,6 +31,7 @@ from serving.schemas.bundles import (
     MemberBundlesResponse,
 )
 from serving.schemas.events import EventIn, EventsAccepted, EventType
+from serving.schemas.privacy import AuditEntryOut, AuditLogResponse, MemberErased
 from serving.schemas.recommendations import (
     BatchRecommendationRequest,
     BatchRecommendationResponse,
@@ -47,6 +48,8 @@ __all__ = [
     "MAX_CART_ITEMS",
     "MAX_EVENTS_PER_REQUEST",
     "MAX_N",
+    "AuditEntryOut",
+    "AuditLogResponse",
     "BatchRecommendationRequest",
     "BatchRecommendationResponse",
     "BundleItem",
@@ -64,6 +67,7 @@ __all__ = [
     "Health",
     "MemberBundle",
     "MemberBundlesResponse",
+    "MemberErased",
     "MemberRecommendationQuery",
     "ModelsResponse",
     "Rate",

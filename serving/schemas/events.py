@@ -67,9 +67,10 @@ class EventIn(Strict):
 
 class EventsAccepted(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"received": 3, "stored": 2, "duplicates": 1}]}
+        json_schema_extra={"examples": [{"received": 3, "stored": 2, "duplicates": 1, "erased": 0}]}
     )
 
     received: int = Field(description="Events in the request.")
     stored: int = Field(description="Events committed now.")
     duplicates: int = Field(description="Events whose event_id was already stored.")
+    erased: int = Field(default=0, description="Events of erased members, not stored.")

@@ -7,7 +7,8 @@ Layout (paths relative to the artifact directory)::
                                 it), data_fingerprint,
                                 chosen, models {name: {class, params}}, indexes {name: {kind,
                                 metric}}, extra_files, n_members, n_items, segment_names,
-                                metrics, params, files {relative path: sha256}
+                                metrics, params, member_ids {pseudonymised, key_fingerprint}
+                                (features.pseudonyms), files {relative path: sha256}
     ids/members.npy             external member ids; the position is the internal index
     ids/items.npy               external item ids; the position is the internal index
     models/<name>/              Recommender.save: params.json and the model's .npy/.npz arrays

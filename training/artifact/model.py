@@ -61,6 +61,13 @@ class ModelArtifact:
         stamp = self.manifest.get("data_end")
         return utc_moment(str(stamp)) if stamp else None
 
+    @property
+    def member_key(self) -> str | None:
+        """The key fingerprint of the artifact's pseudonymised member ids; None when the ids
+        are raw (and for artifacts written before the manifest recorded it)."""
+        recorded = self.manifest.get("member_ids") or {}
+        return recorded.get("key_fingerprint") if recorded.get("pseudonymised") else None
+
     def model(self, name: str) -> Recommender:
         """The model called ``name``; an unknown name lists the ones there are."""
         try:

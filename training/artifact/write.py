@@ -65,6 +65,7 @@ def write_artifact(
     extra_files: Mapping[str, Path] | None = None,
     metrics: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
+    member_key: str | None = None,
 ) -> Path:
     """Write a complete model artifact to ``out_dir`` atomically and return ``out_dir``.
 
@@ -76,6 +77,8 @@ def write_artifact(
     ``extra_files`` maps a plain file name in the artifact to the file copied there.
     ``data_end`` is the time of the last event the artifact learned from (naive times are UTC):
     serving counts a member's events that occurred after it as live history.
+    ``member_key`` is the key fingerprint of pseudonymised member ids (None: the ids are raw),
+    recorded as the manifest's ``member_ids`` so that readers refuse a key that does not match.
     Inconsistent inputs raise ``ValueError`` before anything is written. A previous artifact at
     ``out_dir`` is replaced only once the new one is complete; if writing fails it stays.
     """
@@ -114,6 +117,7 @@ def write_artifact(
             "extra_files": sorted(extra_files),
             "n_members": n_members,
             "n_items": n_items,
+            "member_ids": {"pseudonymised": member_key is not None, "key_fingerprint": member_key},
             "segment_names": list(segment_names),
             "metrics": dict(metrics or {}),
             "params": dict(params or {}),

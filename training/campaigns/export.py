@@ -123,12 +123,14 @@ def export_campaign(
     model_version: str | None = None,
     filters: Mapping[str, Any] | None = None,
     sent_at: float | None = None,
+    erased: Collection[str] = (),
 ) -> CampaignSummary:
     """Export ``kind`` for ``member_ids`` (default: every member) as a campaign of
     ``plan.family``: suppression, holdout and caps applied, sends recorded in ``ledger``,
     reasons and manifest written beside ``out``. ``filters`` (how the members were chosen)
     and ``model_version`` go into the manifest as given; ``sent_at`` (epoch s, default now)
-    is the sends' time, from which the caps look back."""
+    is the sends' time, from which the caps look back. ``erased``: members erased on request,
+    neither sent to nor held out."""
     _require_separable_items(artifact)
     moment = time.time() if sent_at is None else sent_at
     campaign_id = new_campaign_id(plan.family, moment)
@@ -148,6 +150,7 @@ def export_campaign(
                 summary = export_members(
                     artifact, out, kind=kind, n=n, member_ids=member_ids, model=model,
                     batch=batch, events=events, progress=progress, as_of=as_of, rules=rules,
+                    erased=erased,
                 )  # fmt: skip
             written.append(out)
         os.replace(excluded_partial, excluded)
