@@ -240,6 +240,13 @@ Spark against implicit, same size:
 Where each engine stops fitting on this machine:
 
 {chr(10).join(limits)}
+
+The Spark tree's peak follows the heap its JVM is given more than the data: the JVM grows its
+heap up to the limit before it collects much, and with Spark's own 1 GB limit the same 5M-event
+run ran out of heap (`java.lang.OutOfMemoryError`), which is why a local master gets half the
+machine by default. So the Spark line says where the default heap stops fitting beside the
+driver, not what Spark needs; the Python driver's own peak (the "recsys" column) is what grows
+with the data, as the implicit engine's does.
 """
 
 
