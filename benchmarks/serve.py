@@ -261,7 +261,7 @@ def bare_command(work: Path, port: int, workers: int) -> list[str]:
 def sample_payload(artifact: Path, work: Path, members: Path) -> bytes:
     """One real response of our server, for the bare route to return."""
     port = free_port()
-    process = start(ours_command(artifact, work, port, 1), work / "payload.log", work)
+    process = start(ours_command(artifact, work, port, 1, None), work / "payload.log", work)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, "/readyz")
