@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from serving.event_store import CAMPAIGN_SENDS, ERASURES, EVENTS, SERVED, EventStore
 
@@ -124,21 +124,6 @@ def erased_member_ids(store: EventStore) -> frozenset[str]:
         return frozenset(connection.execute(select(ERASURES.c.member_id)).scalars())
 
 
-def _erasures_after(store: EventStore, seen: int) -> list[tuple[int, str]]:
-    query = (
-        select(ERASURES.c.id, ERASURES.c.member_id)
-        .where(ERASURES.c.id > seen)
-        .order_by(ERASURES.c.id)
-    )
-    with store.engine.connect() as connection:
-        return [(int(number), member) for number, member in connection.execute(query)]
-
-
-def _last_erasure(store: EventStore) -> int:
-    with store.engine.connect() as connection:
-        return int(connection.execute(select(func.max(ERASURES.c.id))).scalar() or 0)
-
-
 class ErasedMembers:
     """This worker's set of erased members, kept up to date from the store.
 
@@ -160,9 +145,11 @@ class ErasedMembers:
         return len(self._members)
 
     async def start(self) -> None:
-        """Every erasure recorded before this worker started."""
-        self._seen = await asyncio.to_thread(_last_erasure, self._store)
-        self._members = set(await asyncio.to_thread(erased_member_ids, self._store))
+        """Every erasure recorded before this worker started (one read: the ids and the
+        number to follow from)."""
+        found = await asyncio.to_thread(self._store.erasures_after, 0)
+        self._members = {member_id for _, member_id in found}
+        self._seen = found[-1][0] if found else 0
 
     def ids(self) -> list[str]:
         """The erased members' ids (a copy)."""
@@ -175,7 +162,7 @@ class ErasedMembers:
     async def follow_once(self) -> None:
         """Take in the erasures recorded since the last look, and unlink the lists this worker
         served them before it knew (flushed after the erasure unlinked the rest)."""
-        found = await asyncio.to_thread(_erasures_after, self._store, self._seen)
+        found = await asyncio.to_thread(self._store.erasures_after, self._seen)
         if not found:
             return
         new = [member_id for _, member_id in found]

@@ -383,13 +383,20 @@ class EventStore:
 
     def reload_requests_after(self, seen: int) -> list[tuple[int, str | None]]:
         """(number, variant) of every reload request after number ``seen``, oldest first."""
-        query = (
-            select(RELOAD_REQUESTS.c.id, RELOAD_REQUESTS.c.variant)
-            .where(RELOAD_REQUESTS.c.id > seen)
-            .order_by(RELOAD_REQUESTS.c.id)
-        )
+        return self._numbered_after(RELOAD_REQUESTS.c.id, RELOAD_REQUESTS.c.variant, seen)
+
+    def erasures_after(self, seen: int) -> list[tuple[int, str]]:
+        """(number, member id) of every erasure after number ``seen``, oldest first."""
+        return self._numbered_after(ERASURES.c.id, ERASURES.c.member_id, seen)
+
+    def _numbered_after(self, number: Column, value: Column, seen: int) -> list[tuple[int, Any]]:
+        """(number, value) of the rows numbered after ``seen``, oldest first: what the workers
+        follow of each other (:mod:`serving.following`)."""
+        query = select(number, value).where(number > seen).order_by(number)
         with self.engine.connect() as connection:
-            return [(int(number), variant) for number, variant in connection.execute(query)]
+            return [
+                (int(row_number), row_value) for row_number, row_value in connection.execute(query)
+            ]
 
     def last_reload_request(self) -> int:
         """The number of the newest reload request (0 when there is none)."""

@@ -49,15 +49,16 @@ async def store_events(
 ) -> EventsAccepted:
     """Commit ``events`` (those of members not erased) and say how many were new."""
     rows = _rows(events, time.time())
-    kept = [row for row in rows if row["member_id"] not in erased]
+    dropped_ids = {row["event_id"] for row in rows if row["member_id"] in erased}
+    kept = [row for row in rows if row["event_id"] not in dropped_ids]
     stored = await asyncio.to_thread(store.add_events, kept) if kept else set()
     for row in rows:
-        if row["member_id"] in erased:
+        if row["event_id"] in dropped_ids:
             outcome = "erased"
         else:
             outcome = "stored" if row["event_id"] in stored else "duplicate"
         metrics.EVENTS.labels(row["event"], outcome).inc()
-    dropped = len(rows) - len(kept)
+    dropped = len(dropped_ids)
     return EventsAccepted(
         received=len(events),
         stored=len(stored),
